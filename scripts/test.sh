@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Install solar-ray into .venv and run the whole test suite (offline, CPU, about 15 minutes on 2 cores).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,227 @@
+"""Artifact directories: atomic writes, `lineage.json`, content hashes, safetensors-only model I/O.
+
+Every stage writes one directory. A model artifact is a Hugging Face model directory (config.json, sharded
+safetensors + index, tokenizer files, generation config) plus `lineage.json`:
+
+    {"stage", "config", "parents": [{"name", "path", "content_hash"}], "metrics", "content_hash",
+     "packages", "git_revision", "created_at"}
+
+Writes go to a temporary sibling that is renamed into place at the end, so a killed run leaves no output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from solar_ray.errors import ArtifactError
+
+LINEAGE = "lineage.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+TRACKED_PACKAGES = (
+    "solar-ray", "torch", "ray", "transformers", "trl", "deepspeed", "datasets", "lm-eval", "safetensors", "vllm",
+)
+# Environment variables whose values must never be written into lineage, reports or logs.
+SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY", "CREDENTIAL")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `out`; on success rename it to `out`, on any error delete it.
+
+    Raises ArtifactError if `out` exists and `force` is False.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(trash)
+            tmp.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def content_hash(directory: str | Path) -> str:
+    """Hash of every file's relative path and bytes, lineage.json excluded.
+
+    xxh3-128 rather than sha256: it runs at memory speed, so hashing a freshly written 20 GB model costs seconds.
+    It identifies content for caching; it is not a security signature.
+    """
+    import xxhash
+
+    directory = Path(directory)
+    digest = xxhash.xxh3_128()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != LINEAGE):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def git_revision() -> str | None:
+    """The solar-ray checkout's commit, when running from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def secret_values() -> list[str]:
+    """Values of secret-looking environment variables (hub tokens, cloud keys), longest first."""
+    values = {
+        value
+        for key, value in os.environ.items()
+        if len(value) >= 6 and any(marker in key.upper() for marker in SECRET_MARKERS)
+    }
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(obj: Any, secrets: list[str] | None = None) -> Any:
+    """A copy of a JSON-like object with every secret value replaced by '***'."""
+    secrets = secret_values() if secrets is None else secrets
+    if not secrets:
+        return obj
+    if isinstance(obj, str):
+        for secret in secrets:
+            obj = obj.replace(secret, "***")
+        return obj
+    if isinstance(obj, Mapping):
+        return {key: redact(value, secrets) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact(value, secrets) for value in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON through a temporary file and rename, so readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def write_lineage(
+    directory: str | Path,
+    stage: str,
+    config: Mapping[str, Any],
+    parents: Mapping[str, str | Path] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write `lineage.json` into an artifact directory (call it last, inside `atomic_dir`). Returns the record.
+
+    `parents` maps a role (e.g. "model", "reference") to an artifact path; each parent's content hash is read from
+    its own lineage.json when it has one, else computed.
+    """
+    directory = Path(directory)
+    parent_records = []
+    for name, path in (parents or {}).items():
+        parent_records.append({"name": name, "path": str(path), "content_hash": artifact_hash(path)})
+    record = {
+        "stage": stage,
+        "config": dict(config),
+        "parents": parent_records,
+        "metrics": dict(metrics or {}),
+        **extra,
+        "content_hash": content_hash(directory),
+        "packages": package_versions(),
+        "git_revision": git_revision(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    record = redact(record)
+    write_json(directory / LINEAGE, record)
+    return record
+
+
+def read_lineage(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / LINEAGE
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: not a solar-ray artifact (no {LINEAGE})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def artifact_hash(directory: str | Path) -> str | None:
+    """The content hash recorded in an artifact's lineage, else computed from its files; None if it is missing."""
+    directory = Path(directory)
+    if (directory / LINEAGE).is_file():
+        recorded = read_lineage(directory).get("content_hash")
+        if recorded:
+            return recorded
+    return content_hash(directory) if directory.is_dir() else None
+
+
+# ------------------------------------------------------------------------------------------ model I/O
+
+
+def require_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
+    """Check that `path` is a local HF model directory with safetensors weights (pickle only if allowed)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: model directory not found")
+    if not (path / "config.json").is_file():
+        raise ArtifactError(f"{path}: not a Hugging Face model directory (no config.json)")
+    has_safetensors = any(path.glob("*.safetensors"))
+    pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+    if not has_safetensors:
+        if pickles and not allow_pickle:
+            raise ArtifactError(
+                f"{path}: only pickle weights ({pickles[0]}); loading pickle can run arbitrary code - convert to "
+                "safetensors or pass --allow-pickle if you trust this file"
+            )
+        if not pickles:
+            raise ArtifactError(f"{path}: no weights found (expected *.safetensors)")
+    return path
+
+
+def save_model(model: Any, tokenizer: Any, out: str | Path, max_shard_size: str = "2GB") -> None:
+    """Save a transformers model (+ tokenizer) as a HF directory with sharded safetensors only."""
+    model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+
+
+def load_model(path: str | Path, dtype: Any = None, allow_pickle: bool = False, trust_remote_code: bool = False):
+    """Load (model, tokenizer) from a local model artifact: safetensors unless allowed, no remote code unless asked."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = require_model_dir(path, allow_pickle=allow_pickle)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype or "auto", use_safetensors=not allow_pickle, trust_remote_code=trust_remote_code
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return model, tokenizer

@@ -1,0 +1,22 @@
+"""`stage: tiny` - build the tiny world (model + tokenizer + datasets) as one artifact directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from solar_ray.config import StageConfig
+
+
+class Config(StageConfig):
+    stage: Literal["tiny"] = "tiny"
+    seed: int = Field(default=0, description="Seed for the synthetic language, the datasets and the model init.")
+
+
+def run(config: Config) -> Path:
+    from solar_ray.tiny.build import build_tiny_world
+
+    return build_tiny_world(Path(config.output or "runs/tiny"), seed=config.seed, force=config.force,
+                            config=config)

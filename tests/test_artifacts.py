@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from solar_ray.artifacts import (
+    artifact_hash,
+    atomic_dir,
+    content_hash,
+    read_lineage,
+    redact,
+    require_model_dir,
+    write_lineage,
+)
+from solar_ray.errors import ArtifactError
+
+
+def test_atomic_dir_renames_on_success_and_cleans_on_failure(tmp_path):
+    out = tmp_path / "art"
+    with atomic_dir(out) as tmp:
+        (tmp / "x.txt").write_text("x")
+        assert not out.exists()
+    assert (out / "x.txt").read_text() == "x"
+
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "broken") as tmp:
+        (tmp / "half").write_text("partial")
+        raise RuntimeError("killed")
+    assert not (tmp_path / "broken").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["art"]
+
+
+def test_atomic_dir_refuses_existing_unless_forced(tmp_path):
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "old").write_text("old")
+    with pytest.raises(ArtifactError, match="already exists"), atomic_dir(out):
+        pass
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new"]
+
+
+def test_lineage_records_parents_hashes_and_redacts_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_supersecretvalue")
+    parent = tmp_path / "parent"
+    with atomic_dir(parent) as tmp:
+        (tmp / "w").write_bytes(b"abc")
+        write_lineage(tmp, "tiny", {"seed": 0})
+    child = tmp_path / "child"
+    with atomic_dir(child) as tmp:
+        (tmp / "w").write_bytes(b"def")
+        write_lineage(tmp, "upscale", {"note": "token hf_supersecretvalue"}, parents={"base": parent})
+    record = read_lineage(child)
+    assert record["parents"][0]["content_hash"] == read_lineage(parent)["content_hash"] == content_hash(parent)
+    assert record["content_hash"] == artifact_hash(child)
+    assert "hf_supersecretvalue" not in (child / "lineage.json").read_text()
+    assert record["config"]["note"] == "token ***"
+    assert json.loads((child / "lineage.json").read_text())["stage"] == "upscale"
+
+
+def test_content_hash_changes_with_content(tmp_path):
+    (tmp_path / "a").write_bytes(b"1")
+    first = content_hash(tmp_path)
+    (tmp_path / "a").write_bytes(b"2")
+    assert content_hash(tmp_path) != first
+
+
+def test_redact_walks_nested_objects():
+    assert redact({"a": ["x secret123 y"]}, ["secret123"]) == {"a": ["x *** y"]}
+
+
+def test_require_model_dir_refuses_pickle_unless_allowed(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80")
+    with pytest.raises(ArtifactError, match="pickle"):
+        require_model_dir(tmp_path)
+    assert require_model_dir(tmp_path, allow_pickle=True) == tmp_path
+    with pytest.raises(ArtifactError, match="not found"):
+        require_model_dir(tmp_path / "missing")
