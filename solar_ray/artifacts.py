@@ -44,6 +44,8 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     if out.exists() and not force:
         raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a run that was killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

@@ -52,6 +52,45 @@ def run(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def pipeline(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML naming its stages, configs and inputs.")],
+    start: Annotated[str | None, typer.Option("--from", help="Rerun this stage and everything downstream.")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run just this stage (its inputs must exist).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate every config and print the plan.")] = False,
+    output: Annotated[str | None, typer.Option(help="Output root (default: the experiment's, or runs/<name>).")] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the final report.")] = False,
+) -> None:
+    """Run a whole experiment as a DAG of stages; completed stages with unchanged inputs are skipped."""
+    from solar_ray.pipeline import Pipeline
+
+    if start and only:
+        raise typer.BadParameter("use --from or --only, not both")
+    pipe = Pipeline(experiment, output=output)
+    if dry_run:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{pipe.experiment.name}: plan ({pipe.root})")
+        for column in ("stage", "kind", "inputs", "resources", "status"):
+            table.add_column(column)
+        for row in pipe.plan(pipe.select(start, only)):
+            table.add_row(*(str(row[c]) for c in ("stage", "kind", "inputs", "resources", "status")))
+        Console(width=200).print(table)
+        return
+    pipe.run(start=start, only=only, report=not no_report)
+
+
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="A pipeline output, sweep or eval artifact directory.")],
+) -> None:
+    """Write tables and plots (markdown, HTML, PNG) for a pipeline, sweep or evaluation directory."""
+    from solar_ray.report import write_report
+
+    typer.echo(f"wrote {write_report(directory)}")
+
+
 def _register_stage_commands() -> None:
     """Commands that belong to one stage live with that stage and add themselves here."""
 

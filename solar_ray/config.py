@@ -85,6 +85,20 @@ def resolve_extends(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return deep_merge(resolve_extends(path.parent / parent, (*_seen, path)), tree)
 
 
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set `tree["a"]["b"]["c"] = value` for key "a.b.c", creating (copies of) mappings on the way."""
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise ConfigError(f"override key {key!r}: expected dotted.key")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
 def apply_overrides(tree: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply `dotted.key=value` overrides; values are parsed as YAML (`3`, `2e-5`, `[a, b]`, `null`)."""
     tree = dict(tree)
@@ -96,14 +110,7 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str] | tuple[str, ...]
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        parts = key.split(".")
-        node = tree
-        for part in parts[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, dict) else {}
-            node[part] = child
-            node = child
-        node[parts[-1]] = value
+        set_dotted(tree, key, value)
     return tree
 
 
@@ -166,19 +173,23 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
     Raises ConfigError (one line naming file and key) for missing files, bad YAML, unknown stages or keys.
     """
-    from solar_ray.stages import stage_module
-
     path = Path(path)
     tree = apply_overrides(resolve_extends(path), overrides)
-    stage = tree.get("stage")
-    if not isinstance(stage, str):
-        raise ConfigError(f"{path}: missing required key 'stage' (which stage this config runs)")
-    config_cls = stage_module(stage, source=str(path)).Config
     source = f"{path}" + (f" (with overrides {' '.join(overrides)})" if overrides else "")
-    config = validate(config_cls, tree, source)
+    config = build_config(tree, source)
     if config.output is None:
         config.output = str(Path("runs") / path.stem)
     return config
+
+
+def build_config(tree: dict[str, Any], source: str) -> StageConfig:
+    """Validate a config tree against the model of the stage its `stage:` key names."""
+    from solar_ray.stages import stage_module
+
+    stage = tree.get("stage")
+    if not isinstance(stage, str):
+        raise ConfigError(f"{source}: missing required key 'stage' (which stage this config runs)")
+    return validate(stage_module(stage, source=source).Config, tree, source)
 
 
 def dump_config(config: BaseModel) -> dict[str, Any]:

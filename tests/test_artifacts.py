@@ -76,3 +76,12 @@ def test_require_model_dir_refuses_pickle_unless_allowed(tmp_path):
     assert require_model_dir(tmp_path, allow_pickle=True) == tmp_path
     with pytest.raises(ArtifactError, match="not found"):
         require_model_dir(tmp_path / "missing")
+
+
+def test_atomic_dir_removes_temp_dirs_left_by_killed_runs(tmp_path):
+    stale = tmp_path / ".art.tmp-deadbeef"
+    stale.mkdir()
+    (stale / "partial").write_text("x")
+    with atomic_dir(tmp_path / "art") as tmp:
+        (tmp / "done").write_text("y")
+    assert not stale.exists() and (tmp_path / "art" / "done").exists()

@@ -1,0 +1,253 @@
+"""`solar-ray pipeline EXPERIMENT.yaml`: run an experiment's stages as a DAG on Ray, with caching and resume.
+
+An experiment names its stages; each has a stage config (a file, relative to the experiment, or an inline
+mapping), `inputs` (dotted config key -> the artifact of an earlier stage, optionally `stage:sub/path`) and
+`overrides` (dotted config key -> value):
+
+    name: tiny
+    stages:
+      world:   {config: world.yaml}
+      base:    {config: pretrain_base.yaml, inputs: {model: "world:base", dataset: data_pretrain}}
+
+Everything lands under one output directory (default `runs/<name>/`): one artifact per stage at
+`<output>/<stage>/`, Ray Train/Tune storage at `<output>/ray/`, `pipeline.json` (state and timings) and the
+report at `<output>/report/`.
+
+Features:
+1. Order: stages run in topological order of their inputs; a cycle or a reference to an unknown stage is a
+   ConfigError naming the stage.
+2. Caching: a stage whose artifact exists, with a lineage.json recording the same config and the same parent
+   content hashes, is skipped. Artifacts are written atomically, so an interrupted stage leaves nothing behind
+   and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
+   Ray Train checkpoints in `<output>/ray/`).
+3. Selection: `--from STAGE` reruns STAGE and everything downstream; `--only STAGE` runs just STAGE (its inputs
+   must exist); `--dry-run` validates every config and prints the plan with each stage's resources.
+Raises ConfigError / ArtifactError before anything runs when a config is invalid or a needed input is missing.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from solar_ray.artifacts import LINEAGE, artifact_hash, read_lineage, write_json
+from solar_ray.config import (
+    StageConfig,
+    Strict,
+    build_config,
+    deep_merge,
+    dump_config,
+    read_yaml,
+    resolve_extends,
+    set_dotted,
+    validate,
+)
+from solar_ray.errors import ArtifactError, ConfigError
+
+RAY_STORAGE_DIR = "ray"
+REPORT_DIR = "report"
+
+
+class StageSpec(Strict):
+    config: str | dict[str, Any] = Field(
+        description="Stage config: a YAML path relative to the experiment file, or an inline mapping."
+    )
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Dotted config key -> artifact of an earlier stage, as `stage` or `stage:sub/path`.",
+    )
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Dotted config key -> value.")
+
+
+class Experiment(Strict):
+    name: str = Field(description="Experiment name; the default output directory is runs/<name>.")
+    description: str = Field(default="", description="What the experiment reproduces, for the report.")
+    output: str | None = Field(default=None, description="Output root (local path). Default: runs/<name>.")
+    stages: dict[str, StageSpec] = Field(description="Stage name -> spec, in any order (the DAG orders them).")
+    report: dict[str, Any] = Field(
+        default_factory=dict, description="Report layout: tables and findings (see solar_ray.report)."
+    )
+
+
+class Pipeline:
+    """A loaded experiment: validated stage configs, their dependency graph and output locations."""
+
+    def __init__(self, path: str | Path, output: str | None = None):
+        self.path = Path(path)
+        self.experiment = validate(Experiment, read_yaml(self.path), str(self.path))  # type: ignore[arg-type]
+        self.root = Path(output or self.experiment.output or Path("runs") / self.experiment.name)
+        self.parents = self._dependency_graph()
+        self.order = self._topological_order()
+        self.configs = {name: self._stage_config(name) for name in self.order}
+
+    # --------------------------------------------------------------------------------------- building
+
+    def _dependency_graph(self) -> dict[str, set[str]]:
+        graph = {}
+        for name, spec in self.experiment.stages.items():
+            deps = set()
+            for key, ref in spec.inputs.items():
+                parent = ref.split(":", 1)[0]
+                if parent not in self.experiment.stages:
+                    raise ConfigError(
+                        f"{self.path}: stage '{name}' input '{key}' refers to unknown stage '{parent}'; "
+                        f"stages: {', '.join(self.experiment.stages)}"
+                    )
+                deps.add(parent)
+            graph[name] = deps
+        return graph
+
+    def _topological_order(self) -> list[str]:
+        try:
+            return list(graphlib.TopologicalSorter(self.parents).static_order())
+        except graphlib.CycleError as exc:
+            raise ConfigError(f"{self.path}: stages form a cycle: {' -> '.join(exc.args[1])}") from None
+
+    def artifact(self, ref: str) -> Path:
+        stage, _, sub = ref.partition(":")
+        return self.root / stage / sub if sub else self.root / stage
+
+    def _stage_config(self, name: str) -> StageConfig:
+        spec = self.experiment.stages[name]
+        source = f"{self.path} stage '{name}'"
+        if isinstance(spec.config, str):
+            tree = resolve_extends(self.path.parent / spec.config)
+            source = f"{self.path.parent / spec.config} (stage '{name}' of {self.path})"
+        else:
+            tree = deep_merge({}, spec.config)
+        for key, value in spec.overrides.items():
+            set_dotted(tree, key, value)
+        for key, ref in spec.inputs.items():
+            set_dotted(tree, key, str(self.artifact(ref)))
+        tree["output"] = str(self.root / name)
+        config = build_config(tree, source)
+        # Every stage that keeps Ray Train / Tune state keeps it under the experiment's output root.
+        if "storage_path" in type(config).model_fields and not _has_dotted(spec.overrides, "storage_path"):
+            config = type(config).model_validate({**config.model_dump(), "storage_path": str(self.root / RAY_STORAGE_DIR)})
+        return config
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def input_paths(self, name: str) -> dict[str, Path]:
+        return {key: self.artifact(ref) for key, ref in self.experiment.stages[name].inputs.items()}
+
+    def is_current(self, name: str) -> bool:
+        """True when the stage's artifact exists with the same config and the same parent content hashes."""
+        out = self.root / name
+        if not (out / LINEAGE).is_file():
+            return False
+        lineage = read_lineage(out)
+        if _comparable(lineage.get("config", {})) != _comparable(dump_config(self.configs[name])):
+            return False
+        for parent in lineage.get("parents", []):
+            if parent.get("content_hash") != artifact_hash(parent["path"]):
+                return False
+        return True
+
+    def select(self, start: str | None = None, only: str | None = None) -> list[str]:
+        """Stages to run, in order: all, `start` and its descendants, or just `only`."""
+        for chosen in (start, only):
+            if chosen is not None and chosen not in self.configs:
+                raise ConfigError(f"{self.path}: no stage named '{chosen}'; stages: {', '.join(self.order)}")
+        if only:
+            return [only]
+        if start:
+            downstream = {start}
+            for name in self.order:
+                if self.parents[name] & downstream:
+                    downstream.add(name)
+            return [name for name in self.order if name in downstream]
+        return list(self.order)
+
+    # ------------------------------------------------------------------------------------------- plan
+
+    def plan(self, selected: list[str]) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.order:
+            config = self.configs[name]
+            if name not in selected:
+                status = "not selected"
+            elif self.is_current(name):
+                status = "cached"
+            else:
+                status = "will run"
+            rows.append({
+                "stage": name,
+                "kind": config.stage,
+                "inputs": ", ".join(f"{k}<-{v}" for k, v in self.experiment.stages[name].inputs.items()) or "-",
+                "resources": stage_resources(config),
+                "status": status,
+            })
+        return rows
+
+    def run(self, start: str | None = None, only: str | None = None, report: bool = True) -> dict[str, Any]:
+        """Run the selected stages in order; returns the state written to pipeline.json."""
+        from rich.console import Console
+
+        from solar_ray.ray_session import init_ray
+        from solar_ray.stages import run_stage
+
+        console = Console(stderr=True)
+        selected = self.select(start, only)
+        forced = set(selected) if (start or only) else set()
+        for name in selected:  # inputs of the first selected stages must exist before anything runs
+            for key, path in self.input_paths(name).items():
+                parent = self.experiment.stages[name].inputs[key].split(":", 1)[0]
+                if parent not in selected and not path.exists():
+                    raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
+        self.root.mkdir(parents=True, exist_ok=True)
+        state = {"experiment": self.experiment.name, "source": str(self.path), "stages": {}}
+        init_ray()
+        started = time.monotonic()
+        for index, name in enumerate(selected, 1):
+            label = f"[{index}/{len(selected)}] {name} ({self.configs[name].stage})"
+            if name not in forced and self.is_current(name):
+                console.print(f"{label}: cached")
+                state["stages"][name] = {"status": "cached", "seconds": 0.0}
+                continue
+            console.print(f"{label}: running")
+            config = self.configs[name]
+            if (self.root / name).exists():
+                config = type(config).model_validate({**config.model_dump(), "force": True})
+            t0 = time.monotonic()
+            run_stage(config)
+            seconds = round(time.monotonic() - t0, 1)
+            console.print(f"{label}: done in {seconds:.0f} s (total {time.monotonic() - started:.0f} s)")
+            state["stages"][name] = {"status": "ran", "seconds": seconds}
+            write_json(self.root / "pipeline.json", state)
+        state["seconds"] = round(time.monotonic() - started, 1)
+        write_json(self.root / "pipeline.json", state)
+        if report:
+            from solar_ray.report import write_pipeline_report
+
+            path = write_pipeline_report(self)
+            console.print(f"report: {path}")
+        return state
+
+
+def stage_resources(config: StageConfig) -> str:
+    """A short description of what a stage asks of the cluster, read from its config's common fields."""
+    scaling = getattr(config, "scaling", None)
+    if scaling is not None:
+        workers = getattr(scaling, "num_workers", 1)
+        gpu = getattr(scaling, "use_gpu", False)
+        unit = "GPU" if gpu is True else "CPU" if gpu is False else "GPU if present"
+        zero = getattr(getattr(config, "deepspeed", None), "zero_stage", None)
+        return f"{workers} x {unit} worker" + ("s" if workers != 1 else "") + (f", ZeRO-{zero}" if zero is not None else "")
+    for field in ("num_actors", "concurrency", "num_workers"):
+        value = getattr(config, field, None)
+        if isinstance(value, int):
+            return f"{value} Ray actor" + ("s" if value != 1 else "")
+    return "driver (1 CPU)"
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key != "force"}
+
+
+def _has_dotted(mapping: dict[str, Any], key: str) -> bool:
+    return key in mapping

@@ -1,0 +1,126 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from solar_ray import stages
+from solar_ray.errors import ArtifactError, ConfigError
+from solar_ray.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+EXPERIMENT = """
+name: toy
+stages:
+  c: {config: {stage: fake, value: 100}, inputs: {inputs.a: a, inputs.b: b}}
+  a: {config: {stage: fake, value: 1}}
+  b: {config: leaf.yaml, inputs: {inputs.a: a}, overrides: {value: 10}}
+"""
+
+
+@pytest.fixture
+def experiment(tmp_path, monkeypatch):
+    monkeypatch.setitem(stages.STAGES, "fake", "tests.pipeline.fake_stage")
+    monkeypatch.setattr("solar_ray.ray_session.init_ray", lambda *a, **k: None)
+    (tmp_path / "leaf.yaml").write_text("stage: fake\nvalue: 5\n")
+    path = tmp_path / "toy.yaml"
+    path.write_text(EXPERIMENT)
+    return path
+
+
+def value(root, stage):
+    return int((root / stage / "value.txt").read_text())
+
+
+def mtime(root, stage):
+    return (root / stage / "lineage.json").stat().st_mtime_ns
+
+
+def test_runs_in_dependency_order_with_inputs_and_overrides(experiment, tmp_path):
+    pipe = Pipeline(experiment, output=str(tmp_path / "out"))
+    assert pipe.order.index("a") < pipe.order.index("b") < pipe.order.index("c")
+    pipe.run(report=False)
+    root = tmp_path / "out"
+    assert (value(root, "a"), value(root, "b"), value(root, "c")) == (1, 11, 112)
+    state = json.loads((root / "pipeline.json").read_text())
+    assert {name: s["status"] for name, s in state["stages"].items()} == {"a": "ran", "b": "ran", "c": "ran"}
+
+
+def test_second_run_is_cached_and_config_change_reruns_downstream(experiment, tmp_path):
+    root = tmp_path / "out"
+    Pipeline(experiment, output=str(root)).run(report=False)
+    before = {s: mtime(root, s) for s in "abc"}
+    state = Pipeline(experiment, output=str(root)).run(report=False)
+    assert all(s["status"] == "cached" for s in state["stages"].values())
+    assert {s: mtime(root, s) for s in "abc"} == before
+
+    (experiment.parent / "leaf.yaml").write_text("stage: fake\nvalue: 7\n")  # b's config changes ...
+    experiment.write_text(EXPERIMENT.replace("overrides: {value: 10}", "overrides: {}"))
+    state = Pipeline(experiment, output=str(root)).run(report=False)
+    assert [state["stages"][s]["status"] for s in "abc"] == ["cached", "ran", "ran"]  # ... so c reruns too
+    assert value(root, "c") == 100 + 1 + 8
+
+
+def test_from_and_only_select_stages(experiment, tmp_path):
+    root = tmp_path / "out"
+    pipe = Pipeline(experiment, output=str(root))
+    assert pipe.select(start="b") == ["b", "c"]
+    assert pipe.select(only="b") == ["b"]
+    with pytest.raises(ArtifactError, match="run stage 'a' first"):
+        pipe.run(only="b", report=False)
+    pipe.run(report=False)
+    before = mtime(root, "a")
+    state = pipe.run(start="b", report=False)
+    assert set(state["stages"]) == {"b", "c"} and mtime(root, "a") == before
+
+
+def test_plan_marks_cached_and_pending(experiment, tmp_path):
+    root = tmp_path / "out"
+    pipe = Pipeline(experiment, output=str(root))
+    pipe.run(only="a", report=False)
+    plan = {row["stage"]: row for row in pipe.plan(pipe.select())}
+    assert plan["a"]["status"] == "cached" and plan["b"]["status"] == "will run"
+    assert plan["c"]["inputs"] == "inputs.a<-a, inputs.b<-b"
+
+
+def test_bad_experiments_fail_before_running(experiment, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstages:\n  a: {config: {stage: fake}, inputs: {inputs.a: nope}}\n")
+    with pytest.raises(ConfigError, match="unknown stage 'nope'"):
+        Pipeline(bad)
+    bad.write_text("name: x\nstages:\n  a: {config: {stage: fake}, inputs: {inputs.b: b}}\n  b: {config: {stage: fake}, inputs: {inputs.a: a}}\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        Pipeline(bad)
+    bad.write_text("name: x\nstages:\n  a: {config: {stage: fake, valeu: 1}}\n")
+    with pytest.raises(ConfigError, match="unknown key 'valeu'; did you mean 'value'"):
+        Pipeline(bad)
+
+
+def test_killed_mid_stage_resumes_without_redoing_completed_stages(experiment, tmp_path):
+    root = tmp_path / "out"
+    experiment.write_text(EXPERIMENT.replace("value: 100}", "value: 100, sleep: 30}"))
+    launcher = (
+        "import sys, solar_ray.stages as s; s.STAGES['fake'] = 'tests.pipeline.fake_stage';"
+        "from solar_ray.cli import main; sys.argv = ['solar-ray'] + sys.argv[1:]; main()"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-c", launcher, "pipeline", str(experiment), "--output", str(root), "--no-report"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".c.tmp-") for p in root.glob(".*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (root / "a").is_dir() and (root / "b").is_dir() and not (root / "c").exists()
+    done = {s: mtime(root, s) for s in "ab"}
+
+    experiment.write_text(EXPERIMENT)  # same DAG; c's sleep removed so the rerun is quick
+    state = Pipeline(experiment, output=str(root)).run(report=False)
+    assert [state["stages"][s]["status"] for s in "abc"] == ["cached", "cached", "ran"]
+    assert {s: mtime(root, s) for s in "ab"} == done and value(root, "c") == 112
