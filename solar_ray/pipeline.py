@@ -47,6 +47,7 @@ from solar_ray.config import (
     validate,
 )
 from solar_ray.errors import ArtifactError, ConfigError
+from solar_ray.report.spec import ReportSpec
 
 RAY_STORAGE_DIR = "ray"
 REPORT_DIR = "report"
@@ -68,8 +69,8 @@ class Experiment(Strict):
     description: str = Field(default="", description="What the experiment reproduces, for the report.")
     output: str | None = Field(default=None, description="Output root (local path). Default: runs/<name>.")
     stages: dict[str, StageSpec] = Field(description="Stage name -> spec, in any order (the DAG orders them).")
-    report: dict[str, Any] = Field(
-        default_factory=dict, description="Report layout: tables and findings (see solar_ray.report)."
+    report: ReportSpec = Field(
+        default_factory=ReportSpec, description="Report layout: tables, curves and findings (solar_ray.report.spec)."
     )
 
 

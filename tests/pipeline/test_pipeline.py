@@ -124,3 +124,25 @@ def test_killed_mid_stage_resumes_without_redoing_completed_stages(experiment, t
     state = Pipeline(experiment, output=str(root)).run(report=False)
     assert [state["stages"][s]["status"] for s in "abc"] == ["cached", "cached", "ran"]
     assert {s: mtime(root, s) for s in "ab"} == done and value(root, "c") == 112
+
+
+def test_report_lists_stages_lineage_and_unjudgeable_findings(experiment, tmp_path):
+    text = EXPERIMENT + """
+report:
+  findings:
+    - {claim: "Merging helps", kind: improves, eval: c, baseline: [a], treatment: b}
+  limits: ["Tiny models cannot show emergent abilities."]
+"""
+    experiment.write_text(text)
+    root = tmp_path / "out"
+    Pipeline(experiment, output=str(root)).run(report=False)
+    from solar_ray.report import write_report
+
+    report = write_report(root)
+    md = (report / "report.md").read_text()
+    assert "| c | fake | ran |" in md and "a --> b" in md and "b --> c" in md
+    assert "| Merging helps | **cannot tell** |" in md
+    assert "emergent" in md
+    assert (report / "lineage.png").stat().st_size > 1000
+    html = (report / "report.html").read_text()
+    assert "<table>" in html and "lineage.png" in html

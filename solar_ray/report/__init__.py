@@ -1,0 +1,26 @@
+"""Reports people compare: tables and plots in markdown, HTML and PNG, for pipelines, sweeps and evaluations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from solar_ray.errors import ArtifactError
+
+
+def write_pipeline_report(pipe) -> Path:
+    from solar_ray.report.pipeline_report import write_pipeline_report as write
+
+    return write(pipe)
+
+
+def write_report(directory: str | Path) -> Path:
+    """Report on a pipeline output directory (pipeline.json), a Tune sweep, or an eval artifact."""
+    directory = Path(directory)
+    if (directory / "pipeline.json").is_file():
+        import json
+
+        from solar_ray.pipeline import Pipeline
+
+        state = json.loads((directory / "pipeline.json").read_text())
+        return write_pipeline_report(Pipeline(state["source"], output=str(directory)))
+    raise ArtifactError(f"{directory}: nothing to report on (expected a pipeline output with pipeline.json)")

@@ -1,0 +1,171 @@
+"""The final report of a pipeline run: markdown + HTML + PNG plots under `<output>/report/`.
+
+Sections, each drawn from the stages' own artifacts:
+1. Stages: what ran, what was cached, and how long each took (pipeline.json).
+2. Tables: the tiny (or full) counterparts of the paper's Tables 2-7, from eval stages' scores.
+3. Loss curves: training stages' metrics.jsonl, e.g. continual pretraining after DUS against the base.
+4. Data: rows kept, filtered and quarantined per source (data stages' report.json).
+5. Findings: for each of the paper's findings, reproduced / not reproduced / cannot tell, with the numbers.
+6. Lineage: the artifact graph (PNG + mermaid).
+The experiment's `report:` block names the tables, curves and findings; see experiments/tiny/pipeline.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from solar_ray.artifacts import LINEAGE, atomic_dir, read_lineage  # noqa: E402
+from solar_ray.report.findings import Scores, judge  # noqa: E402
+from solar_ray.report.html import markdown_to_html  # noqa: E402
+from solar_ray.report.lineage_graph import mermaid, plot_lineage  # noqa: E402
+from solar_ray.report.spec import CurveSpec  # noqa: E402
+
+# ------------------------------------------------------------------------------------------ readers
+
+
+def load_scores(eval_dir: Path) -> Scores:
+    """model -> metric -> (value in %, stderr in %) from an eval stage's summary.json (h6 included)."""
+    from solar_ray.evaluate.scores import read_summary_scores
+
+    return read_summary_scores(eval_dir)
+
+
+def read_metrics(stage_dir: Path) -> list[dict[str, Any]]:
+    path = stage_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------- sections
+
+
+def score_table(scores: Scores, models: list[str]) -> str:
+    """Markdown table: one row per model, one column per task plus H6, best per column in bold."""
+    models = [m for m in models if m in scores] or sorted(scores)
+    metrics = sorted({k for m in models for k in scores[m] if k != "h6"}) + ["h6"]
+    best = {k: max((scores[m][k][0] for m in models if k in scores[m]), default=None) for k in metrics}
+    lines = ["| model | " + " | ".join(k.upper() if k == "h6" else k for k in metrics) + " |",
+             "|---" * (len(metrics) + 1) + "|"]
+    for model in models:
+        cells = []
+        for k in metrics:
+            if k not in scores[model]:
+                cells.append("-")
+                continue
+            value, stderr = scores[model][k]
+            cell = f"{value:.2f} ± {stderr:.2f}"
+            cells.append(f"**{cell}**" if value == best[k] else cell)
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(spec: CurveSpec, root: Path, out: Path) -> bool:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plotted = False
+    for label, stage in spec.stages.items():
+        rows = [r for r in read_metrics(root / stage) if spec.metric in r and "step" in r]
+        if rows:
+            ax.plot([r["step"] for r in rows], [r[spec.metric] for r in rows], label=label)
+            plotted = True
+    if plotted:
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(spec.metric)
+        ax.set_title(spec.title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return plotted
+
+
+def data_section(root: Path, stages: dict[str, str]) -> str:
+    """One row per (data stage, source): rows read, kept, filtered, quarantined."""
+    rows = []
+    for name, kind in stages.items():
+        report_path = root / name / "report.json"
+        if kind != "data" or not report_path.is_file():
+            continue
+        report = json.loads(report_path.read_text())
+        for source, counts in report.get("sources", {}).items():
+            rows.append(
+                f"| {name} | {source} | {counts.get('read', '-')} | {counts.get('kept', '-')} | "
+                f"{counts.get('filtered', '-')} | {counts.get('contaminated', '-')} | {counts.get('quarantined', '-')} |"
+            )
+    if not rows:
+        return "_No data stages in this run._"
+    header = "| stage | source | read | kept | FLAN-filtered | contaminated | quarantined |\n|---|---|---|---|---|---|---|"
+    return header + "\n" + "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------------------- writer
+
+
+def write_pipeline_report(pipe) -> Path:
+    """Write `<output>/report/` for a loaded Pipeline; returns the report directory."""
+    root = pipe.root
+    spec = pipe.experiment.report
+    kinds = {name: config.stage for name, config in pipe.configs.items()}
+    state = json.loads((root / "pipeline.json").read_text()) if (root / "pipeline.json").is_file() else {}
+    scores_cache: dict[str, Scores] = {}
+
+    def scores_of(stage: str) -> Scores:
+        if stage not in scores_cache:
+            scored = kinds.get(stage) == "eval" and (root / stage / LINEAGE).is_file()
+            scores_cache[stage] = load_scores(root / stage) if scored else {}
+        return scores_cache[stage]
+
+    with atomic_dir(root / "report", force=True) as out:
+        md = [f"# {pipe.experiment.name}: report", "", pipe.experiment.description, ""]
+        md += ["## Stages", "", "| stage | kind | status | seconds |", "|---|---|---|---|"]
+        for name in pipe.order:
+            entry = state.get("stages", {}).get(name, {})
+            done = (root / name / LINEAGE).is_file()
+            md.append(f"| {name} | {kinds[name]} | {entry.get('status', 'done' if done else 'missing')} | "
+                      f"{entry.get('seconds', '-')} |")
+        if "seconds" in state:
+            md.append(f"\nTotal wall time of the last run: {state['seconds']:.0f} s.")
+
+        md += ["", "## Scores", "", "Scores in %, ± one standard error; best per column in bold."]
+        for table in spec.tables:
+            scores = scores_of(table.eval)
+            md += ["", f"### {table.title}", ""]
+            md.append(score_table(scores, table.models) if scores else f"_eval stage '{table.eval}' has not run._")
+
+        if spec.loss_curves:
+            md += ["", "## Training curves"]
+            for i, curve in enumerate(spec.loss_curves):
+                name = f"curve_{i}.png"
+                if plot_curves(curve, root, out / name):
+                    md += ["", f"![{curve.title}]({name})"]
+
+        md += ["", "## Data", "", data_section(root, kinds)]
+
+        if spec.findings:
+            md += ["", "## The paper's findings at this scale", "", "| finding | verdict | evidence |", "|---|---|---|"]
+            verdicts = [judge(f, scores_of(f.eval)) for f in spec.findings]
+            md += [f"| {v['claim']} | **{v['verdict']}** | {v['evidence']} |" for v in verdicts]
+            (out / "findings.json").write_text(json.dumps(verdicts, indent=2) + "\n")
+        if spec.limits:
+            md += ["", "What this scale cannot show:", ""] + [f"- {limit}" for limit in spec.limits]
+
+        parents = {name: {p for p in pipe.parents[name]} for name in pipe.order}
+        plot_lineage(parents, kinds, out / "lineage.png")
+        md += ["", "## Lineage", "", "![lineage](lineage.png)", "", mermaid(parents), ""]
+        hashes = []
+        for name in pipe.order:
+            if (root / name / LINEAGE).is_file():
+                hashes.append(f"| {name} | `{read_lineage(root / name).get('content_hash', '')[:16]}` |")
+        md += ["| artifact | content hash |", "|---|---|"] + hashes
+
+        text = "\n".join(md) + "\n"
+        (out / "report.md").write_text(text)
+        (out / "report.html").write_text(markdown_to_html(text, f"{pipe.experiment.name} report"))
+    return root / "report"

@@ -1,0 +1,27 @@
+"""The `report:` block of an experiment: which tables, curves and findings the final report shows."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from solar_ray.config import Strict
+from solar_ray.report.findings import Finding
+
+
+class TableSpec(Strict):
+    title: str = Field(description="Caption, e.g. 'Table 3: instruction-tuning ablations'.")
+    eval: str = Field(description="The eval stage whose scores fill the table.")
+    models: list[str] = Field(default_factory=list, description="Rows, in order (default: every model scored).")
+
+
+class CurveSpec(Strict):
+    title: str = Field(description="Plot title.")
+    stages: dict[str, str] = Field(description="Legend label -> training stage whose metrics.jsonl is plotted.")
+    metric: str = Field(default="loss", description="Which metrics.jsonl field to plot against step.")
+
+
+class ReportSpec(Strict):
+    tables: list[TableSpec] = Field(default_factory=list, description="Score tables to show.")
+    loss_curves: list[CurveSpec] = Field(default_factory=list, description="Training curves to plot.")
+    findings: list[Finding] = Field(default_factory=list, description="The paper's findings to judge.")
+    limits: list[str] = Field(default_factory=list, description="What this scale cannot show, in sentences.")
