@@ -1,0 +1,95 @@
+"""Run a Tune experiment for a sweep config, resuming it when its experiment directory already exists.
+
+A sweep's Tune state lives at `<storage_path>/<name>/` (Ray's own layout, readable by `tune.ExperimentAnalysis`
+and `Tuner.restore`); the stage artifact at `output` holds the report, the trial table and the best config.
+Rerunning the same config after the driver was killed picks up the finished trials and resumes the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from solar_ray.errors import ConfigError
+from solar_ray.tune.space import SweepConfig, param_space, search_algorithm
+
+
+# Keys Tune adds to every result; left out when listing what a trial reported.
+TUNE_BOOKKEEPING = {
+    "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
+    "time_total_s", "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore",
+}
+
+
+def experiment_path(config: SweepConfig) -> str:
+    storage = config.storage_path
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    return f"{storage.rstrip('/')}/{config.experiment_name()}"
+
+
+def run_tuner(
+    config: SweepConfig,
+    trainable: Callable[[dict[str, Any]], None],
+    resources: dict[str, float],
+    scheduler: Any = None,
+):
+    """Fit (or restore and finish) the sweep; returns Tune's ResultGrid."""
+    from ray import tune
+
+    from solar_ray.ray_session import init_ray
+
+    init_ray()
+    trainable = tune.with_resources(trainable, resources)
+    path = experiment_path(config)
+    if tune.Tuner.can_restore(path):
+        # The experiment dir is our own (written by this stage), so restoring its pickled state is trusted.
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(config.space),
+            tune_config=tune.TuneConfig(
+                metric=config.search.metric,
+                mode=config.search.mode,
+                num_samples=config.search.num_samples,
+                search_alg=search_algorithm(config.search),
+                scheduler=scheduler,
+                max_concurrent_trials=config.search.max_concurrent_trials,
+            ),
+            run_config=tune.RunConfig(
+                name=config.experiment_name(),
+                storage_path=path.rsplit("/", 1)[0],
+                failure_config=tune.FailureConfig(max_failures=config.max_failures),
+                verbose=1,
+            ),
+        )
+    try:
+        return tuner.fit()
+    except tune.TuneError as exc:
+        # Tune's strict metric check stops the sweep when trials never report the searched metric.
+        match = re.search(r"Result: (\{.*\})", str(exc))
+        if "did not include the specified metric" not in str(exc) or not match:
+            raise
+XX
+        raise ConfigError(
+            f"search.metric '{config.search.metric}' was never reported; trials report: {', '.join(reported)}"
+        ) from None
+
+
+def trial_table(results) -> list[dict[str, Any]]:
+    """One row per trial: id, status, searched params, last metric values."""
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        rows.append({
+            "trial": metrics.get("trial_id", Path(result.path).name if result.path else "?"),
+            "status": "ERROR" if result.error else "TERMINATED",
+            "iterations": metrics.get("training_iteration", 0),
+            "config": dict(result.config or {}),
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            "path": result.path,
+        })
+    return rows

@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from solar_ray.config import validate
+from solar_ray.errors import ConfigError
+from solar_ray.tune.report import write_sweep_report
+from solar_ray.tune.space import SweepConfig
+from solar_ray.tune.sweep import experiment_path, run_tuner
+
+
+def parabola(config):
+    from ray import tune
+
+    for step in range(1, 4):
+        tune.report({"score": -((config["x"] - 0.3) ** 2) * step, "step": step})
+
+
+def make_config(tmp_path, metric="score"):
+    return validate(SweepConfig, {
+        "stage": "x", "output": str(tmp_path / "out"), "storage_path": str(tmp_path / "ray"),
+        "space": {"x": {"grid": [0.0, 0.3, 0.9]}},
+        "search": {"algorithm": "grid", "num_samples": 1, "metric": metric, "mode": "max"},
+    }, "sweep.yaml")
+
+
+def test_grid_sweep_reports_best_trial_table_and_plots(ray_session, tmp_path):
+    config = make_config(tmp_path)
+    results = run_tuner(config, parabola, {"cpu": 1})
+    assert len(results) == 3 and not results.errors
+    out = tmp_path / "report"
+    out.mkdir()
+    summary = write_sweep_report(experiment_path(config), out, "score", "max")
+    assert summary["best"]["config"] == {"x": 0.3} and summary["trials"] == 3
+    assert json.loads((out / "best.json").read_text())["score"] == 0.0
+    assert (out / "trials.csv").read_text().count("\n") == 4
+    assert (out / "objective_vs_x.png").stat().st_size > 1000 and (out / "learning_curves.png").exists()
+    assert "| x |" in (out / "report.md").read_text()
+
+    # Rerunning the same sweep restores the finished experiment instead of starting new trials.
+    again = run_tuner(config, parabola, {"cpu": 1})
+    assert sorted(r.path for r in again) == sorted(r.path for r in results)
+
+
+def test_metric_no_trial_reports_is_an_error(ray_session, tmp_path):
+    with pytest.raises(ConfigError, match="'accuracy' was never reported; trials report: .*score"):
+        run_tuner(make_config(tmp_path, metric="accuracy"), parabola, {"cpu": 1})
