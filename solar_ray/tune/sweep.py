@@ -73,7 +73,8 @@ def run_tuner(
         match = re.search(r"Result: (\{.*\})", str(exc))
         if "did not include the specified metric" not in str(exc) or not match:
             raise
-XX
+        keys = set(re.findall(r"'([^']+)': ", match.group(1))) - TUNE_BOOKKEEPING
+        reported = sorted(key for key in keys if not key.startswith("config/"))
         raise ConfigError(
             f"search.metric '{config.search.metric}' was never reported; trials report: {', '.join(reported)}"
         ) from None
