@@ -1,0 +1,216 @@
+"""N-gram decontamination against the benchmark evaluation sets.
+
+A training row is contaminated when it shares one word n-gram (13 by default, as GPT-3 and the FLAN paper did)
+with a benchmark example's question + gold answer. Words are normalised: lowercased, split on anything that is
+not a letter or digit, so punctuation and spacing never hide a copy.
+
+How matching is fast enough for millions of rows (why this is hand-written rather than a set of Python tuples):
+1. Tokenise a whole batch at once with pyarrow kernels (lowercase + regex split, C++), flatten to one word array.
+2. Map every word to its id in the benchmark vocabulary with `pc.index_in` (a C++ hash lookup). A word the
+   benchmarks never use cannot be part of a benchmark n-gram, so it marks every window it falls in as a miss.
+3. Hash every window of n word ids with a polynomial rolling hash in numpy (uint64 arithmetic wraps mod 2**64),
+   drop windows that cross a row boundary or hold an unknown word, and look the rest up with `np.isin` against
+   the sorted benchmark hashes.
+4. Only rows with a hit go back to Python, to report the first matching n-gram as text.
+A 64-bit hash collision between one training window and the ~1e6 benchmark n-grams has probability ~5e-14, so
+over 3e8 windows (1M rows of 300 words) the expected number of false hits is ~1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from solar_ray.errors import DataError
+
+# The split lm-eval scores for each Open LLM Leaderboard v1 benchmark (test where labelled, else validation).
+EVAL_SPLITS: dict[str, tuple[str, ...]] = {
+    "arc_challenge": ("test",),
+    "hellaswag": ("validation",),
+    "mmlu": ("test",),
+    "truthfulqa_mc": ("validation",),
+    "winogrande": ("validation",),
+    "gsm8k": ("test",),
+}
+DEFAULT_NGRAM = 13
+WORD_SPLIT = r"[^\p{L}\p{N}]+"  # RE2 syntax: anything that is not a letter or a digit separates words
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for the rolling hash
+
+
+# ----------------------------------------------------------------------------------------- benchmark texts
+
+
+def _gold_text(benchmark: str, row: dict, where: str) -> str:
+    """Question + gold answer of one lm-eval-schema row (DESIGN.md section 2)."""
+    try:
+        if benchmark.startswith("arc"):
+            labels = list(row["choices"]["label"])
+            return f"{row['question']} {row['choices']['text'][labels.index(row['answerKey'])]}"
+        if benchmark == "hellaswag":
+            return f"{row['ctx']} {row['endings'][int(row['label'])]}"
+        if benchmark == "mmlu":
+            answer = row["answer"]
+            index = "ABCD".index(answer) if isinstance(answer, str) else int(answer)
+            return f"{row['question']} {row['choices'][index]}"
+        if benchmark.startswith("truthfulqa"):
+            targets = row["mc1_targets"]
+            return f"{row['question']} {targets['choices'][list(targets['labels']).index(1)]}"
+        if benchmark == "winogrande":
+            option = row["option1"] if str(row["answer"]) == "1" else row["option2"]
+            return row["sentence"].replace("_", option)
+        if benchmark == "gsm8k":
+            return f"{row['question']} {row['answer']}"
+    except (KeyError, ValueError, IndexError, TypeError) as exc:
+        raise DataError(f"{where}: cannot read question + gold answer for {benchmark} ({exc!r})") from None
+    # Unknown benchmark: fall back to every string field, so a new benchmark is still indexed.
+    return " ".join(str(v) for v in row.values() if isinstance(v, str))
+
+
+def load_benchmark_texts(
+    benchmarks_dir: str | Path, benchmarks: list[str] | None = None
+) -> dict[str, list[str]]:
+    """Question + gold answer text per benchmark, from WORLD/data/benchmarks/<bench>/<split>.jsonl (eval splits).
+
+    `benchmarks` defaults to every benchmark directory present. Raises DataError naming the missing file.
+    """
+    root = Path(benchmarks_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: benchmarks directory not found (expected <dir>/<benchmark>/<split>.jsonl)")
+    names = benchmarks if benchmarks is not None else sorted(p.name for p in root.iterdir() if p.is_dir())
+    texts: dict[str, list[str]] = {}
+    for name in names:
+        splits = EVAL_SPLITS.get(name, ("test", "validation"))
+        files = [root / name / f"{split}.jsonl" for split in splits if (root / name / f"{split}.jsonl").is_file()]
+        if not files:
+            raise DataError(
+                f"{root / name}: no evaluation split found (expected one of {', '.join(s + '.jsonl' for s in splits)})"
+            )
+        texts[name] = []
+        for path in files:
+            for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+                if line.strip():
+                    texts[name].append(_gold_text(name, json.loads(line), f"{path}:{line_no}"))
+    return texts
+
+
+# ------------------------------------------------------------------------------------------ tokenising
+
+
+def normalised_words(texts) -> tuple[object, np.ndarray]:
+    """Lowercase words of every text: (flat pyarrow string array of words, int64 row index of each word)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), pa.large_string())
+    texts = pc.fill_null(texts, "")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    split = pc.split_pattern_regex(pc.utf8_lower(texts), WORD_SPLIT)
+    words = pc.list_flatten(split)
+    rows = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
+    keep = pc.greater(pc.utf8_length(words), 0)  # leading/trailing separators leave empty strings
+    return words.filter(keep), rows[keep.to_numpy(zero_copy_only=False)]
+
+
+def _word_ids(words, vocab) -> np.ndarray:
+    """Position of each word in `vocab` (C++ hash lookup), -1 for words not in it."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.index_in(words, value_set=vocab), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _window_hashes(ids: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hash of every n-word window lying inside one row with no unknown word: (hashes, start positions)."""
+    count = len(ids) - n + 1
+    if count <= 0:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    known = ids >= 0
+    hashes = np.zeros(count, np.uint64)
+    with np.errstate(over="ignore"):  # wrap-around mod 2**64 is the point of the hash
+        for k in range(n):
+            hashes = hashes * _MULTIPLIER + (ids[k : k + count].astype(np.uint64) + np.uint64(1))
+    unknown_before = np.concatenate([[0], np.cumsum(~known)])
+    valid = (rows[: count] == rows[n - 1 :]) & (unknown_before[n:] - unknown_before[:count] == 0)
+    starts = np.nonzero(valid)[0]
+    return hashes[starts], starts
+
+
+# ---------------------------------------------------------------------------------------------- index
+
+
+@dataclass
+class NgramIndex:
+    """Word n-grams of benchmark texts, as sorted 64-bit hashes. Picklable, so Ray workers receive it whole.
+
+    vocab: every benchmark word (pyarrow string array; a word's id is its position)
+    hashes: sorted unique window hashes (uint64, shape [n_ngrams]); owners: benchmark index per hash
+    """
+
+    n: int
+    benchmarks: list[str]
+    vocab: object
+    hashes: np.ndarray
+    owners: np.ndarray
+
+    @classmethod
+    def build(cls, texts_by_benchmark: dict[str, Sequence[str]], n: int = DEFAULT_NGRAM) -> NgramIndex:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if n < 1:
+            raise DataError(f"n-gram length {n}: expected a positive number of words (default {DEFAULT_NGRAM})")
+        names = list(texts_by_benchmark)
+        all_words = []
+        per_bench = []
+        for name in names:
+            words, rows = normalised_words(texts_by_benchmark[name])
+            all_words.append(words)
+            per_bench.append((words, rows))
+        vocab = pc.unique(pa.concat_arrays(all_words)) if all_words else pa.array([], pa.large_string())
+        hashes, owners = [], []
+        for index, (words, rows) in enumerate(per_bench):
+            found, _ = _window_hashes(_word_ids(words, vocab), rows, n)
+            hashes.append(found)
+            owners.append(np.full(len(found), index, np.int16))
+        flat = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
+        flat_owners = np.concatenate(owners) if owners else np.empty(0, np.int16)
+        flat, first = np.unique(flat, return_index=True)  # an n-gram in two benchmarks reports the first
+        return cls(n=n, benchmarks=names, vocab=vocab, hashes=flat, owners=flat_owners[first])
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def match_batch(self, texts) -> list[tuple[str, str] | None]:
+        """For each text, (benchmark, first matching n-gram) or None. Texts: list of str or a pyarrow array."""
+        size = len(texts)
+        result: list[tuple[str, str] | None] = [None] * size
+        if size == 0 or len(self.hashes) == 0:
+            return result
+        words, rows = normalised_words(texts)
+        hashes, starts = _window_hashes(_word_ids(words, self.vocab), rows, self.n)
+        hit = np.isin(hashes, self.hashes, assume_unique=False)
+        if not hit.any():
+            return result
+        hit_starts = starts[hit]
+        hit_rows, first = np.unique(rows[hit_starts], return_index=True)  # starts ascend, so first = earliest
+        positions = np.searchsorted(self.hashes, hashes[hit][first])
+        for row, start, pos in zip(hit_rows.tolist(), hit_starts[first].tolist(), positions.tolist(), strict=True):
+            ngram = " ".join(words.slice(start, self.n).to_pylist())
+            result[row] = (self.benchmarks[int(self.owners[pos])], ngram)
+        return result
+
+    def match(self, text: str) -> tuple[str, str] | None:
+        """(benchmark, matching n-gram) for the first benchmark n-gram found in `text`, else None."""
+        return self.match_batch([text])[0]
+
+
+def build_index(
+    benchmarks_dir: str | Path, benchmarks: list[str] | None = None, n: int = DEFAULT_NGRAM
+) -> NgramIndex:
+    """NgramIndex over the evaluation splits found under `benchmarks_dir`."""
+    return NgramIndex.build(load_benchmark_texts(benchmarks_dir, benchmarks), n=n)
+
