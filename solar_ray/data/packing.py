@@ -1,0 +1,72 @@
+"""Tokenise pretraining text and pack it into fixed-length blocks with Ray Data.
+
+Each document becomes `tokens + [eos]`; a batch of documents is concatenated and cut into blocks of
+`block_size` tokens (the tail shorter than a block is dropped, at most block_size-1 tokens per batch of
+`docs_per_batch` documents). Blocks cross document boundaries, as in GPT-style pretraining: no padding is
+wasted. Training workers read the blocks through `ray.train.get_dataset_shard("train")`.
+
+    blocks = pack_dataset(ray.data.read_parquet("ds/train.parquet"), "models/base", block_size=512)
+    # -> Dataset with one column input_ids: int32 [block_size]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def pack_token_ids(sequences: Iterable[list[int]], block_size: int, eos_id: int | None) -> np.ndarray:
+    """Concatenate token sequences (each followed by `eos_id`) and cut into rows of `block_size` tokens.
+
+    Returns int32 [n_blocks, block_size]; the remainder shorter than a block is dropped.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    flat: list[int] = []
+    for ids in sequences:
+        flat.extend(ids)
+        if eos_id is not None:
+            flat.append(eos_id)
+    n_blocks = len(flat) // block_size
+    return np.asarray(flat[: n_blocks * block_size], dtype=np.int32).reshape(n_blocks, block_size)
+
+
+class TokenizeAndPack:
+    """Ray Data batch transform: {text: [str]} -> {input_ids: int32 [n_blocks, block_size]}.
+
+    A callable class so each Ray Data actor loads the tokenizer once, not once per batch.
+    """
+
+    def __init__(self, tokenizer_path: str, block_size: int, text_column: str = "text"):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        self.block_size = block_size
+        self.text_column = text_column
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        texts = [str(t) for t in batch[self.text_column]]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        blocks = pack_token_ids(ids, self.block_size, self.tokenizer.eos_token_id)
+        return {"input_ids": blocks}
+
+
+def pack_dataset(
+    dataset: Any,
+    tokenizer_path: str,
+    block_size: int,
+    text_column: str = "text",
+    docs_per_batch: int = 1024,
+) -> Any:
+    """A Ray Dataset of packed `input_ids` blocks from a Ray Dataset with a text column."""
+    return dataset.select_columns([text_column]).map_batches(
+        TokenizeAndPack,
+        fn_constructor_kwargs={
+            "tokenizer_path": tokenizer_path, "block_size": block_size, "text_column": text_column,
+        },
+        batch_size=docs_per_batch,
+        batch_format="numpy",
+        concurrency=1,
+    )

@@ -1,0 +1,248 @@
+"""`stage: pretrain` - continual pretraining (causal LM) on packed blocks, on the DeepSpeed engine under Ray Train.
+
+Features: text documents from a dataset artifact are tokenised and packed into `optim.max_length` blocks with Ray
+Data and streamed to the workers as shards; DeepSpeed ZeRO 0-3; warmup + cosine (or linear) schedule; gradient
+accumulation and clipping; gradient checkpointing; a checkpoint every `run.checkpoint_every` steps holding the
+engine (model, optimiser, scheduler), every rank's RNG, the data position and the metrics so far; automatic
+resume; eval loss on the artifact's test split; export of a consolidated HF model directory.
+
+Raises (before any worker starts): ArtifactError for a missing model or dataset, DataError for an empty dataset or
+one too short for a single block or batch, ConfigError for a ZeRO stage out of range, a global batch that does
+not divide, or GPU-only options (bf16, nccl, use_gpu) without GPUs.
+
+    solar-ray run experiments/tiny/pretrain.yaml
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from solar_ray.errors import DataError
+from solar_ray.train.common import TrainStageConfig, check_inputs, planned_steps
+
+
+class Config(TrainStageConfig):
+    stage: Literal["pretrain"] = "pretrain"
+    text_column: str = Field(default="text", description="Column of train.parquet holding the documents.")
+
+
+def prepare(config: Config, hw: dict[str, Any]):
+    """Pack the data (driver side, before any worker starts) and build the workers' loop config."""
+    import ray.data
+
+    from solar_ray.data.packing import pack_dataset
+    from solar_ray.train.deepspeed_config import deepspeed_config
+    from solar_ray.train.launcher import Launch
+
+    counts = check_inputs(config, (config.text_column,))
+    o, workers = config.optim, config.scaling.num_workers
+    datasets = {}
+    for split, name in (("train", "train"), ("test", "validation")):
+        if split in counts and counts[split] > 0:
+            rows = ray.data.read_parquet(str(Path(config.dataset) / f"{split}.parquet"))
+            # Materialised once here: block order is then fixed, so a restarted worker group reads the same
+            # shards in the same order (exact resume), and packing is not redone every epoch.
+            datasets[name] = pack_dataset(rows, config.model, o.max_length, config.text_column).materialize()
+    blocks = datasets["train"].count()
+    accum = config.gradient_accumulation_steps()
+    # streaming_split(equal=True) gives each worker blocks // workers rows; keep whole optimiser steps only.
+    micro_per_epoch = (blocks // workers) // o.per_device_batch_size // accum * accum
+    if micro_per_epoch == 0:
+        raise DataError(
+            f"{config.dataset}/train.parquet: packs into {blocks} blocks of {o.max_length} tokens, fewer than one "
+            f"global batch ({o.per_device_batch_size} x {workers} workers x {accum}); lower optim.max_length or "
+            "the batch size, or add data"
+        )
+    total_steps = planned_steps(config, blocks)
+    loop_config = {
+        "model": config.model,
+        "seed": o.seed,
+        "total_steps": total_steps,
+        "micro_batches_per_epoch": micro_per_epoch,
+        "micro_batch_size": o.per_device_batch_size,
+        "accum": accum,
+        "block_size": o.max_length,
+        "learning_rate": o.learning_rate,
+        "weight_decay": o.weight_decay,
+        "warmup_steps": round(o.warmup_ratio * total_steps),
+        "lr_scheduler": o.lr_scheduler,
+        "gradient_checkpointing": o.gradient_checkpointing,
+        "zero_stage": config.deepspeed.zero_stage,
+        "bf16": hw["bf16"],
+        "checkpoint_every": config.run.checkpoint_every,
+        "log_every": config.run.log_every,
+        "eval_every": config.run.eval_every,
+        "has_validation": "validation" in datasets,
+        "deepspeed": deepspeed_config(
+            config.deepspeed.zero_stage, hw["bf16"], o.per_device_batch_size, accum, workers,
+            o.max_grad_norm, config.deepspeed.offload_optimizer,
+        ),
+    }
+    return Launch(train_loop, loop_config, datasets, split_datasets=list(datasets))
+
+
+def run(config: Config) -> Path:
+    from solar_ray.train.launcher import run as launch_run
+
+    return launch_run(config)
+
+
+# ------------------------------------------------------------------------------------- inside each worker
+
+
+def train_loop(cfg: dict[str, Any]) -> None:
+    """Ray Train worker: the DeepSpeed pretraining loop. Everything it needs is in `cfg`."""
+    import time
+
+    import deepspeed
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from solar_ray.train import worker
+    from solar_ray.train.export import export_engine
+
+    rank = ray.train.get_context().get_world_rank()
+    torch.manual_seed(cfg["seed"])
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None and worker.is_final(checkpoint):
+        worker.report_again(checkpoint)  # the run already finished: hand its result back
+        return
+
+    engine = setup_engine(cfg)
+    state = {"step": 0, "epoch": 0, "micro_in_epoch": 0}
+    history: list[dict[str, Any]] = []
+    if checkpoint is not None:
+        state, history = load_checkpoint(engine, checkpoint, rank)
+        worker.log_rank0(f"resumed at step {state['step']} (epoch {state['epoch']})")
+
+    shard = ray.train.get_dataset_shard("train")
+    accum, total = cfg["accum"], cfg["total_steps"]
+    tokens_per_step = cfg["micro_batch_size"] * cfg["block_size"] * accum * dist.get_world_size()
+    while state["step"] < total:
+        if state["micro_in_epoch"] >= cfg["micro_batches_per_epoch"]:
+            state.update(epoch=state["epoch"] + 1, micro_in_epoch=0)
+        losses, started = [], time.perf_counter()
+        batches = shard.iter_torch_batches(batch_size=cfg["micro_batch_size"], drop_last=True)
+        for index, batch in enumerate(batches):
+            if index < state["micro_in_epoch"]:
+                continue  # data position: these micro-batches were trained on before the checkpoint
+            if index >= cfg["micro_batches_per_epoch"] or state["step"] >= total:
+                break
+            input_ids = batch["input_ids"].to(engine.device, dtype=torch.long)  # [micro, block]
+            loss = engine(input_ids=input_ids, labels=input_ids).loss
+            engine.backward(loss)  # DeepSpeed divides by the accumulation steps itself
+            engine.step()  # steps the optimiser and scheduler only at the accumulation boundary
+            losses.append(loss.detach().float())
+            state["micro_in_epoch"] = index + 1
+            if len(losses) < accum:
+                continue
+            state["step"] += 1
+            row = step_metrics(state["step"], losses, engine, tokens_per_step, time.perf_counter() - started)
+            if cfg["eval_every"] and state["step"] % cfg["eval_every"] == 0:
+                row["eval_loss"] = eval_loss(engine, cfg)
+            history.append(row)
+            save = state["step"] % cfg["checkpoint_every"] == 0 and state["step"] < total
+            if save:
+                save_checkpoint(engine, state, history, rank, row)
+            elif state["step"] % cfg["log_every"] == 0:
+                ray.train.report(row)
+                worker.log_rank0(worker.format_row(row))
+            worker.maybe_inject_failure(cfg, state["step"], rank)
+            losses, started = [], time.perf_counter()
+
+    final = dict(history[-1]) if history else {"step": state["step"]}
+    if cfg["has_validation"] and "eval_loss" not in final:
+        final["eval_loss"] = eval_loss(engine, cfg)
+        history.append({"step": state["step"], "eval_loss": final["eval_loss"]})
+    worker.report_final(
+        lambda out: export_engine(engine, cfg["zero_stage"], cfg["model"], out), history, final
+    )
+
+
+def setup_engine(cfg: dict[str, Any]):
+    """Model + AdamW + warmup/decay schedule wrapped by deepspeed.initialize (torch.distributed is Ray's)."""
+    import deepspeed
+    import torch
+    from transformers import AutoModelForCausalLM, get_scheduler
+
+    dtype = torch.bfloat16 if cfg["bf16"] else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(cfg["model"], dtype=dtype)
+    if cfg["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+    scheduler = get_scheduler(
+        cfg["lr_scheduler"], optimizer, num_warmup_steps=cfg["warmup_steps"], num_training_steps=cfg["total_steps"]
+    )
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=cfg["deepspeed"], dist_init_required=False
+    )
+    return engine
+
+
+def step_metrics(step: int, losses: list, engine, tokens: int, seconds: float) -> dict[str, Any]:
+    """Loss of one optimiser step, averaged over its micro-batches and over all workers."""
+    import torch
+    import torch.distributed as dist
+
+    loss = torch.stack(losses).mean()
+    dist.all_reduce(loss, op=dist.ReduceOp.SUM)
+    return {
+        "step": step,
+        "loss": loss.item() / dist.get_world_size(),
+        "learning_rate": engine.get_lr()[0],
+        "tokens_per_second": tokens / max(seconds, 1e-9),
+    }
+
+
+def eval_loss(engine, cfg: dict[str, Any]) -> float:
+    """Mean causal-LM loss over this worker's validation shard, averaged over workers."""
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    shard = ray.train.get_dataset_shard("validation")
+    if shard is None:
+        return float("nan")
+    engine.eval()
+    total, count = torch.zeros(()), torch.zeros(())
+    with torch.no_grad():
+        for batch in shard.iter_torch_batches(batch_size=cfg["micro_batch_size"]):
+            input_ids = batch["input_ids"].to(engine.device, dtype=torch.long)
+            total += engine(input_ids=input_ids, labels=input_ids).loss.float().cpu() * len(input_ids)
+            count += len(input_ids)
+    engine.train()
+    stats = torch.stack([total, count])
+    dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+    return (stats[0] / stats[1].clamp(min=1)).item()
+
+
+def save_checkpoint(engine, state: dict[str, Any], history: list, rank: int, row: dict[str, Any]) -> None:
+    """Every rank writes its part (engine shards, its RNG); Ray merges them into one checkpoint directory."""
+    import tempfile
+
+    import ray.train
+
+    from solar_ray.train import worker
+
+    with tempfile.TemporaryDirectory(prefix="solar-ray-ckpt-") as tmp:
+        engine.save_checkpoint(f"{tmp}/deepspeed", tag="state", client_state={"solar_ray": dict(state)})
+        worker.save_rng(Path(tmp) / f"rng_rank{rank}.pt")
+        if rank == 0:
+            worker.write_metrics(tmp, history)
+        ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    worker.log_rank0(worker.format_row(row) + "  (checkpoint)")
+
+
+def load_checkpoint(engine, checkpoint, rank: int) -> tuple[dict[str, Any], list]:
+    from solar_ray.train import worker
+
+    with checkpoint.as_directory() as directory:
+        _, client_state = engine.load_checkpoint(f"{directory}/deepspeed", tag="state")
+        worker.load_rng(Path(directory) / f"rng_rank{rank}.pt")
+        history = worker.read_metrics(directory)
+    return dict(client_state["solar_ray"]), history
