@@ -214,3 +214,53 @@ def build_index(
     """NgramIndex over the evaluation splits found under `benchmarks_dir`."""
     return NgramIndex.build(load_benchmark_texts(benchmarks_dir, benchmarks), n=n)
 
+
+
+# ------------------------------------------------------------------------------------------ Ray Data step
+
+CONTAMINATED = "contaminated"
+
+
+def _column_text(column):
+    """One string per row: the text itself, or the message contents of a message list joined by newlines."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        contents = column.values.field("content")  # offsets and values are both unsliced: they agree
+        column = pc.binary_join(pa.ListArray.from_arrays(column.offsets, contents), "\n")
+    return pc.fill_null(column.cast(pa.large_string()), "")
+
+
+def row_texts(batch, columns: Sequence[str]):
+    """The text to check per row: every contract text column of the batch, joined by newlines."""
+    import pyarrow.compute as pc
+
+    texts = [_column_text(batch.column(name)) for name in columns]
+    return texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "\n")
+
+
+def decontaminate_batch(batch, *, index: NgramIndex, columns: Sequence[str]):
+    """map_batches fn: quarantine rows sharing an n-gram with a benchmark (reason `contaminated`, benchmark, ngram).
+
+    Rows already quarantined keep their reason and are not checked.
+    """
+    import pyarrow as pa
+
+    reasons = batch.column("reason").to_pylist()
+    pending = [row for row, reason in enumerate(reasons) if reason is None]
+    if not pending:
+        return batch
+    texts = row_texts(batch, columns)
+    if len(pending) < batch.num_rows:
+        texts = texts.take(pa.array(pending))
+    benchmarks, ngrams = batch.column("benchmark").to_pylist(), batch.column("ngram").to_pylist()
+    details = batch.column("detail").to_pylist()
+    for row, hit in zip(pending, index.match_batch(texts), strict=True):
+        if hit is not None:
+            reasons[row], (benchmarks[row], ngrams[row]) = CONTAMINATED, hit
+            details[row] = f"shares a {index.n}-gram with {hit[0]}"
+    for name, values in (("reason", reasons), ("detail", details), ("benchmark", benchmarks), ("ngram", ngrams)):
+        batch = batch.set_column(batch.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    return batch

@@ -1,0 +1,134 @@
+"""Ray Data readers: a local json / jsonl / parquet file or directory, else the hub name (streaming).
+
+Every source becomes a Ray Dataset of *adapted* rows with one schema per kind (`processed_schema`): the contract
+fields, `source`, and bookkeeping columns the filters fill in (`reason`, `detail`, `benchmark`, `ngram`,
+`flan_task`, `upstream_id`, `flan_question`, `row`). A row with a non-null `reason` is quarantined.
+
+JSON lines are read as raw text and parsed per row rather than with Arrow's JSON reader, because Arrow fails the
+whole block when one row has a different type (a number where text was expected) - and such a row must be
+quarantined, not crash the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from solar_ray.data.quarantine import InvalidRow
+from solar_ray.data.registry import DatasetSpec, Kind
+from solar_ray.errors import DataError
+
+CONTRACT_FIELDS: dict[str, tuple[str, ...]] = {
+    "pretrain": ("text",),
+    "sft": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
+}
+BOOKKEEPING = ("reason", "detail", "benchmark", "ngram", "flan_task", "upstream_id", "flan_question", "row")
+
+
+def processed_schema(kind: Kind):
+    import pyarrow as pa
+
+    message_list = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    contract = [(name, pa.string() if kind == "pretrain" else message_list) for name in CONTRACT_FIELDS[kind]]
+    return pa.schema([*contract, ("source", pa.string()), *((name, pa.string()) for name in BOOKKEEPING)])
+
+
+def contract_schema(kind: Kind):
+    """Schema of train.parquet / test.parquet rows: the contract fields + source."""
+    import pyarrow as pa
+
+    schema = processed_schema(kind)
+    return pa.schema([schema.field(name) for name in (*CONTRACT_FIELDS[kind], "source")])
+
+
+def _json_default(value: Any) -> str:
+    return repr(value)
+
+
+def adapt_batch(batch, *, spec: DatasetSpec, source: str, lines: bool):
+    """map_batches fn: upstream rows (pyarrow batch, or raw JSON lines in column `text`) -> processed rows."""
+    import pyarrow as pa
+
+    if lines:
+        raw_rows: list[Any] = []
+        for line in batch.column("text").to_pylist():
+            try:
+                raw_rows.append(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                raw_rows.append(line)
+    else:
+        raw_rows = batch.to_pylist()
+    out = []
+    for raw in raw_rows:
+        record: dict[str, Any] = {"source": source}
+        try:
+            if not isinstance(raw, dict):
+                raise InvalidRow("invalid_json", "line is not a JSON object")
+            adapted = spec.adapter(raw)
+            record.update(adapted)
+            record["upstream_id"] = adapted.get("_id")
+            record["flan_question"] = adapted.get("_question")
+        except InvalidRow as exc:
+            record.update(reason=exc.reason, detail=exc.detail, row=json.dumps(raw, default=_json_default)[:10000])
+        out.append(record)
+    schema = processed_schema(spec.kind)
+    return pa.Table.from_pylist(out, schema=schema)
+
+
+def _local_files(path: Path, split: str) -> tuple[str, list[str]]:
+    """('parquet' | 'jsonl' | 'json', files) for a file, or a directory holding <split>.<ext> or data files."""
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            return "parquet", [str(path)]
+        if suffix in (".jsonl", ".json"):
+            with path.open() as fh:
+                first = fh.read(1)
+            return ("json" if first == "[" else "jsonl"), [str(path)]
+        raise DataError(f"{path}: unsupported file type '{suffix}' (expected .jsonl, .json or .parquet)")
+    for ext in ("parquet", "jsonl", "json"):
+        if (path / f"{split}.{ext}").is_file():
+            return _local_files(path / f"{split}.{ext}", split)
+    for ext in ("parquet", "jsonl"):
+        files = sorted(str(p) for p in path.glob(f"*.{ext}"))
+        if files:
+            return ext, files
+    raise DataError(f"{path}: no {split}.parquet / {split}.jsonl / *.parquet / *.jsonl files in this directory")
+
+
+def read_raw(spec: DatasetSpec, path: str | None, hub_id: str | None, subset: str | None, split: str):
+    """(Ray Dataset of upstream rows, is-JSON-lines). Local `path` wins; else the hub name, streamed."""
+    import ray.data
+
+    if path is not None:
+        local = Path(path)
+        if not local.exists():
+            raise DataError(f"{spec.name}.path: {local} not found (a .jsonl/.json/.parquet file or a directory)")
+        fmt, files = _local_files(local, split)
+        if fmt == "parquet":
+            return ray.data.read_parquet(files), False
+        if fmt == "json":
+            return ray.data.read_json(files), False
+        return ray.data.read_text(files, drop_empty_lines=True), True
+    hub_id = hub_id or spec.hub_id
+    if hub_id is None:
+        raise DataError(f"{spec.name}: no hub copy exists for this dataset; set its 'path' to a local file or artifact")
+    import datasets
+
+    try:
+        streamed = datasets.load_dataset(hub_id, subset, split=split, streaming=True)
+    except Exception as exc:  # the hub raises many types (offline, missing repo, bad split); report one line
+        raise DataError(f"{spec.name}: cannot stream '{hub_id}' split '{split}' ({type(exc).__name__}: {exc})") from None
+    return ray.data.from_huggingface(streamed), False
+
+
+def load_source(source: str, spec: DatasetSpec, path=None, hub_id=None, subset=None, split=None):
+    """Ray Dataset of processed rows for one configured source (lazy, streaming)."""
+    dataset, lines = read_raw(spec, path, hub_id, subset or spec.subset, split or spec.split)
+    return dataset.map_batches(
+        adapt_batch,
+        batch_format="pyarrow",
+        fn_kwargs={"spec": spec, "source": source, "lines": lines},
+    )
