@@ -125,11 +125,11 @@ class Pipeline:
         for key, ref in spec.inputs.items():
             set_dotted(tree, key, str(self.artifact(ref)))
         tree["output"] = str(self.root / name)
-        config = build_config(tree, source)
         # Every stage that keeps Ray Train / Tune state keeps it under the experiment's output root.
-        if "storage_path" in type(config).model_fields and not _has_dotted(spec.overrides, "storage_path"):
-            config = type(config).model_validate({**config.model_dump(), "storage_path": str(self.root / RAY_STORAGE_DIR)})
-        return config
+        key = _storage_key(tree.get("stage"))
+        if key and key not in spec.overrides:
+            set_dotted(tree, key, str(self.root / RAY_STORAGE_DIR))
+        return build_config(tree, source)
 
     # ------------------------------------------------------------------------------------------ state
 
@@ -250,5 +250,16 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key != "force"}
 
 
-def _has_dotted(mapping: dict[str, Any], key: str) -> bool:
-    return key in mapping
+def _storage_key(stage: Any) -> str | None:
+    """The dotted key of a stage config's Ray storage path (`storage_path` or `run.storage_path`), if any."""
+    from solar_ray.stages import STAGES, stage_module
+
+    if stage not in STAGES:
+        return None  # build_config reports the unknown stage
+    fields = stage_module(stage).Config.model_fields
+    if "storage_path" in fields:
+        return "storage_path"
+    run = fields.get("run")
+    if run is not None and "storage_path" in getattr(run.annotation, "model_fields", {}):
+        return "run.storage_path"
+    return None
