@@ -148,11 +148,12 @@ def check_inputs(config: TrainStageConfig, required_columns: tuple[str, ...]) ->
         if not path.is_file():
             continue
         meta = pq.read_metadata(path)
-        missing = [c for c in required_columns if c not in meta.schema.names]
+        names = meta.schema.to_arrow_schema().names  # top-level columns (meta.schema lists nested leaves)
+        missing = [c for c in required_columns if c not in names]
         if missing:
             raise DataError(
                 f"{path}: missing column(s) {', '.join(missing)} for stage '{config.stage}' "
-                f"(has {', '.join(meta.schema.names)}); expected {', '.join(required_columns)}"
+                f"(has {', '.join(names)}); expected {', '.join(required_columns)}"
             )
         counts[split] = meta.num_rows
     if counts["train"] == 0:
