@@ -1,0 +1,163 @@
+"""A real, private Ray head on loopback for tests: `ray start --head --block` as a child process we own.
+
+Other Ray instances share this machine (the suite's `ray_session`, other people's clusters), so this head never
+touches them: every port is picked free here, the temp dir is its own, and it is stopped by signalling only the
+process group we started (plain `ray stop` would kill every Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent  # the project's .venv/bin: holds `ray` and `solar-ray`
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for `ray` CLI calls: no inherited RAY_ADDRESS / auth settings, the venv first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env.update(extra)
+    return env
+
+
+class LocalHead:
+    """Start with `with LocalHead(env={...}) as head:`; `head.dashboard_url` is what `ray job submit` needs.
+
+    Token authentication is on (RAY_AUTH_MODE=token) with a fresh random token, like the cloud configs;
+    `head.client_env()` is the environment a client needs to talk to it. `env` adds variables to the head's
+    environment, which every job on it inherits (the way the cloud configs hand secrets to nodes).
+    """
+
+    def __init__(self, num_cpus: int = 1, env: dict[str, str] | None = None, start_timeout_s: float = 90):
+        self.num_cpus = num_cpus
+        self.extra_env = env or {}
+        self.start_timeout_s = start_timeout_s
+        self.auth_token = secrets.token_hex(32)
+        # Short path: Ray's unix sockets live under the temp dir and must stay under ~107 characters.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="srhead-", dir="/tmp"))
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self.process: subprocess.Popen | None = None
+        self.log_path = self.temp_dir / "ray_start.log"
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        return clean_env(**{"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.auth_token, **extra})
+
+    def head_env(self) -> dict[str, str]:
+        return self.client_env(**self.extra_env)
+
+    def command(self) -> list[str]:
+        ports = {  # every listening port chosen free, so two heads (or the suite's Ray) never collide
+            "--port": self.gcs_port,
+            "--dashboard-port": self.dashboard_port,
+            "--ray-client-server-port": free_port(),
+            "--dashboard-agent-listen-port": free_port(),
+            "--dashboard-agent-grpc-port": free_port(),
+            "--runtime-env-agent-port": free_port(),
+            "--metrics-export-port": free_port(),
+            "--node-manager-port": free_port(),
+            "--object-manager-port": free_port(),
+        }
+        worker_base = 20000 + (os.getpid() % 200) * 200  # a per-test-process block of worker ports
+        return [
+            str(VENV_BIN / "ray"), "start", "--head", "--block",
+            "--node-ip-address", "127.0.0.1",
+            "--dashboard-host", "127.0.0.1",
+            "--include-dashboard", "true",
+            "--num-cpus", str(self.num_cpus), "--num-gpus", "0",
+            "--object-store-memory", str(200 * 1024**2),  # 200 MiB: the tiny jobs move kilobytes
+            "--temp-dir", str(self.temp_dir),
+            "--min-worker-port", str(worker_base), "--max-worker-port", str(worker_base + 199),
+            "--disable-usage-stats",
+            *[str(x) for pair in ports.items() for x in pair],
+        ]
+
+    def __enter__(self) -> LocalHead:
+        log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            self.command(), env=self.head_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() signals exactly this head and its children
+        )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        request = urllib.request.Request(
+            f"{self.dashboard_url}/api/version", headers={"Authorization": f"Bearer {self.auth_token}"}
+        )
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ray start exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"Ray head not ready after {self.start_timeout_s}s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM our process group, then SIGKILL what is left, including strays that name our temp dir."""
+        if self.process is not None and self.process.poll() is None:
+            with _suppress_lookup():
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                # ray start --block shuts its children down on SIGTERM; a few seconds is plenty for a test head,
+                # and anything slower is killed (its children fate-share with it, the strays are swept below).
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with _suppress_lookup():
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        # Ray workers and job drivers may sit in other process groups; they all carry our unique temp dir
+        # (or session dir under it) on their command line, and nobody else's processes do.
+        for pid in _pids_mentioning(str(self.temp_dir)):
+            with _suppress_lookup():
+                os.kill(pid, signal.SIGKILL)
+
+
+class _suppress_lookup:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return exc_type is not None and issubclass(exc_type, ProcessLookupError)
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(proc.name))
+    return pids
