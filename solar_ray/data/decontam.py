@@ -235,10 +235,11 @@ def _column_text(column):
 
 def row_texts(batch, columns: Sequence[str]):
     """The text to check per row: every contract text column of the batch, joined by newlines."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     texts = [_column_text(batch.column(name)) for name in columns]
-    return texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "\n")
+    return texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, pa.scalar("\n", pa.large_string()))
 
 
 def decontaminate_batch(batch, *, index: NgramIndex, columns: Sequence[str]):

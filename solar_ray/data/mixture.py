@@ -1,10 +1,13 @@
 """Mixtures: each source sampled up to its cap (Table 1), deterministic by seed, shuffled together.
 
-Determinism without collecting rows: every row gets a sort key = xxh64(seed, source, row text). Sorting a source
-by that key is a uniformly random permutation fixed by the seed and independent of how Ray split the data into
-blocks or scheduled them; `limit(cap)` after the sort is therefore a seeded random sample, and sorting the union
-of the capped sources by the same key interleaves them (the final shuffle). Ray Data's sort is a distributed,
-out-of-core sample-sort, so nothing is gathered in the driver.
+Determinism without collecting rows: every row gets a sort key = xxh64(seed, source, row text), a uniformly random
+63-bit number fixed by the seed and independent of how Ray split the data into blocks or scheduled them.
+1. Per source, the `cap` rows with the smallest keys are a seeded uniform sample. Only the keys of the rows that
+   survived the filters reach the driver (8 bytes a row: 23 MB for all 2.9M OpenOrca rows), where
+   `np.partition` finds the cap-th smallest key; the rows themselves are selected by a map_batches filter
+   `key <= threshold`. This avoids a distributed sort per source just to take its first `cap` rows.
+2. The union of the sampled sources is sorted by the same key (Ray Data's distributed, out-of-core sort): that
+   order is the seeded shuffle, and it interleaves the sources.
 """
 
 from __future__ import annotations
@@ -26,22 +29,36 @@ def add_order_key(batch, *, seed: int, columns: Sequence[str]):
     texts = row_texts(batch, columns).to_pylist()
     sources = batch.column("source").to_pylist()
     keys = np.fromiter(
-        (xxhash.xxh64_intdigest(f"{source}\x1f{text}".encode(), seed=seed) >> 1 for source, text in zip(sources, texts, strict=True)),
+        (
+            xxhash.xxh64_intdigest(f"{source}\x1f{text}".encode(), seed=seed) >> 1
+            for source, text in zip(sources, texts, strict=True)
+        ),
         np.int64,
         count=len(texts),
     )
     return batch.append_column(ORDER, pa.array(keys, pa.int64()))
 
 
-def capped(dataset, cap: int | None, seed: int, columns: Sequence[str]):
-    """A seeded random sample of at most `cap` rows (all rows, shuffled, when cap is None)."""
-    ordered = dataset.map_batches(
-        add_order_key, batch_format="pyarrow", fn_kwargs={"seed": seed, "columns": tuple(columns)}
-    ).sort(ORDER)
-    return ordered if cap is None else ordered.limit(cap)
+def cap_threshold(keys: np.ndarray, cap: int | None) -> int | None:
+    """The largest key kept when sampling `cap` of `keys` (None: keep every row)."""
+    if cap is None or cap >= len(keys):
+        return None
+    if cap == 0:
+        return -1
+    return int(np.partition(keys, cap - 1)[cap - 1])
+
+
+def select_sample(batch, *, threshold: int | None):
+    """map_batches fn: the rows that passed every filter and fall inside the source's sample."""
+    import pyarrow.compute as pc
+
+    keep = pc.is_null(batch.column("reason"))
+    if threshold is not None:
+        keep = pc.and_(keep, pc.less_equal(batch.column(ORDER), threshold))
+    return batch.filter(keep)
 
 
 def mix(datasets: Sequence):
-    """Union of capped sources, shuffled together by their sort keys."""
+    """Union of sampled sources, shuffled together by their sort keys."""
     first, *rest = datasets
     return (first.union(*rest) if rest else first).sort(ORDER)

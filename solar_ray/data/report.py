@@ -1,4 +1,4 @@
-"""Counting what happened to every row, without gathering rows: per-batch value counts, summed in the driver.
+"""Counting what happened to every row, without gathering rows: per-batch value counts summed in the driver.
 
 report.json (one entry per source):
     {"dataset", "input", "rows_read", "valid", "rejected": {reason: n}, "available", "cap", "used",
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from solar_ray.data.decontam import CONTAMINATED
 from solar_ray.data.flan_filter import FLAN_OVERLAP
 
@@ -17,18 +19,22 @@ COUNT_KEYS = ("reason", "flan_task", "benchmark")
 FILTER_REASONS = (FLAN_OVERLAP, CONTAMINATED)  # quarantined by a filter, not because the row was malformed
 
 
-def count_batch(batch):
-    """map_batches fn: one row per distinct (reason, flan_task, benchmark) in the batch, with its count."""
-    return batch.select(list(COUNT_KEYS)).group_by(list(COUNT_KEYS)).aggregate([([], "count_all")])
+def scan(dataset, order_column: str) -> tuple[Counter, np.ndarray]:
+    """One pass over a processed dataset: (reason, flan_task, benchmark) -> rows, and the sort keys of kept rows.
 
+    Only these four compact columns stream to the driver; the rows' text stays in the object store.
+    """
+    import pyarrow.compute as pc
 
-def sum_counts(dataset) -> Counter:
-    """(reason, flan_task, benchmark) -> rows, over a processed dataset."""
     totals: Counter = Counter()
-    for batch in dataset.map_batches(count_batch, batch_format="pyarrow").iter_batches(batch_format="pyarrow"):
-        for row in batch.to_pylist():
+    keys = []
+    columns = [*COUNT_KEYS, order_column]
+    for batch in dataset.select_columns(columns).iter_batches(batch_format="pyarrow", batch_size=65536):
+        counted = batch.select(list(COUNT_KEYS)).group_by(list(COUNT_KEYS)).aggregate([([], "count_all")])
+        for row in counted.to_pylist():
             totals[tuple(row[key] for key in COUNT_KEYS)] += row["count_all"]
-    return totals
+        keys.append(batch.filter(pc.is_null(batch.column("reason"))).column(order_column).to_numpy())
+    return totals, (np.concatenate(keys) if keys else np.empty(0, np.int64))
 
 
 def summarise_source(counts: Counter, flan_filtered: bool) -> dict:

@@ -108,12 +108,11 @@ class Config(StageConfig):
         return self
 
 
-def _partition(batch, *, rejected: bool):
-    """map_batches fn: the quarantined rows (rejected=True) or the kept ones."""
+def _rejected_rows(batch):
+    """map_batches fn: the quarantined rows."""
     import pyarrow.compute as pc
 
-    reason = batch.column("reason")
-    return batch.filter(pc.is_valid(reason) if rejected else pc.is_null(reason))
+    return batch.filter(pc.is_valid(batch.column("reason")))
 
 
 def _process_source(name: str, source: SourceConfig, config: Config, index, lookup):
@@ -121,6 +120,7 @@ def _process_source(name: str, source: SourceConfig, config: Config, index, look
     from solar_ray.data.decontam import decontaminate_batch
     from solar_ray.data.flan_filter import flan_filter_batch
     from solar_ray.data.load import CONTRACT_FIELDS, load_source
+    from solar_ray.data.mixture import add_order_key
     from solar_ray.data.registry import get_spec
 
     spec = get_spec(source.dataset or name, f"sources.{name}")
@@ -133,6 +133,9 @@ def _process_source(name: str, source: SourceConfig, config: Config, index, look
             batch_format="pyarrow",
             fn_kwargs={"index": index, "columns": CONTRACT_FIELDS[config.kind]},
         )
+    dataset = dataset.map_batches(
+        add_order_key, batch_format="pyarrow", fn_kwargs={"seed": config.seed, "columns": CONTRACT_FIELDS[config.kind]}
+    )
     return dataset, bool(lookup is not None and spec.flan_submix)
 
 
@@ -170,8 +173,8 @@ def run(config: Config) -> Path:
     from solar_ray.data.decontam import build_index
     from solar_ray.data.flan_filter import build_lookup
     from solar_ray.data.load import CONTRACT_FIELDS, processed_schema
-    from solar_ray.data.mixture import capped, mix
-    from solar_ray.data.report import sum_counts, summarise_source
+    from solar_ray.data.mixture import ORDER, cap_threshold, mix, select_sample
+    from solar_ray.data.report import scan, summarise_source
     from solar_ray.ray_session import init_ray
 
     init_ray()
@@ -194,7 +197,8 @@ def run(config: Config) -> Path:
             # Materialised once (object store, spilling to disk when large) so that counting, the kept rows and
             # the quarantined rows do not each re-read and re-filter the source.
             processed = processed.materialize()
-            summary = summarise_source(sum_counts(processed), flan_filtered)
+            counts, keys = scan(processed, ORDER)
+            summary = summarise_source(counts, flan_filtered)
             where = source.path or source.hub_id or REGISTRY[source.dataset or name].hub_id
             if summary["valid"] == 0:
                 reasons = ", ".join(f"{r}: {n}" for r, n in summary["rejected"].items()) or "no rows"
@@ -202,9 +206,9 @@ def run(config: Config) -> Path:
             used = summary["available"] if source.cap is None else min(source.cap, summary["available"])
             report["sources"][name] = {"dataset": source.dataset or name, "input": where, **summary,
                                        "cap": source.cap, "used": used}
-            kept.append(capped(processed.map_batches(_partition, batch_format="pyarrow", fn_kwargs={"rejected": False}),
-                               source.cap, config.seed, CONTRACT_FIELDS[config.kind]))
-            rejected.append(processed.map_batches(_partition, batch_format="pyarrow", fn_kwargs={"rejected": True}))
+            threshold = cap_threshold(keys, source.cap)
+            kept.append(processed.map_batches(select_sample, batch_format="pyarrow", fn_kwargs={"threshold": threshold}))
+            rejected.append(processed.map_batches(_rejected_rows, batch_format="pyarrow"))
 
         if sum(entry["used"] for entry in report["sources"].values()) == 0:
             raise DataError(f"{config.output}: the mixture is empty after filtering (see the per-source counts)")
