@@ -96,14 +96,14 @@ def test_transformers_engine_end_to_end_from_the_shipped_yaml(ray_session, seed_
     out = tmp_path / "synth_tf"
     config = load_config(YAML, [
         f"seed_data={seed_file}", f"model={tiny_math_model}", f"output={out}", "sampling.max_tokens=6",
-        "sampling.n=1", "max_seed_rows=6", "batch_size=3", "decontamination.benchmarks_dir=null",
+        "sampling.n=1", "max_seed_rows=6", "batch_size=3", "actors=1", "decontamination.benchmarks_dir=null",
         "decontamination.math_test=null",
     ])
     run(config)
     counts = json.loads((out / "report.json").read_text())["counts"]
     # A random-init model does not write the layout: every sample is rejected, but both datasets exist.
-    assert counts["seeds_used"] == 5 and counts["samples"] == 5
-    assert counts["kept"] + counts["rejected"] == 6
+    assert counts["seeds_used"] == 6 and counts["samples"] == 6
+    assert counts["kept"] + counts["rejected"] == 6 and counts.get("rejected_generation_failed", 0) == 0
     assert len(pd.read_parquet(out / "instruct" / "train.parquet")) == counts["kept"]
     assert len(pd.read_parquet(out / "alignment" / "train.parquet")) == counts["kept"]
     generation = json.loads((out / "report.json").read_text())["generation"]
