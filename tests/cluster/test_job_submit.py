@@ -15,7 +15,6 @@ from tests.cluster.local_head import VENV_BIN, LocalHead
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_ENV = REPO / "cluster" / "runtime_env.yaml"
-TINY_JOB = REPO / "cluster" / "jobs" / "tiny_world.yaml"
 # Secrets as a cloud node would hold them (fetched from a secret manager into the node's environment).
 NODE_SECRETS = {"HF_TOKEN": f"hf_{secrets.token_hex(20)}", "WANDB_API_KEY": secrets.token_hex(20)}
 
@@ -46,14 +45,26 @@ def head():
 
 
 @pytest.fixture(scope="module")
-def tiny_job(head, tmp_path_factory):
-    """Submit `solar-ray run cluster/jobs/tiny_world.yaml` and wait for it; returns (job id, world dir, logs)."""
-    world = tmp_path_factory.mktemp("cluster_job") / "world"
+def stage_job(head, tmp_path_factory):
+    """Submit a small `stage: data` run (Ray Data on the cluster it was submitted to) and wait for it.
+
+    A data stage rather than `stage: tiny`: its Ray Data tasks join the cluster through the RAY_ADDRESS that
+    `ray job submit` sets, so the test covers a stage really using the cluster, in about a minute on one CPU.
+    """
+    work = tmp_path_factory.mktemp("cluster_job")
+    rows = [{"instruction": f"Name the colour of thing {i}.", "input": "", "output": f"Thing {i} is blue."}
+            for i in range(40)]
+    (work / "alpaca.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = work / "data.yaml"
+    config.write_text(
+        f"stage: data\nkind: sft\nsources:\n  alpaca_gpt4: {{path: {work / 'alpaca.jsonl'}}}\ntest_size: 4\n"
+    )
+    artifact = work / "sft_data"
     job_id = f"solar-ray-test-{secrets.token_hex(4)}"
     # `test -n` proves the job really inherited the node's secret, so the leak checks below are not vacuous.
     script = (
         'test -n "$HF_TOKEN" && python -c "import solar_ray; print(\'solar_ray imported from\', solar_ray.__file__)" && '
-        f"solar-ray run {TINY_JOB.relative_to(REPO)} output={world}"
+        f"solar-ray run {config} output={artifact}"
     )
     submit = ray_cli(
         head, "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id, "--no-wait",
@@ -62,39 +73,40 @@ def tiny_job(head, tmp_path_factory):
     assert submit.returncode == 0, f"ray job submit failed:\n{submit.stdout}\n{submit.stderr}"
     status = wait_for_job(head, job_id)
     logs = ray_cli(head, "job", "logs", "--address", head.dashboard_url, job_id)
-    return {"id": job_id, "status": status, "world": world, "logs": logs.stdout + logs.stderr, "submit": submit}
+    return {"id": job_id, "status": status, "artifact": artifact, "logs": logs.stdout + logs.stderr, "submit": submit}
 
 
-def test_tiny_stage_submitted_with_ray_job_submit_succeeds(tiny_job):
-    assert tiny_job["status"] == "SUCCEEDED", f"job {tiny_job['id']} ended {tiny_job['status']}:\n{tiny_job['logs']}"
-    world = tiny_job["world"]
-    assert (world / "base" / "config.json").is_file()
-    assert any((world / "base").glob("*.safetensors"))
-    assert (world / "data" / "manifest.json").is_file()
-    lineage = json.loads((world / "lineage.json").read_text())
-    assert lineage["stage"] == "tiny"
-    assert "wrote" in tiny_job["logs"]  # the CLI's last line reached `ray job logs`
+def test_stage_submitted_with_ray_job_submit_succeeds(stage_job):
+    assert stage_job["status"] == "SUCCEEDED", f"job {stage_job['id']} ended {stage_job['status']}:\n{stage_job['logs']}"
+    import pyarrow.parquet as pq
+
+    artifact = stage_job["artifact"]
+    assert pq.read_metadata(artifact / "train.parquet").num_rows == 36
+    assert pq.read_metadata(artifact / "test.parquet").num_rows == 4
+    lineage = json.loads((artifact / "lineage.json").read_text())
+    assert lineage["stage"] == "data" and lineage["config"]["output"] == str(artifact)
+    assert f"wrote {artifact}" in stage_job["logs"]  # the CLI's last line reached `ray job logs`
 
 
-def test_job_ran_the_uploaded_working_dir_not_the_checkout(head, tiny_job):
+def test_job_ran_the_uploaded_working_dir_not_the_checkout(head, stage_job):
     # The runtime_env zips the working dir and runs the job inside the unpacked copy on the head, ahead of the
     # solar-ray installed on the node.
-    assert "runtime_resources/working_dir_files/_ray_pkg_" in tiny_job["logs"]
+    assert "runtime_resources/working_dir_files/_ray_pkg_" in stage_job["logs"]
     info = ray_cli(head, "job", "list", "--address", head.dashboard_url)
-    assert tiny_job["id"] in info.stdout
+    assert stage_job["id"] in info.stdout
     assert "gcs://" in info.stdout  # working_dir was uploaded as a package, with the runtime_env's excludes
     assert ".venv/" in info.stdout and "runs/" in info.stdout
 
 
-def test_no_secret_in_job_logs_job_info_or_artifact(head, tiny_job):
-    assert tiny_job["status"] == "SUCCEEDED", tiny_job["logs"]
+def test_no_secret_in_job_logs_job_info_or_artifact(head, stage_job):
+    assert stage_job["status"] == "SUCCEEDED", stage_job["logs"]
     secret_values = [*NODE_SECRETS.values(), head.auth_token]
     job_info = ray_cli(head, "job", "list", "--address", head.dashboard_url).stdout
-    texts = {"ray job logs": tiny_job["logs"], "ray job list": job_info,
-             "ray job submit output": tiny_job["submit"].stdout + tiny_job["submit"].stderr}
-    for path in tiny_job["world"].rglob("*"):
-        if path.is_file() and path.suffix in {".json", ".jsonl", ".txt", ".yaml", ".jinja", ".md"}:
-            texts[str(path)] = path.read_text(errors="replace")
+    texts = {"ray job logs": stage_job["logs"], "ray job list": job_info,
+             "ray job submit output": stage_job["submit"].stdout + stage_job["submit"].stderr}
+    for path in stage_job["artifact"].rglob("*"):
+        if path.is_file():  # lineage.json, report.json and the parquet files themselves
+            texts[str(path)] = path.read_bytes().decode(errors="replace")
     assert any(name.endswith("lineage.json") for name in texts)
     for where, text in texts.items():
         for value in secret_values:
