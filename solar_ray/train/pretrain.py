@@ -141,7 +141,10 @@ def train_loop(cfg: dict[str, Any]) -> None:
             if len(losses) < accum:
                 continue
             state["step"] += 1
-            row = step_metrics(state["step"], losses, engine, tokens_per_step, time.perf_counter() - started)
+            # Wall time since the previous step ended: includes its report / checkpoint, the honest cost.
+            now = time.perf_counter()
+            row = step_metrics(state["step"], losses, engine, tokens_per_step, now - started)
+            started = now
             if cfg["eval_every"] and state["step"] % cfg["eval_every"] == 0:
                 row["eval_loss"] = eval_loss(engine, cfg)
             history.append(row)
@@ -152,7 +155,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
                 ray.train.report(row)
                 worker.log_rank0(worker.format_row(row))
             worker.maybe_inject_failure(cfg, state["step"], rank)
-            losses, started = [], time.perf_counter()
+            losses = []
 
     final = dict(history[-1]) if history else {"step": state["step"]}
     if cfg["has_validation"] and "eval_loss" not in final:
@@ -186,6 +189,8 @@ def setup_engine(cfg: dict[str, Any]):
 
 def step_metrics(step: int, losses: list, engine, tokens: int, seconds: float) -> dict[str, Any]:
     """Loss of one optimiser step, averaged over its micro-batches and over all workers."""
+    import time
+
     import torch
     import torch.distributed as dist
 
@@ -196,6 +201,8 @@ def step_metrics(step: int, losses: list, engine, tokens: int, seconds: float) -
         "loss": loss.item() / dist.get_world_size(),
         "learning_rate": engine.get_lr()[0],
         "tokens_per_second": tokens / max(seconds, 1e-9),
+        "step_seconds": seconds,
+        "timestamp": time.time(),  # wall clock, for launch-to-first-step and progress plots
     }
 
 

@@ -1,0 +1,54 @@
+"""A worker killed mid-run: Ray Train restarts the group from the last checkpoint and the run finishes with the
+same loss, step for step, as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from solar_ray.train import pretrain
+from solar_ray.train.launcher import fit, run, write_artifact
+
+
+def _config(tiny_model, text_dataset, tmp_path, name: str, output: str, steps: int = 6):
+    return pretrain.Config(
+        model=str(tiny_model), dataset=str(text_dataset), output=str(tmp_path / output),
+        scaling={"num_workers": 2}, deepspeed={"zero_stage": 2},
+        optim={"max_length": 32, "per_device_batch_size": 4, "max_steps": steps, "learning_rate": 3e-3,
+               "warmup_ratio": 0.2},
+        run={"name": name, "storage_path": str(tmp_path / "ray"), "checkpoint_every": 2, "max_failures": 1},
+    )
+
+
+def _losses(path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_with_identical_losses(ray_session, tiny_model, text_dataset, tmp_path):
+    clean = run(_config(tiny_model, text_dataset, tmp_path, "clean", "clean"))
+
+    marker = tmp_path / "kill-marker"
+    killed_config = _config(tiny_model, text_dataset, tmp_path, "killed", "killed")
+    # Rank 1 dies (os._exit) right after step 3; the last checkpoint is step 2.
+    result = fit(killed_config, loop_overrides={"_kill": {"step": 3, "rank": 1, "marker": str(marker)}})
+    assert marker.exists(), "the fault was never injected"
+    resumed = write_artifact(killed_config, result)
+
+    clean_losses, resumed_losses = _losses(clean), _losses(resumed)
+    assert sorted(resumed_losses) == list(range(1, 7))
+    for step in range(3, 7):  # every step after the resume point (checkpoint at step 2)
+        assert resumed_losses[step] == pytest.approx(clean_losses[step], abs=1e-5), step
+    assert resumed_losses[6] < resumed_losses[1]
+
+
+@pytest.mark.slow
+def test_rerun_with_same_name_resumes_instead_of_restarting(ray_session, tiny_model, text_dataset, tmp_path):
+    first = _config(tiny_model, text_dataset, tmp_path, "again", "first", steps=4)
+    run(first)
+    # Same run name and storage: the finished run's result comes back without training again.
+    again = _config(tiny_model, text_dataset, tmp_path, "again", "second", steps=4)
+    second = run(again)
+    assert _losses(second) == _losses(tmp_path / "first")
