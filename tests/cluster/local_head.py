@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,6 +140,16 @@ class LocalHead:
         for pid in _pids_mentioning(str(self.temp_dir)):
             with _suppress_lookup():
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def task_names(self) -> set[str]:
+        """Names of the tasks this head's workers ran (Ray prints `:task_name:<name>` into worker logs)."""
+        names = set()
+        for log in (self.temp_dir / "session_latest" / "logs").glob("worker-*"):
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith(":task_name:"):
+                    names.add(line.removeprefix(":task_name:"))
+        return names
 
 
 class _suppress_lookup:

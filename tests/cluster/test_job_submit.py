@@ -88,6 +88,13 @@ def test_stage_submitted_with_ray_job_submit_succeeds(stage_job):
     assert f"wrote {artifact}" in stage_job["logs"]  # the CLI's last line reached `ray job logs`
 
 
+def test_stage_work_ran_on_the_cluster_it_was_submitted_to(head, stage_job):
+    # init_ray joined the head through the RAY_ADDRESS `ray job submit` set: the stage's Ray Data tasks ran
+    # in this head's workers rather than in a private local Ray started by the driver.
+    ray_data_tasks = [name for name in head.task_names() if name.startswith(("ReadText", "MapBatches"))]
+    assert ray_data_tasks, f"no Ray Data task in the head's worker logs: {sorted(head.task_names())}"
+
+
 def test_job_ran_the_uploaded_working_dir_not_the_checkout(head, stage_job):
     # The runtime_env zips the working dir and runs the job inside the unpacked copy on the head, ahead of the
     # solar-ray installed on the node.
