@@ -1,0 +1,144 @@
+"""Benchmark `solar-ray upscale` against `cp` of its output, and its peak RSS, on synthetic fp16 Llama checkpoints.
+
+    .venv/bin/python bench/bench_upscale.py                # 0.25 GiB and 0.9 GiB bases, 3 repeats, in $TMPDIR
+    .venv/bin/python bench/bench_upscale.py --dir /data --repeats 5 --layers 16 32
+
+Targets (issue 3): upscale wall time <= 1.5x `cp -r` of the output directory on the same disk, and peak RSS
+< 300 MB whatever the model size. Reference from the issue: mergekit 0.1.5's passthrough up-scale of such a
+checkpoint took 11.7 s and 2.5 GB peak RSS, `cp` of the 1.2 GB output 2.0 s.
+
+The base is written straight as safetensors bytes (random fp16 values; content is irrelevant to a byte copy),
+2 shards, Llama geometry: hidden 2048, 32 heads (8 KV heads), intermediate 2048, vocab 32000, untied.
+16 layers -> 0.9 GiB base, 1.3 GB output at M = n/4. Both timings run with the page cache warm (the base was just
+written, the output was just written), which is how a follow-on stage reads them. Everything is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HIDDEN, KV, INTERMEDIATE, VOCAB = 2048, 512, 2048, 32000  # KV = 8 KV heads x head_dim 64
+
+
+def llama_tensors(layers: int) -> list[tuple[str, list[int]]]:
+    names = [("model.embed_tokens.weight", [VOCAB, HIDDEN])]
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        names += [
+            (p + "input_layernorm.weight", [HIDDEN]), (p + "self_attn.q_proj.weight", [HIDDEN, HIDDEN]),
+            (p + "self_attn.k_proj.weight", [KV, HIDDEN]), (p + "self_attn.v_proj.weight", [KV, HIDDEN]),
+            (p + "self_attn.o_proj.weight", [HIDDEN, HIDDEN]), (p + "post_attention_layernorm.weight", [HIDDEN]),
+            (p + "mlp.gate_proj.weight", [INTERMEDIATE, HIDDEN]), (p + "mlp.up_proj.weight", [INTERMEDIATE, HIDDEN]),
+            (p + "mlp.down_proj.weight", [HIDDEN, INTERMEDIATE]),
+        ]
+    return names + [("model.norm.weight", [HIDDEN]), ("lm_head.weight", [VOCAB, HIDDEN])]
+
+
+def write_base(path: Path, layers: int, shards: int = 2) -> int:
+    """A Llama checkpoint of random fp16 bytes; returns its size in bytes."""
+    path.mkdir(parents=True)
+    tensors = llama_tensors(layers)
+    per_shard = -(-len(tensors) // shards)
+    weight_map, total = {}, 0
+    block = os.urandom(1 << 24)  # 16 MiB of noise, reused: generation speed is not what we measure
+    for s in range(shards):
+        name = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        items, header, offset = tensors[s * per_shard:(s + 1) * per_shard], {}, 0
+        for tensor, shape in items:
+            nbytes = 2 * shape[0] * (shape[1] if len(shape) > 1 else 1)
+            header[tensor] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + nbytes]}
+            weight_map[tensor] = name
+            offset += nbytes
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with (path / name).open("wb") as fh:
+            fh.write(struct.pack("<Q", len(raw)) + raw)
+            left = offset
+            while left:
+                left -= fh.write(block[: min(len(block), left)])
+        total += offset
+    (path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
+              "intermediate_size": INTERMEDIATE, "num_attention_heads": 32, "num_key_value_heads": 8,
+              "num_hidden_layers": layers, "vocab_size": VOCAB, "max_position_embeddings": 4096,
+              "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "torch_dtype": "float16"}
+    (path / "config.json").write_text(json.dumps(config))
+    return sum(p.stat().st_size for p in path.iterdir())
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS in bytes) of one child process, read from its own rusage via wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
+    return wall, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def bench(root: Path, layers: int, repeats: int) -> dict:
+    base, out, copy = root / f"base{layers}", root / f"up{layers}", root / f"cp{layers}"
+    base_bytes = write_base(base, layers)
+    upscale_runs, cp_runs = [], []
+    for _ in range(repeats):
+        upscale_runs.append(timed([sys.executable, "-m", "solar_ray.cli", "upscale", str(base), str(out), "--force"]))
+        shutil.rmtree(copy, ignore_errors=True)
+        cp_runs.append(timed(["cp", "-r", str(out), str(copy)]))
+    lineage = json.loads((out / "lineage.json").read_text())
+    row = {
+        "layers": f"{layers} -> {lineage['metrics']['layers_after']}",
+        "base GiB": base_bytes / 2**30,
+        "output GB": dir_bytes(out) / 1e9,
+        "upscale s": statistics.median(w for w, _ in upscale_runs),
+        "cp s": statistics.median(w for w, _ in cp_runs),
+        "peak RSS MB": max(r for _, r in upscale_runs) / 1e6,
+        "copy phase s": lineage["metrics"]["seconds"],  # inside the stage, before hashing + lineage
+    }
+    row["ratio"] = row["upscale s"] / row["cp s"]
+    for path in (base, out, copy):
+        shutil.rmtree(path, ignore_errors=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=None, help="Where to write (default: a temp dir).")
+    parser.add_argument("--layers", type=int, nargs="+", default=[4, 16], help="Base layer counts to try.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per measurement (median time, max RSS).")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench_upscale_", dir=args.dir))
+    try:
+        rows = [bench(root, layers, args.repeats) for layers in args.layers]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="solar-ray upscale vs cp (median of runs; target ratio <= 1.5, RSS < 300 MB)")
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console(width=140).print(table)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are wall clock)")
+    print("reference (issue 3): mergekit 0.1.5 passthrough 11.7 s, 2.5 GB peak RSS; cp of 1.2 GB output 2.0 s")
+
+
+if __name__ == "__main__":
+    main()
