@@ -7,6 +7,7 @@ process group we started (plain `ray stop` would kill every Ray on the machine).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -60,6 +61,14 @@ class LocalHead:
     def client_env(self, **extra: str) -> dict[str, str]:
         return clean_env(**{"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.auth_token, **extra})
 
+    def api(self, path: str, token: str | None = None) -> dict:
+        """GET a dashboard REST endpoint as an authenticated client (urllib raises HTTPError on 401/403)."""
+        request = urllib.request.Request(
+            f"{self.dashboard_url}{path}", headers={"Authorization": f"Bearer {token or self.auth_token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
     def head_env(self) -> dict[str, str]:
         return self.client_env(**self.extra_env)
 
@@ -107,19 +116,14 @@ class LocalHead:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        request = urllib.request.Request(
-            f"{self.dashboard_url}/api/version", headers={"Authorization": f"Bearer {self.auth_token}"}
-        )
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.process.returncode}:\n{self.log_path.read_text()}")
             try:
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1)
+                self.api("/api/jobs/")  # the job API answers: the head is ready for `ray job submit`
+                return
+            except (OSError, ValueError):
+                time.sleep(1)
         raise TimeoutError(f"Ray head not ready after {self.start_timeout_s}s:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
