@@ -31,7 +31,7 @@ def save_tiny(path: Path, kind: str, layers: int = 8, tokenizer: bool = True, sh
     import transformers
 
     config_cls = {"llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig,
-                  "qwen2": transformers.Qwen2Config}[kind]
+                  "qwen2": transformers.Qwen2Config, "gemma2": transformers.Gemma2Config}[kind]
     torch.manual_seed(0)
     config = config_cls(num_hidden_layers=layers, **SIZES, **extra)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
@@ -56,3 +56,9 @@ def qwen2_base(tmp_path_factory) -> Path:
     # Tied embeddings, sliding window on layers >= 2: layer_types differ per layer and must be sliced.
     return save_tiny(tmp_path_factory.mktemp("qwen2") / "base", "qwen2", tokenizer=False, tie_word_embeddings=True,
                      use_sliding_window=True, sliding_window=512, max_window_layers=2)
+
+
+@pytest.fixture(scope="session")
+def gemma2_base(tmp_path_factory) -> Path:
+    # Gemma-style: tied by default, alternating sliding/full attention in layer_types.
+    return save_tiny(tmp_path_factory.mktemp("gemma2") / "base", "gemma2", tokenizer=False, head_dim=16)

@@ -88,16 +88,19 @@ def test_layers_option_same_as_drop(llama_base, llama_up, tmp_path):
         assert (out / shard.name).read_bytes() == shard.read_bytes()
 
 
-def test_qwen2_tied_with_layer_types(qwen2_base, tmp_path):
-    out = upscale(qwen2_base, tmp_path / "q", drop=2)  # default shard size: one shard
+@pytest.mark.parametrize("family", ["qwen2", "gemma2"])
+def test_tied_families_with_layer_types(family, request, tmp_path):
+    base_dir = request.getfixturevalue(f"{family}_base")
+    out = upscale(base_dir, tmp_path / "q", drop=2)  # default shard size: one shard
     config = json.loads((out / "config.json").read_text())
-    base_types = json.loads((qwen2_base / "config.json").read_text())["layer_types"]
+    base_types = json.loads((base_dir / "config.json").read_text())["layer_types"]
+    assert len(set(base_types)) == 2
     assert config["layer_types"] == base_types[:6] + base_types[2:]
     assert config["tie_word_embeddings"] is True
     assert "lm_head.weight" not in all_tensors(out)
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
-    base = AutoModelForCausalLM.from_pretrained(qwen2_base).eval()
+    base = AutoModelForCausalLM.from_pretrained(base_dir).eval()
     ids = torch.randint(0, 64, (1, 8))
     with torch.no_grad():
         torch.testing.assert_close(model(ids, output_hidden_states=True).hidden_states[6],
@@ -137,3 +140,24 @@ def test_experiment_yaml_validates():
     assert path.read_text().startswith("# solar-ray run experiments/tiny/upscale.yaml")
     config = load_config(path, ["base=somewhere"])
     assert isinstance(config, Config) and config.base == "somewhere"
+
+
+def test_interrupted_run_leaves_nothing_and_rerun_works(llama_base, tmp_path, monkeypatch):
+    import solar_ray.upscale.stream as stream
+
+    calls = []
+    real_write_shard = stream.write_shard
+
+    def dies_on_third_shard(path, items):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if the run were killed mid-write
+        return real_write_shard(path, items)
+
+    monkeypatch.setattr(stream, "write_shard", dies_on_third_shard)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        upscale(llama_base, out, drop=2, max_shard_size="100KB")
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    monkeypatch.setattr(stream, "write_shard", real_write_shard)
+    assert (upscale(llama_base, out, drop=2) / "lineage.json").is_file()
