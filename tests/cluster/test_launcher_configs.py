@@ -115,3 +115,12 @@ def test_aws_opens_no_port_to_the_world_but_ssh():
         assert not world or (rule["FromPort"] == rule["ToPort"] == 22), rule
     assert config["provider"]["cache_stopped_nodes"] is False
 
+
+
+def test_gcp_nodes_sit_on_the_ssh_only_vpc_of_the_readme():
+    readme = (REPO / "cluster" / "README.md").read_text()
+    assert "--network=solar-ray --allow=tcp:22" in readme
+    for name, node_type in load("gcp")["available_node_types"].items():
+        (nic,) = node_type["node_config"]["networkInterfaces"]
+        assert nic["network"] == "global/networks/solar-ray", name
+        assert nic["nicType"] == "GVNIC", f"{name}: A3 (H100) VMs require gVNIC"
