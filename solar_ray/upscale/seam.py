@@ -22,6 +22,7 @@ from solar_ray.upscale import layout
 from solar_ray.upscale.stage import inspect_base, map_tensors
 from solar_ray.upscale.stream import read_checkpoint
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 BUILTIN_TEXTS = (
     "The quick brown fox jumps over the lazy dog near the river bank.",
     "Depth up-scaling copies a model, drops some layers from each copy and stacks the rest.",
@@ -90,10 +91,14 @@ def seam_similarity(base: Path, texts: list[str], max_tokens: int = 128, allow_p
     with torch.no_grad():
         for text in texts:  # one text at a time: no padding to mask, and memory stays at one sequence
             ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
+            if ids.shape[1] == 0:
+                continue
             hidden = model(input_ids=ids, output_hidden_states=True).hidden_states  # n+1 x [1, T, hidden]
             for m in sums:
                 sums[m] += torch.nn.functional.cosine_similarity(hidden[n - m][0], hidden[m][0], dim=-1).sum().item()
             tokens += ids.shape[1]
+    if tokens == 0:
+        raise DataError(f"{base}: the calibration texts tokenize to nothing; pass --text with real text")
     return {m: total / tokens for m, total in sums.items()}
 
 
@@ -102,6 +107,9 @@ def seam_report(base: Path, out: Path, text_file: Path | None = None, limit: int
     """Write report.md, seam.csv and seam.png for every candidate M into `out`. Returns (out, rows)."""
     config, arch, _ = inspect_base(base, allow_pickle)
     n = layout.layer_count(config, arch, str(base / "config.json"))
+    if not any((base / name).is_file() for name in TOKENIZER_FILES):
+        raise ArtifactError(f"{base}: no tokenizer ({' / '.join(TOKENIZER_FILES)}); seam diagnostics tokenize "
+                            "calibration text - copy the base's tokenizer files into it")
     if n < 3:
         raise ArtifactError(f"{base}: {n} layers leave no valid M (need 1 <= M and 2M < n)")
     texts, source = calibration_texts(base, text_file, limit)

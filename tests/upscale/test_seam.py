@@ -54,3 +54,11 @@ def test_calibration_text_sources(llama_base, tmp_path):
     world_split.write_text('{"text": "the quick fox"}\n{"text": "a lazy dog"}\n')
     assert calibration_texts(tmp_path / "world" / "base", None, 1) == (["the quick fox"], str(world_split))
     assert calibration_texts(llama_base, None, 2)[1] == "built-in sentences"
+
+
+def test_seam_needs_a_tokenizer(qwen2_base, tmp_path):
+    from solar_ray.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="no tokenizer"):
+        seam_report(qwen2_base, tmp_path / "seam")
+    assert not (tmp_path / "seam").exists()
