@@ -1,4 +1,4 @@
-"""Acceptance: a real Ray head on loopback, a tiny stage submitted with the real `ray job submit` CLI and the
+"""Acceptance: a real Ray head on loopback, a small data stage submitted with the real `ray job submit` CLI and
 project's runtime_env, token authentication on, and no secret in the job's logs, job info or artifact."""
 
 from __future__ import annotations
