@@ -1,5 +1,5 @@
 """Acceptance: a real Ray head on loopback, a small data stage submitted with the real `ray job submit` CLI and
-project's runtime_env, token authentication on, and no secret in the job's logs, job info or artifact."""
+the project's runtime_env, token authentication on, and no secret in the job's logs, job info or artifact."""
 
 from __future__ import annotations
 
