@@ -34,5 +34,5 @@ if ! mountpoint -q /mnt/solar; then
     *) echo "setup_node.sh: unknown cloud '$cloud' (expected aws or gcp)" >&2; exit 2 ;;
   esac
 fi
-sudo chown "$(id -u):$(id -g)" /mnt/solar
+sudo chown "$(id -u):$(id -g)" /mnt/solar || true   # NFS with root squash refuses; the share is then pre-owned
 mkdir -p /mnt/solar/runs /mnt/solar/hf-cache
