@@ -5,8 +5,8 @@ only on the tensor's size, never on where its bytes live (a safetensors shard on
 model), and every chunk runs the same torch ops - which is why an on-disk merge equals an in-memory one bit for
 bit. Steps for one merge:
 
-1. (methods needing it, SLERP) Gram pass: per chunk, float64 sums |a|^2, |b|^2, a.b; a tensor's chunk partials
-   are added in chunk order (deterministic whatever the thread schedule);
+1. (methods needing it, SLERP) Gram pass: per chunk, float32 dot products |a|^2, |b|^2, a.b; a tensor's chunk
+   partials are added in float64 in chunk order (deterministic whatever the thread schedule);
 2. per tensor, the method turns its parameters (and Gram) into coefficients c_i;
 3. write pass: per chunk, acc = c_0*x_0 (float32), acc += c_i*x_i, cast to the output dtype, handed to `write`.
    A coefficient of exactly 0 drops its input and a lone coefficient of exactly 1 copies the input bytes, so
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,9 +32,10 @@ from solar_ray.merge.methods import Gram, MergeSpec, TSpec
 if TYPE_CHECKING:
     import torch
 
-# 4M elements = 16 MiB per float32 chunk: big enough that per-chunk overhead (<1 ms) is noise, small enough that
-# 2 threads x (inputs + float32 temporaries) stay well under 100 MB.
-CHUNK_ELEMENTS = 4 << 20
+# 2M elements per chunk: per-chunk overhead (~0.1 ms) is noise next to its ~7 ms of work, and a thread's
+# scratch (float32 x2, raw read bytes, output) is 2M x 20 B = 40 MB.
+CHUNK_ELEMENTS = 2 << 20
+MAX_DEFAULT_THREADS = 4  # the work is memory-bound: more threads add scratch memory, not speed
 VOCAB_TENSORS = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out")
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
@@ -44,7 +46,8 @@ class Source(Protocol):
     shape: tuple[int, ...]
     dtype: torch.dtype
 
-    def read(self, start: int, end: int) -> torch.Tensor: ...  # 1-D, elements [start, end), source dtype
+    def read(self, start: int, end: int, buffer: torch.Tensor | None = None) -> torch.Tensor:
+        """Elements [start, end) as a 1-D tensor of the source dtype (a view of `buffer`, uint8, if it needs one)."""
 
 
 class MemorySource:
@@ -54,7 +57,7 @@ class MemorySource:
         self.shape, self.dtype = tuple(tensor.shape), tensor.dtype
         self.flat = tensor.detach().reshape(-1)  # a view unless the tensor is non-contiguous
 
-    def read(self, start: int, end: int):
+    def read(self, start: int, end: int, buffer=None):
         return self.flat[start:end]
 
 
@@ -70,7 +73,8 @@ def chunks(n: int, chunk_elements: int) -> list[tuple[int, int]]:
 
 
 def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_DEFAULT_THREADS))
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -136,11 +140,40 @@ class TensorJob:
     write: Callable[[int, Any], None]  # (start element, 1-D tensor of out_dtype)
 
 
-def _gram_partial(job: TensorJob, start: int, end: int) -> tuple[float, float, float]:
+class ThreadBuffers(threading.local):
+    """Per-thread scratch tensors of one chunk each, reused for every chunk.
+
+    Why: a fresh 8-16 MB tensor per chunk is a fresh mmap from malloc, and the kernel then faults in and zeroes
+    every page: for a 0.8 GiB merge that is ~8 GB of page faults, more CPU time than the arithmetic itself.
+    """
+
+    def __init__(self, chunk_elements: int) -> None:
+        self.chunk_elements = chunk_elements
+        self.tensors: dict[tuple[str, Any], Any] = {}
+
+    def get(self, kind: str, dtype, n: int, per_element: int = 1):
+        import torch
+
+        key = (kind, dtype)
+        if key not in self.tensors:
+            self.tensors[key] = torch.empty(self.chunk_elements * per_element, dtype=dtype)
+        return self.tensors[key][: n * per_element]
+
+    def raw(self, n: int):
+        """Bytes for reading n elements of any dtype from disk (8 bytes per element at most)."""
+        import torch
+
+        return self.get("raw", torch.uint8, n, per_element=8)
+
+
+def _gram_partial(job: TensorJob, start: int, end: int, buffers: ThreadBuffers) -> tuple[float, float, float]:
+    """This chunk's |a|^2, |b|^2, a.b: float32 dot products (MKL accumulates in many SIMD lanes, so a 2M-element
+    chunk loses ~1e-6 relative), added across chunks in float64 by the caller."""
     import torch
 
-    a = job.sources[0].read(start, end).to(torch.float64)
-    b = job.sources[1].read(start, end).to(torch.float64)
+    n = end - start
+    a = buffers.get("acc", torch.float32, n).copy_(job.sources[0].read(start, end, buffers.raw(n)))
+    b = buffers.get("tmp", torch.float32, n).copy_(job.sources[1].read(start, end, buffers.raw(n)))
     return float(torch.dot(a, a)), float(torch.dot(b, b)), float(torch.dot(a, b))
 
 
@@ -148,23 +181,32 @@ def _is_float(dtype) -> bool:
     return dtype.is_floating_point
 
 
-def _write_chunk(job: TensorJob, coefficients: Sequence[float], start: int, end: int) -> None:
+def _write_chunk(job: TensorJob, coefficients: Sequence[float], start: int, end: int, buffers: ThreadBuffers) -> None:
     import torch
 
+    n = end - start
     terms = [(c, s) for c, s in zip(coefficients, job.sources) if c != 0.0]
     if not _is_float(job.sources[0].dtype):  # integer buffers are not averaged: the base's values are kept
         terms = [(1.0, job.sources[0])]
+    out = buffers.get("out", job.out_dtype, n)
     if not terms:
-        job.write(start, torch.zeros(end - start, dtype=job.out_dtype))
+        job.write(start, out.zero_())
         return
     if len(terms) == 1 and terms[0][0] == 1.0:  # an endpoint: its bytes, not a float round trip
-        job.write(start, terms[0][1].read(start, end).to(job.out_dtype))
+        job.write(start, out.copy_(terms[0][1].read(start, end, buffers.raw(n))))
         return
+    # acc = c0*x0 + c1*x1 + ... in float32; copy_ converts into the reused buffers (sources are never written)
     (c0, s0), rest = terms[0], terms[1:]
-    acc = torch.mul(s0.read(start, end).to(torch.float32), c0)  # a new tensor: never scale a source in place
+    acc = buffers.get("acc", torch.float32, n).copy_(s0.read(start, end, buffers.raw(n))).mul_(c0)
     for c, s in rest:
-        acc.add_(s.read(start, end).to(torch.float32), alpha=c)
-    job.write(start, acc.to(job.out_dtype))
+        acc.add_(buffers.get("tmp", torch.float32, n).copy_(s.read(start, end, buffers.raw(n))), alpha=c)
+    job.write(start, out.copy_(acc))
+
+
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, threads: int | None = None,
@@ -172,11 +214,14 @@ def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, thread
     """Merge every job's tensor chunk by chunk on a thread pool (steps 1-3 of the module docstring)."""
     threads = threads or default_threads()
     plan = [(job, start, end) for job in jobs for start, end in chunks(numel(job.sources[0].shape), chunk_elements)]
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="merge") as pool:
+    buffers = ThreadBuffers(min(chunk_elements, max((end - start for _, start, end in plan), default=1)))
+    # One torch thread per worker: the pool already fills the cores, and nested OpenMP teams would oversubscribe
+    # them (and spin). torch's OpenMP thread count is per calling thread, so the caller's setting is unchanged.
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="merge", initializer=_one_torch_thread) as pool:
         grams: dict[str, Gram | None] = {job.name: None for job in jobs}
         if spec.needs_gram:
             gram_plan = [item for item in plan if _is_float(item[0].sources[0].dtype)]
-            partials = pool.map(lambda item: _gram_partial(*item), gram_plan)
+            partials = pool.map(lambda item: _gram_partial(*item, buffers), gram_plan)
             sums: dict[str, list[float]] = {}
             for (job, _, _), (aa, bb, ab) in zip(gram_plan, partials):  # in chunk order: deterministic
                 total = sums.setdefault(job.name, [0.0, 0.0, 0.0])
@@ -185,7 +230,7 @@ def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, thread
                 total[2] += ab
             grams.update({name: Gram(*values) for name, values in sums.items()})
         coefficients = {job.name: spec.coefficients(job.name, num_layers, grams[job.name]) for job in jobs}
-        for _ in pool.map(lambda item: _write_chunk(item[0], coefficients[item[0].name], item[1], item[2]), plan):
+        for _ in pool.map(lambda it: _write_chunk(it[0], coefficients[it[0].name], it[1], it[2], buffers), plan):
             pass
 
 

@@ -34,7 +34,7 @@ LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
 @dataclass(frozen=True)
 class Gram:
-    """Statistics of two tensors a (base) and b (other), accumulated in float64."""
+    """Statistics of two tensors a (base) and b (other): float32 chunk dot products summed in float64."""
 
     aa: float
     bb: float

@@ -37,6 +37,7 @@ from pydantic import Field, field_validator, model_validator
 from solar_ray.artifacts import atomic_dir, write_lineage
 from solar_ray.config import StageConfig, Strict, dump_config
 from solar_ray.errors import ConfigError
+from solar_ray.merge.core import CHUNK_ELEMENTS
 from solar_ray.merge.methods import METHODS, MergeSpec, TSpec, check_t, get_method
 
 
@@ -62,9 +63,9 @@ class Config(StageConfig):
         "layers], default: t}, e.g. {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}."
     )
     allow_pickle: bool = Field(default=False, description="Accept pickle (.bin) weights; they can run arbitrary code.")
-    threads: int | None = Field(default=None, ge=1, description="Worker threads (default: all usable cores).")
-    chunk_elements: int = Field(default=4 << 20, ge=1024,
-                                description="Elements per work chunk; memory ~ threads x chunk x 12 bytes.")
+    threads: int | None = Field(default=None, ge=1, description="Worker threads (default: usable cores, at most 4).")
+    chunk_elements: int = Field(default=CHUNK_ELEMENTS, ge=1024,
+                                description="Elements per work chunk; scratch memory ~ threads x chunk x 20 bytes.")
     max_shard_mb: float = Field(default=5000, gt=0, description="Largest output shard in MB (10^6 bytes).")
 
     @field_validator("models", mode="before")

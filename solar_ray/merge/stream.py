@@ -52,11 +52,11 @@ class DiskSource:
         self.fd, self.start, self.dtype, self.shape, self.path = fd, start, dtype, shape, path
         self.itemsize = dtype.itemsize
 
-    def read(self, start: int, end: int):
+    def read(self, start: int, end: int, buffer=None):
         import torch
 
         nbytes = (end - start) * self.itemsize
-        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        buffer = torch.empty(nbytes, dtype=torch.uint8) if buffer is None else buffer[:nbytes]
         view, offset, done = memoryview(buffer.numpy()), self.start + start * self.itemsize, 0
         while done < nbytes:
             got = os.preadv(self.fd, [view[done:]], offset + done)

@@ -1,0 +1,141 @@
+"""Merge speed and peak memory on two synthetic fp16 checkpoints of 0.82 GiB each, against mergekit 0.1.5.
+
+    .venv/bin/python bench/bench_merge.py                 # linear (0.5, 0.5) and SLERP (t=0.5), 1 run each
+    .venv/bin/python bench/bench_merge.py --repeat 3 --threads 2 --dir /tmp
+
+Each merge runs as its own `solar-ray merge` process; its peak RSS is that child's ru_maxrss (os.wait4, the
+per-child RUSAGE_CHILDREN figure) and its time is the process's wall clock, start-up and imports included, as
+for the mergekit reference (issue 4, measured on the same inputs: 11.2 s linear, 16.7 s SLERP, 1.6 GB peak RSS).
+"merge s" is the merge alone, from the artifact's lineage; "CPU s" the child's user + system time, which a busy
+machine inflates less than wall time. The inputs are Llama-shaped (vocab 32000, hidden 2048,
+intermediate 5632, 6 layers: 439.5M parameters = 0.82 GiB in fp16), two shards each, random and independent (so
+SLERP takes its full spherical path, never the colinear fallback). Everything generated is deleted at the end.
+The load average is printed: on a shared machine other jobs take CPU from every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MERGEKIT = {"linear": (11.2, 1600.0), "slerp": (16.7, 1600.0)}  # seconds, peak RSS MB (issue 4)
+VOCAB, HIDDEN, INTERMEDIATE, LAYERS = 32000, 2048, 5632, 6
+
+
+def tensor_shapes() -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (VOCAB, HIDDEN)}
+    for i in range(LAYERS):
+        p = f"model.layers.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            shapes[f"{p}self_attn.{proj}.weight"] = (HIDDEN, HIDDEN)
+        shapes[f"{p}mlp.gate_proj.weight"] = (INTERMEDIATE, HIDDEN)
+        shapes[f"{p}mlp.up_proj.weight"] = (INTERMEDIATE, HIDDEN)
+        shapes[f"{p}mlp.down_proj.weight"] = (HIDDEN, INTERMEDIATE)
+        shapes[f"{p}input_layernorm.weight"] = (HIDDEN,)
+        shapes[f"{p}post_attention_layernorm.weight"] = (HIDDEN,)
+    shapes["model.norm.weight"] = (HIDDEN,)
+    shapes["lm_head.weight"] = (VOCAB, HIDDEN)
+    return shapes
+
+
+def write_checkpoint(out: Path, seed: int) -> int:
+    """A random fp16 Llama-shaped checkpoint in two safetensors shards + index + config.json. Returns bytes."""
+    import torch
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(seed)
+    shapes = list(tensor_shapes().items())
+    halves = [shapes[: len(shapes) // 2], shapes[len(shapes) // 2:]]
+    weight_map, total = {}, 0
+    for number, items in enumerate(halves, start=1):
+        name = f"model-{number:05d}-of-00002.safetensors"
+        tensors = {k: (torch.randn(shape, generator=generator) * 0.02).half() for k, shape in items}
+        save_file(tensors, out / name, metadata={"format": "pt"})
+        total += sum(t.numel() * 2 for t in tensors.values())
+        weight_map.update({k: name for k in tensors})
+        del tensors
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": VOCAB,
+              "hidden_size": HIDDEN, "intermediate_size": INTERMEDIATE, "num_hidden_layers": LAYERS,
+              "num_attention_heads": 16, "num_key_value_heads": 16, "torch_dtype": "float16"}
+    (out / "config.json").write_text(json.dumps(config))
+    return total
+
+
+def run_merge(args: list[str]) -> tuple[float, float, float]:
+    """Run `solar-ray merge ...` as a child; (wall seconds, CPU seconds, peak RSS MB) of that child."""
+    command = [str(Path(sys.executable).with_name("solar-ray")), "merge", *args]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)  # ru_maxrss of this child alone, in KiB on Linux
+    seconds = time.perf_counter() - started
+    output = proc.stdout.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"merge failed ({proc.returncode}): {' '.join(command)}\n{output}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per method; the table shows the fastest")
+    parser.add_argument("--threads", type=int, default=None, help="merge threads (default: all usable cores)")
+    parser.add_argument("--dir", default=None, help="where to write the synthetic checkpoints (default: $TMPDIR)")
+    parser.add_argument("--generate", nargs=2, metavar=("DIR", "SEED"), help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.generate:
+        write_checkpoint(Path(opts.generate[0]), int(opts.generate[1]))
+        return
+
+    root = Path(tempfile.mkdtemp(prefix="bench_merge_", dir=opts.dir))
+    try:
+        started = time.perf_counter()
+        # Generated in a child: on Linux a child's ru_maxrss starts at its parent's RSS at fork, so this process
+        # must never hold the checkpoints' tensors itself or every merge would appear to use that much memory.
+        for name, seed in (("a", 1), ("b", 2)):
+            subprocess.run([sys.executable, __file__, "--generate", str(root / name), str(seed)], check=True)
+        sizes = [json.loads((root / n / "model.safetensors.index.json").read_text())["metadata"]["total_size"]
+                 for n in ("a", "b")]
+        print(f"inputs: 2 x {sizes[0] / 2**30:.3f} GiB fp16 ({sizes[0] // 2:,} parameters each), "
+              f"generated in {time.perf_counter() - started:.1f} s; cores usable: {len(os.sched_getaffinity(0))}")
+        extra = ["--threads", str(opts.threads)] if opts.threads else []
+        cases = {"linear": ["--method", "linear", "--model", f"{root / 'a'}:0.5", "--model", f"{root / 'b'}:0.5"],
+                 "slerp": ["--method", "slerp", "--model", str(root / "a"), "--model", str(root / "b"), "--t", "0.5"]}
+        rows = []
+        for method, args in cases.items():
+            best = None
+            for _ in range(opts.repeat):
+                out = root / f"out_{method}"
+                load = os.getloadavg()[0]
+                seconds, cpu, rss = run_merge([str(out), *args, *extra, "--force"])
+                merge_seconds = json.loads((out / "lineage.json").read_text())["metrics"]["seconds"]
+                if best is None or seconds < best[0]:
+                    best = (seconds, merge_seconds, cpu, rss, load)
+                shutil.rmtree(out)
+            rows.append((method, *best))
+        ref_note = "mergekit 0.1.5 (issue 4)"
+        print(f"\n{'method':<8} {'mergekit s':>10} {'ours s':>8} {'merge s':>8} {'CPU s':>6} {'speed-up':>9} "
+              f"{'peak RSS MB':>12} {'mergekit MB':>12} {'load avg':>9}  targets (>= 3x, < 600 MB)")
+        for method, seconds, merge_seconds, cpu, rss, load in rows:
+            ref_s, ref_mb = MERGEKIT[method]
+            speedup = ref_s / seconds
+            verdict = "met" if speedup >= 3 and rss < 600 else "NOT met"
+            print(f"{method:<8} {ref_s:>10.1f} {seconds:>8.2f} {merge_seconds:>8.2f} {cpu:>6.2f} {speedup:>8.1f}x "
+                  f"{rss:>12.0f} {ref_mb:>12.0f} {load:>9.1f}  {verdict}")
+        print(f"\nreference: {ref_note}; ours = whole `solar-ray merge` process (start-up and lineage hashing "
+              "included), merge s = the merge alone, CPU s = the process's user + system time")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
