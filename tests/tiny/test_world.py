@@ -1,0 +1,127 @@
+import json
+
+import pytest
+
+from solar_ray.tiny.build import generate_datasets
+
+SCHEMAS = {
+    "pretrain": {"text"},
+    "alpaca_gpt4": {"instruction", "input", "output"},
+    "open_orca": {"id", "system_prompt", "question", "response"},
+    "flan_collection": {"inputs", "targets", "_template_idx", "_task_source", "_task_name", "_template_type"},
+    "math": {"problem", "level", "type", "solution"},
+    "metamathqa": {"query", "response", "type", "original_question"},
+    "orca_dpo_pairs": {"system", "question", "chosen", "rejected"},
+    "ultrafeedback_binarized": {"prompt", "prompt_id", "chosen", "rejected", "messages", "score_chosen",
+                                "score_rejected", "source"},
+    "benchmarks/arc_challenge": {"id", "question", "choices", "answerKey"},
+    "benchmarks/hellaswag": {"ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id", "split",
+                             "split_type", "label"},
+    "benchmarks/mmlu": {"question", "subject", "choices", "answer"},
+    "benchmarks/truthfulqa_mc": {"question", "mc1_targets", "mc2_targets"},
+    "benchmarks/winogrande": {"sentence", "option1", "option2", "answer"},
+    "benchmarks/gsm8k": {"question", "answer"},
+}
+EVAL_SPLITS = {"arc_challenge/test", "hellaswag/validation", "mmlu/test", "truthfulqa_mc/validation",
+               "winogrande/validation", "gsm8k/test"}
+
+
+def read(world, key):
+    return [json.loads(line) for line in (world / "data" / f"{key}.jsonl").read_text().splitlines()]
+
+
+def schema_of(key):
+    return next(fields for prefix, fields in SCHEMAS.items() if key.startswith(prefix + "/"))
+
+
+def test_every_file_has_its_upstream_schema(tiny_world):
+    manifest = json.loads((tiny_world / "data" / "manifest.json").read_text())
+    for key, count in manifest["rows"].items():
+        rows = read(tiny_world, key)
+        assert len(rows) == count > 0, key
+        assert all(set(row) == schema_of(key) for row in rows), key
+    for row in read(tiny_world, "benchmarks/arc_challenge/test"):
+        assert row["answerKey"] in row["choices"]["label"] and len(row["choices"]["text"]) == 4
+    assert all(r["answer"].rsplit("#### ", 1)[1].isdigit() for r in read(tiny_world, "benchmarks/gsm8k/test"))
+    assert all("\\boxed{" in r["solution"] for r in read(tiny_world, "math/train"))
+    assert all(r["score_chosen"] > r["score_rejected"] for r in read(tiny_world, "ultrafeedback_binarized/train_prefs"))
+    assert {r["subject"] for r in read(tiny_world, "benchmarks/mmlu/test")} == set(manifest["mmlu_subjects"])
+    assert len(read(tiny_world, "benchmarks/arc_challenge/train")) >= 25  # 25-shot few-shot pool
+
+
+def test_same_seed_same_world_other_seed_other_world():
+    first, _ = generate_datasets(0)
+    assert first == generate_datasets(0)[0]
+    assert first["benchmarks/arc_challenge/test"] != generate_datasets(1)[0]["benchmarks/arc_challenge/test"]
+
+
+def test_contamination_is_planted_exactly_where_the_manifest_says():
+    files, manifest = generate_datasets(0)
+    planted = manifest["planted"]["open_orca"]
+    table8 = set(manifest["table8_tasks"])
+    eval_texts = set()
+    for split in EVAL_SPLITS:
+        for row in files[f"benchmarks/{split}"]:
+            eval_texts.add(row.get("question") or row.get("ctx") or row.get("sentence"))
+    orca = {row["id"]: row for row in files["open_orca/train"]}
+    prefix = {"flan2021": "flan.", "niv2": "niv.", "cot": "cot.", "t0": "t0."}
+    flan_task = {}
+    for submix, p in prefix.items():
+        for row in files[f"flan_collection/{submix}/train"]:
+            flan_task[(p, " ".join(row["inputs"].lower().split()))] = row["_task_name"]
+    copies = {c["id"] for c in planted["copies"]}
+    for row_id, row in orca.items():
+        key = (row_id.split(".")[0] + ".", " ".join(row["question"].lower().split()))
+        copies_item = any(text in key[1] for text in eval_texts)
+        assert copies_item == (row_id in copies), row_id
+        if row_id in planted["unrecoverable_ids"]:
+            assert key not in flan_task
+        else:
+            assert (flan_task[key] in table8) == (row_id in planted["table8_ids"])
+    assert {orca[i]["id"].split(".")[0] for i in planted["table8_ids"]} >= {"flan", "niv", "cot"}
+    assert {row_id.split(".")[0] for row_id in orca} == {"flan", "niv", "cot", "t0"}
+    assert planted["perturbed_ids"] and planted["unrecoverable_ids"]
+
+    # The FLAN collection sample copies benchmark items like the real one; it is a lookup table, not training data.
+    training = [k for k in files if not k.startswith(("benchmarks/", "flan_collection/")) and k != "open_orca/train"]
+    for key in training:
+        blob = json.dumps(files[key])
+        leaked = [text for text in eval_texts if text in blob]
+        assert not leaked, (key, leaked[:1])
+
+
+def test_base_model_tokenizer_and_chat_template_work_offline(tiny_world):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = tiny_world / "base"
+    model = AutoModelForCausalLM.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    assert model.config.head_dim == 64 and model.config.num_hidden_layers >= 8
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<s>", "</s>", "<pad>")
+    messages = [{"role": "system", "content": "be brief ."}, {"role": "user", "content": "what colour is the zib ?"},
+                {"role": "assistant", "content": "the zib is red ."}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert text.startswith("### System:\nbe brief .\n\n### User:\nwhat colour is the zib ?\n\n### Assistant:\n")
+    assert "the zib is red .</s>" in text
+    encoded = tokenizer.apply_chat_template(messages, return_assistant_tokens_mask=True, return_dict=True)
+    masked = [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m]
+    assert tokenizer.decode(masked).strip() == "the zib is red .</s>"
+    assert tokenizer.decode(tokenizer("3 + 14 = 17")["input_ids"], skip_special_tokens=True) == "3 + 14 = 17"
+    prompt = tokenizer.apply_chat_template(messages[:2], add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
+    assert (base / "model.safetensors").is_file() and not list(base.glob("*.bin"))
+    assert json.loads((tiny_world / "lineage.json").read_text())["stage"] == "tiny"
+
+
+@pytest.mark.parametrize("bad", ["stage: tiny\nseed: x\n"])
+def test_tiny_config_rejects_bad_seed(tmp_path, bad):
+    from solar_ray.config import load_config
+    from solar_ray.errors import ConfigError
+
+    (tmp_path / "t.yaml").write_text(bad)
+    with pytest.raises(ConfigError, match="seed"):
+        load_config(tmp_path / "t.yaml")
