@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 # 2M elements per chunk: per-chunk overhead (~0.1 ms) is noise next to its ~7 ms of work, and a thread's
 # scratch (float32 x2, raw read bytes, output) is 2M x 20 B = 40 MB.
 CHUNK_ELEMENTS = 2 << 20
-MAX_DEFAULT_THREADS = 4  # the work is memory-bound: more threads add scratch memory, not speed
+# Default threads: cores + 2 (a thread blocked in pread/pwrite leaves its core to another), at most 8 - the work is
+# memory-bound, so more threads would add scratch memory, not speed.
+MAX_DEFAULT_THREADS = 8
 VOCAB_TENSORS = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out")
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
@@ -74,7 +76,7 @@ def chunks(n: int, chunk_elements: int) -> list[tuple[int, int]]:
 
 def default_threads() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, MAX_DEFAULT_THREADS))
+    return max(1, min(cores + 2, MAX_DEFAULT_THREADS))
 
 
 # ------------------------------------------------------------------------------------------- validation
