@@ -177,14 +177,37 @@ def read_lineage(directory: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def file_fingerprint(directory: str | Path) -> str:
+    """Identity of a directory that is not a solar-ray artifact: file names, sizes and modification times.
+
+    Used for external inputs (a downloaded base checkpoint): re-reading 20 GB of someone else's weights on every
+    run would cost more than the stage; a changed file still changes its size or mtime.
+    """
+    import xxhash
+
+    directory = Path(directory)
+    digest = xxhash.xxh3_128()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(directory)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return "files:" + digest.hexdigest()
+
+
 def artifact_hash(directory: str | Path) -> str | None:
-    """The content hash recorded in an artifact's lineage, else computed from its files; None if it is missing."""
+    """The content hash recorded in an artifact's lineage; for a directory without lineage (an external input)
+    its file fingerprint; for a single file its content hash; None if it is missing."""
     directory = Path(directory)
     if (directory / LINEAGE).is_file():
         recorded = read_lineage(directory).get("content_hash")
         if recorded:
             return recorded
-    return content_hash(directory) if directory.is_dir() else None
+    if directory.is_dir():
+        return file_fingerprint(directory)
+    if directory.is_file():
+        import xxhash
+
+        return xxhash.xxh3_128(directory.read_bytes()).hexdigest()
+    return None
 
 
 # ------------------------------------------------------------------------------------------ model I/O

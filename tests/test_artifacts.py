@@ -85,3 +85,14 @@ def test_atomic_dir_removes_temp_dirs_left_by_killed_runs(tmp_path):
     with atomic_dir(tmp_path / "art") as tmp:
         (tmp / "done").write_text("y")
     assert not stale.exists() and (tmp_path / "art" / "done").exists()
+
+
+def test_external_inputs_are_fingerprinted_by_name_size_and_mtime(tmp_path):
+    from solar_ray.artifacts import artifact_hash
+
+    (tmp_path / "w.safetensors").write_bytes(b"1234")
+    first = artifact_hash(tmp_path)
+    assert first.startswith("files:") and artifact_hash(tmp_path) == first
+    (tmp_path / "w.safetensors").write_bytes(b"12345")
+    assert artifact_hash(tmp_path) != first
+    assert artifact_hash(tmp_path / "missing") is None
