@@ -76,6 +76,7 @@ def prepare(config: Config, hw: dict[str, Any]):
         "log_every": config.run.log_every,
         "eval_every": config.run.eval_every,
         "has_validation": "validation" in datasets,
+        "backend": hw["backend"],
         "deepspeed": deepspeed_config(
             config.deepspeed.zero_stage, hw["bf16"], o.per_device_batch_size, accum, workers,
             o.max_grad_norm, config.deepspeed.offload_optimizer,
@@ -97,7 +98,6 @@ def train_loop(cfg: dict[str, Any]) -> None:
     """Ray Train worker: the DeepSpeed pretraining loop. Everything it needs is in `cfg`."""
     import time
 
-    import deepspeed
     import ray.train
     import torch
     import torch.distributed as dist
@@ -156,6 +156,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
                 worker.log_rank0(worker.format_row(row))
             worker.maybe_inject_failure(cfg, state["step"], rank)
             losses = []
+        else:  # the shard ran out before micro_batches_per_epoch (not expected with equal splits): next epoch
+            state["micro_in_epoch"] = cfg["micro_batches_per_epoch"]
 
     final = dict(history[-1]) if history else {"step": state["step"]}
     if cfg["has_validation"] and "eval_loss" not in final:
@@ -173,7 +175,16 @@ def setup_engine(cfg: dict[str, Any]):
     from transformers import AutoModelForCausalLM, get_scheduler
 
     dtype = torch.bfloat16 if cfg["bf16"] else torch.float32
+    sharded_load = None
+    if cfg["zero_stage"] == 3:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        # ZeRO-3: each rank materialises only its shard while loading (zero.Init), never the whole model.
+        # transformers reads this object through a weak reference, so it must stay alive while loading.
+        deepspeed.init_distributed(dist_backend=cfg["backend"])
+        sharded_load = HfDeepSpeedConfig(cfg["deepspeed"])
     model = AutoModelForCausalLM.from_pretrained(cfg["model"], dtype=dtype)
+    del sharded_load
     if cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False

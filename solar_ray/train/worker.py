@@ -70,14 +70,22 @@ def is_final(checkpoint: Any) -> bool:
 
 
 def report_again(checkpoint: Any) -> None:
-    """A rerun of a finished run: report its final checkpoint again so the driver gets the same result."""
+    """A rerun of a finished run: report a copy of its final checkpoint so the driver gets the same result.
+
+    A copy under a fresh name: reporting the persisted directory itself would copy it onto itself.
+    """
+    import shutil
+
     import ray.train
 
-    metrics = {}
     with checkpoint.as_directory() as directory:
         history = read_metrics(directory)
-        metrics = dict(history[-1]) if history else {}
-    ray.train.report(metrics, checkpoint=checkpoint if world_rank() == 0 else None, checkpoint_dir_name="final")
+        with tempfile.TemporaryDirectory(prefix="solar-ray-final-") as tmp:
+            again = None
+            if world_rank() == 0:
+                shutil.copytree(directory, tmp, dirs_exist_ok=True)
+                again = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(dict(history[-1]) if history else {}, checkpoint=again)
 
 
 def save_rng(path: str | Path) -> None:

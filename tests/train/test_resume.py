@@ -9,6 +9,7 @@ import pytest
 
 from solar_ray.train import pretrain
 from solar_ray.train.launcher import fit, run, write_artifact
+from tests.train.test_stages import _loads_and_generates
 
 
 def _config(tiny_model, text_dataset, tmp_path, name: str, output: str, steps: int = 6):
@@ -29,6 +30,7 @@ def _losses(path) -> dict[int, float]:
 @pytest.mark.slow
 def test_killed_worker_resumes_with_identical_losses(ray_session, tiny_model, text_dataset, tmp_path):
     clean = run(_config(tiny_model, text_dataset, tmp_path, "clean", "clean"))
+    _loads_and_generates(clean)  # this run is also the pretrain ZeRO-2 stage test
 
     marker = tmp_path / "kill-marker"
     killed_config = _config(tiny_model, text_dataset, tmp_path, "killed", "killed")
@@ -41,14 +43,8 @@ def test_killed_worker_resumes_with_identical_losses(ray_session, tiny_model, te
     assert sorted(resumed_losses) == list(range(1, 7))
     for step in range(3, 7):  # every step after the resume point (checkpoint at step 2)
         assert resumed_losses[step] == pytest.approx(clean_losses[step], abs=1e-5), step
-    assert resumed_losses[6] < resumed_losses[1]
+    assert resumed_losses[6] < resumed_losses[1] - 0.3
 
-
-@pytest.mark.slow
-def test_rerun_with_same_name_resumes_instead_of_restarting(ray_session, tiny_model, text_dataset, tmp_path):
-    first = _config(tiny_model, text_dataset, tmp_path, "again", "first", steps=4)
-    run(first)
-    # Same run name and storage: the finished run's result comes back without training again.
-    again = _config(tiny_model, text_dataset, tmp_path, "again", "second", steps=4)
-    second = run(again)
-    assert _losses(second) == _losses(tmp_path / "first")
+    # Started again under the same name, the finished run hands back its result without training again.
+    again = run(_config(tiny_model, text_dataset, tmp_path, "killed", "again"))
+    assert _losses(again) == resumed_losses

@@ -44,7 +44,7 @@ def _loads_and_generates(out):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zero_stage", [2, 3])
+@pytest.mark.parametrize("zero_stage", [3])  # ZeRO-2 pretraining: test_resume.py's uninterrupted run
 def test_pretrain_loss_falls_and_export_generates(ray_session, tiny_model, text_dataset, tmp_path, zero_stage):
     out, rows = _run(pretrain, tiny_model, text_dataset, tmp_path, zero_stage)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
