@@ -1,0 +1,218 @@
+"""`stage: contamination` - the reference-model neighbour test of SOLAR Table 9 (DESIGN.md s.3).
+
+Method, per benchmark (ARC, MMLU, TruthfulQA, GSM8K):
+  1. Take `examples` test items (default 100) as text: question + gold answer.
+  2. Keep the first `prefix_ratio` (default 0.4) of the words; the reference model samples `neighbours`
+     (default 100) continuations of that prefix, each as long (in tokens) as the example's own remainder.
+  3. Under the tested model, compute the mean token loss of the example and of each neighbour.
+  4. score = fraction of neighbours whose loss is below the example's. A memorised example is more likely than
+     its neighbours, so its score is near 0.
+  5. Report "result < 0.1, %": the share of examples with score < 0.1. Near 100 means likely contaminated; the
+     paper reads > 90 as contaminated.
+Work is split by examples over Ray actors; each holds both models, samples neighbours and scores them.
+The paper's defaults (100 x 100) are hours on CPU: the tiny configs use a handful of each.
+
+Writes OUTPUT/results.json (per benchmark: figure, per-example scores and losses), table.md, table.csv,
+lineage.json. Raises ArtifactError for a model dir that does not load, DataError for missing benchmark files or
+fields, before any sampling.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from solar_ray.config import StageConfig
+
+BENCHMARKS: dict[str, tuple[str, str, str]] = {  # key -> (table name, folder, split)
+    "arc_challenge": ("ARC", "arc_challenge", "test"),
+    "mmlu": ("MMLU", "mmlu", "test"),
+    "truthfulqa_mc2": ("TruthfulQA", "truthfulqa_mc", "validation"),
+    "gsm8k": ("GSM8K", "gsm8k", "test"),
+}
+THRESHOLD = 0.1
+
+
+class Config(StageConfig):
+    stage: Literal["contamination"] = "contamination"
+    model: str = Field(description="Model directory under test.")
+    reference: str = Field(description="Reference model directory that samples the neighbours (e.g. the base).")
+    data_dir: str = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
+    benchmarks: list[Literal["arc_challenge", "mmlu", "truthfulqa_mc2", "gsm8k"]] = Field(
+        default=list(BENCHMARKS), description="Benchmarks to test (Table 9: ARC, MMLU, TruthfulQA, GSM8K).")
+    examples: int = Field(default=100, ge=1, description="Benchmark examples tested per benchmark (paper: 100).")
+    neighbours: int = Field(default=100, ge=1, description="Neighbours sampled per example (paper: 100).")
+    prefix_ratio: float = Field(default=0.4, gt=0, lt=1, description="Share of an example's words kept as prefix.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the reference model.")
+    workers: int | None = Field(default=None, description="Ray actors; default: cluster CPUs.")
+    seed: int = Field(default=0, description="Sampling seed (per example: seed + example index).")
+
+
+def example_text(key: str, row: dict[str, Any]) -> str:
+    """Question + gold answer, as a reader of the benchmark sees it."""
+    if key == "arc_challenge":
+        answer = row["choices"]["text"][row["choices"]["label"].index(row["answerKey"])]
+        return f"{row['question']} {answer}"
+    if key == "mmlu":
+        return f"{row['question']} {row['choices'][int(row['answer'])]}"
+    if key == "truthfulqa_mc2":
+        targets = row["mc1_targets"]
+        return f"{row['question']} {targets['choices'][targets['labels'].index(1)]}"
+    return f"{row['question']} {row['answer']}"
+
+
+def load_examples(data_dir: str | Path, key: str, count: int) -> list[str]:
+    from solar_ray.errors import DataError
+    from solar_ray.evaluate.tasks import read_rows
+
+    _, folder, split = BENCHMARKS[key]
+    path = Path(data_dir) / folder / f"{split}.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; the contamination test of {key} reads {folder}/{split}.jsonl")
+    texts = []
+    for number, row in enumerate(read_rows(path, count), 1):
+        try:
+            texts.append(example_text(key, row))
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            raise DataError(f"{path}: row {number}: no question + gold answer for {key} ({exc!r})") from None
+    return texts
+
+
+def split_prefix(text: str, ratio: float) -> str:
+    words = text.split()
+    return " ".join(words[: max(1, math.ceil(ratio * len(words)))])
+
+
+def score_examples(example_losses: list[float], neighbour_losses: list[list[float]]) -> list[float]:
+    """Per example: the fraction of its neighbours with lower loss than itself."""
+    return [sum(n < own for n in ns) / len(ns) for own, ns in zip(example_losses, neighbour_losses, strict=True)]
+
+
+def contamination_figure(scores: list[float]) -> float:
+    """'result < 0.1, %': the share of examples whose score is below 0.1, in percent."""
+    return 100 * sum(s < THRESHOLD for s in scores) / len(scores)
+
+
+def _worker_cls():
+    import ray
+
+    @ray.remote
+    class NeighbourWorker:
+        """Holds the reference model (samples neighbours) and the tested model (scores losses)."""
+
+        def __init__(self, reference: str, model: str, threads: int):
+            import torch
+
+            from solar_ray.artifacts import load_model
+
+            torch.set_num_threads(threads)
+            self.ref, self.ref_tok = load_model(reference, dtype=torch.float32)
+            self.model, self.tok = load_model(model, dtype=torch.float32)
+            self.ref.eval()
+            self.model.eval()
+
+        def run(self, texts: list[str], neighbours: int, ratio: float, temperature: float, seed: int):
+            """-> [(example loss, [neighbour losses])] for `texts`."""
+            return [self._one(text, neighbours, ratio, temperature, seed + i) for i, text in enumerate(texts)]
+
+        def _one(self, text, neighbours, ratio, temperature, seed):
+            import torch
+
+            prefix = split_prefix(text, ratio)
+            prefix_ids = self.ref_tok(prefix, return_tensors="pt").input_ids
+            total = len(self.ref_tok(text).input_ids)
+            new_tokens = max(1, total - prefix_ids.shape[1])
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                out = self.ref.generate(
+                    prefix_ids, attention_mask=torch.ones_like(prefix_ids), do_sample=True, temperature=temperature,
+                    top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                    num_return_sequences=neighbours, pad_token_id=self.ref_tok.pad_token_id or self.ref_tok.eos_token_id)
+            texts = self.ref_tok.batch_decode(out, skip_special_tokens=True)
+            losses = self.losses([text, *texts])
+            return losses[0], losses[1:]
+
+        def losses(self, texts: list[str], batch: int = 32) -> list[float]:
+            """Mean token loss of each text under the tested model (padding masked out)."""
+            import torch
+
+            tok = self.tok
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            out: list[float] = []
+            for start in range(0, len(texts), batch):
+                enc = tok(texts[start:start + batch], return_tensors="pt", padding=True)
+                with torch.no_grad():
+                    logits = self.model(**enc).logits[:, :-1].float()  # [B, T-1, V]
+                targets = enc.input_ids[:, 1:]
+                mask = enc.attention_mask[:, 1:].float()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, T-1]
+                out.extend(((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).tolist())
+            return out
+
+    return NeighbourWorker
+
+
+def measure(config: Config) -> dict[str, Any]:
+    """Run the test; returns {benchmark: {"name", "figure", "scores", "example_losses", "neighbour_losses"}}."""
+    import ray
+
+    from solar_ray.evaluate.runner import check_models
+    from solar_ray.ray_session import cluster_cpus, init_ray
+
+    check_models({"model": config.model, "reference": config.reference})
+    examples = {key: load_examples(config.data_dir, key, config.examples) for key in config.benchmarks}
+    init_ray()
+    workers = config.workers or max(1, cluster_cpus())
+    worker_cls = _worker_cls()
+    pool = [worker_cls.options(num_cpus=1).remote(config.reference, config.model, 1) for _ in range(workers)]
+    try:
+        futures = {}
+        for key, texts in examples.items():
+            # Contiguous chunks per actor; seeds follow the example index so results do not depend on `workers`.
+            size = math.ceil(len(texts) / workers)
+            futures[key] = [pool[i].run.remote(texts[s:s + size], config.neighbours, config.prefix_ratio,
+                                               config.temperature, config.seed + s)
+                            for i, s in enumerate(range(0, len(texts), size))]
+        results = {}
+        for key, parts in futures.items():
+            pairs = [pair for part in ray.get(parts) for pair in part]
+            own = [p[0] for p in pairs]
+            neighbours = [p[1] for p in pairs]
+            scores = score_examples(own, neighbours)
+            results[key] = {"name": BENCHMARKS[key][0], "figure": contamination_figure(scores), "scores": scores,
+                            "example_losses": own, "neighbour_losses": neighbours}
+        return results
+    finally:
+        for worker in pool:
+            ray.kill(worker)
+
+
+def table(results: dict[str, Any], model: str) -> str:
+    names = [r["name"] for r in results.values()]
+    lines = ["| Model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
+             f"| {model} (result < 0.1, %) | " + " | ".join(f"{r['figure']:.2f}" for r in results.values()) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def run(config: Config) -> Path:
+    from solar_ray.artifacts import atomic_dir, write_json, write_lineage
+    from solar_ray.errors import ArtifactError
+
+    out = Path(config.output or "runs/contamination")
+    if out.exists() and not config.force:
+        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    results = measure(config)
+    with atomic_dir(out, force=config.force) as tmp:
+        write_json(tmp / "results.json", results)
+        (tmp / "table.md").write_text(table(results, Path(config.model).name))
+        (tmp / "table.csv").write_text("benchmark,result_below_0.1_pct\n"
+                                       + "".join(f"{r['name']},{r['figure']:.4f}\n" for r in results.values()))
+        write_lineage(tmp, "contamination", config.model_dump(mode="json"),
+                      parents={"model": config.model, "reference": config.reference},
+                      metrics={f"{r['name']}/result_below_0.1_pct": r["figure"] for r in results.values()})
+    print(table(results, Path(config.model).name))
+    return out

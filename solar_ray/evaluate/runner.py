@@ -1,0 +1,217 @@
+"""Run lm-eval tasks in process or spread over Ray actors.
+
+In process (`evaluate_model`): one lm-eval call over all tasks; accepts a live `PreTrainedModel`, so a sweep can
+score a merge without writing a checkpoint.
+
+On Ray (`evaluate_models`): a pool of `EvalWorker` actors, each holding one lm-eval `TaskManager` over the
+generated offline task dir and a cache of loaded models. Tasks are dealt out one at a time, largest first, to
+whichever actor is free (dynamic scheduling beats a fixed split: MMLU is many small subjects, GSM8K one slow
+generation task). Each actor asks Ray for `cpus_per_worker` CPUs (and `gpus_per_worker` GPUs) and sets torch's
+thread count to match, so two 1-CPU actors on 2 cores do not fight over threads.
+
+Backends: "hf" (transformers, CPU or GPU) and "vllm" (GPU only, one engine per actor, data_parallel_size=1 so
+lm-eval never calls `ray.shutdown()`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from solar_ray.errors import ConfigError
+from solar_ray.evaluate.suites import TASKS, resolve_tasks
+
+BOOTSTRAP_ITERS = 100  # every leaderboard metric is a mean: lm-eval uses the closed-form stderr for it
+
+
+def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str = "cpu", batch_size: int = 16,
+            dtype: str = "float32", max_length: int | None = None):
+    """An lm-eval LM over a model path or a live transformers model."""
+    if backend == "hf":
+        from lm_eval.models.huggingface import HFLM
+
+        kwargs: dict[str, Any] = {"device": device, "batch_size": batch_size, "dtype": dtype}
+        if max_length:
+            kwargs["max_length"] = max_length
+        if isinstance(model, (str, Path)):
+            return HFLM(pretrained=str(model), tokenizer=str(tokenizer or model), **kwargs)
+        return HFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
+    if backend == "vllm":
+        if not isinstance(model, (str, Path)):
+            raise ConfigError("backend vllm: needs a model directory, not a live model (use backend: hf)")
+        from lm_eval.models.vllm_causallms import VLLM
+
+        # data_parallel_size=1: with more, lm-eval starts its own Ray workers and shuts Ray down afterwards.
+        return VLLM(pretrained=str(model), dtype=dtype, batch_size="auto", data_parallel_size=1,
+                    max_model_len=max_length)
+    raise ConfigError(f"backend: unknown backend {backend!r}; expected 'hf' or 'vllm'")
+
+
+def task_manager(task_dir: str | Path):
+    from lm_eval.tasks import TaskManager
+
+    # include_defaults=False: indexing lm-eval's ~10k built-in YAMLs costs over a minute here; ours include
+    # the built-in ones they need by absolute path.
+    return TaskManager(include_path=str(task_dir), include_defaults=False)
+
+
+def run_tasks(lm, names: list[str], manager, limit: int | None, seed: int = 1234) -> dict[str, Any]:
+    """One lm-eval call; returns its results dict without per-sample logs."""
+    from lm_eval import simple_evaluate
+
+    out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit, log_samples=False,
+                          bootstrap_iters=BOOTSTRAP_ITERS, random_seed=seed, fewshot_random_seed=seed)
+    return {key: out[key] for key in ("results", "configs", "versions", "n-shot", "n-samples") if key in out}
+
+
+def evaluate_model(model: Any, tokenizer: Any = None, tasks: str | list[str] = "h6", limit: int | None = None,
+                   data_dir: str | Path = "", backend: str = "hf", device: str = "cpu", batch_size: int = 16,
+                   max_gen_toks: int | None = None, raw: dict | None = None) -> dict[str, float]:
+    """Score one model (a path or a live PreTrainedModel + tokenizer) in this process.
+
+    Returns {"ARC": 0.41, ..., "H6": 0.37} as fractions (headline metric per task; MMLU = plain mean over
+    subjects; H6 only when all six ran). Pass `raw={}` to receive lm-eval's merged results dict too.
+    """
+    from solar_ray.evaluate.scores import summarize
+    from solar_ray.evaluate.tasks import check_data, write_task_dir
+
+    keys = resolve_tasks(tasks)
+    check_data(data_dir, keys)
+    with tempfile.TemporaryDirectory(prefix="solar-eval-tasks-") as task_dir:
+        names = write_task_dir(data_dir, keys, task_dir, max_gen_toks)
+        results = run_tasks(make_lm(model, tokenizer, backend, device, batch_size), names, task_manager(task_dir),
+                            limit)
+    if raw is not None:
+        raw.update(results)
+    summary = summarize(results["results"], keys)
+    return {name: entry["value"] for name, entry in summary.items()}
+
+
+def task_cost(name: str, limit: int | None) -> float:
+    """Rough relative cost of one lm-eval task, to hand out the slow ones first: items x requests x context."""
+    spec = TASKS["mmlu" if name.startswith("mmlu_") else name]
+    return (limit or 100) * spec.choices * (spec.shots + 1)
+
+
+def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: str | Path, limit: int | None = None,
+                    backend: str = "hf", device: str = "cpu", batch_size: int = 16, workers: int | None = None,
+                    cpus_per_worker: float = 1, gpus_per_worker: float = 0,
+                    max_gen_toks: int | None = None) -> dict[str, dict[str, Any]]:
+    """Score several model directories over a pool of Ray actors. Returns model name -> lm-eval results dict
+    (tasks merged across actors) plus "timing" {"wall_s", "workers"}."""
+    import ray
+
+    from solar_ray.evaluate.tasks import check_data
+    from solar_ray.ray_session import cluster_cpus, cluster_gpus, init_ray
+
+    keys = resolve_tasks(tasks)
+    check_data(data_dir, keys)
+    check_models(models)
+    init_ray()
+    if (backend == "vllm" or device.startswith("cuda")) and cluster_gpus() == 0:
+        raise ConfigError(f"backend {backend} on device {device} needs a GPU, but this Ray cluster has none; "
+                          "use backend: hf with device: cpu")
+    if backend == "vllm" or device.startswith("cuda"):
+        gpus_per_worker = gpus_per_worker or 1
+    if workers is None:
+        capacity = cluster_gpus() // max(gpus_per_worker, 1e-9) if gpus_per_worker else cluster_cpus() / cpus_per_worker
+        workers = max(1, int(capacity))
+    start = time.perf_counter()
+    pool = [EvalWorker.options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker).remote(
+        str(data_dir), keys, backend, device, batch_size, max(1, int(cpus_per_worker)), max_gen_toks)
+        for _ in range(workers)]
+    names = ray.get(pool[0].task_names.remote())
+    # Model by model (an actor holds one model at a time), largest task first within a model.
+    jobs = [(model, name) for model in models for name in sorted(names, key=lambda n: -task_cost(n, limit))]
+    merged: dict[str, dict[str, Any]] = {m: {"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "n-samples": {}}
+                                         for m in models}
+    running: dict[Any, tuple[Any, str]] = {}
+    free = list(pool)
+    try:
+        while jobs or running:
+            while jobs and free:
+                worker = free.pop()
+                model, name = jobs.pop(0)
+                running[worker.evaluate.remote(models[model], [name], limit)] = (worker, model)
+            done, _ = ray.wait(list(running), num_returns=1)
+            worker, model = running.pop(done[0])
+            for key, value in ray.get(done[0]).items():
+                merged[model][key].update(value)
+            free.append(worker)
+    finally:
+        for worker in pool:
+            ray.kill(worker)
+    for result in merged.values():
+        result["timing"] = {"wall_s": round(time.perf_counter() - start, 2), "workers": workers}
+    return merged
+
+
+def check_models(models: dict[str, str]) -> None:
+    """Every model dir must hold a config and safetensors weights, before any actor starts."""
+    from solar_ray.artifacts import require_model_dir
+    from solar_ray.errors import ArtifactError
+
+    for name, path in models.items():
+        try:
+            require_model_dir(path)
+        except ArtifactError as exc:
+            raise ArtifactError(f"model {name!r}: {exc}") from None
+        try:
+            from transformers import AutoConfig
+
+            AutoConfig.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"model {name!r}: {path}/config.json does not load ({str(exc).splitlines()[0]})") from None
+
+
+def _eval_worker_cls():
+    import ray
+
+    @ray.remote
+    class EvalWorker:
+        """One lm-eval TaskManager over its own offline task dir, and the models it has loaded (by path)."""
+
+        def __init__(self, data_dir: str, keys: list[str], backend: str, device: str, batch_size: int, threads: int,
+                     max_gen_toks: int | None):
+            import torch
+
+            from solar_ray.evaluate.tasks import write_task_dir
+
+            torch.set_num_threads(threads)
+            self.task_dir = tempfile.mkdtemp(prefix="solar-eval-tasks-")
+            self.names = write_task_dir(data_dir, keys, self.task_dir, max_gen_toks)
+            self.manager = task_manager(self.task_dir)
+            self.settings = (backend, device, batch_size)
+            self.lms: dict[str, Any] = {}
+
+        def task_names(self) -> list[str]:
+            return self.names
+
+        def evaluate(self, model: str, names: list[str], limit: int | None) -> dict[str, Any]:
+            if model not in self.lms:
+                backend, device, batch_size = self.settings
+                self.lms = {model: make_lm(model, None, backend, device, batch_size)}  # one model held at a time
+            return run_tasks(self.lms[model], names, self.manager, limit)
+
+    return EvalWorker
+
+
+class _Lazy:
+    """`EvalWorker.options(...)` without importing Ray at module import."""
+
+    def __getattr__(self, item):
+        return getattr(_eval_worker_cls_cached(), item)
+
+
+_CACHE: dict[str, Any] = {}
+
+
+def _eval_worker_cls_cached():
+    if "cls" not in _CACHE:
+        _CACHE["cls"] = _eval_worker_cls()
+    return _CACHE["cls"]
+
+
+EvalWorker = _Lazy()

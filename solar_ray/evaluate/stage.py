@@ -1,0 +1,70 @@
+"""`stage: eval` - lm-eval's leaderboard v1 tasks (DESIGN.md s.3) on one or more models, offline, on Ray.
+
+Features: suites by name (`h6`, `h6_mc`, ...) or task names; lm-eval's own prompts, few-shot sampling and metrics
+over local benchmark files (`data_dir`, the tiny world's data/benchmarks layout or a user's mirror); tasks spread
+over Ray actors (HF backend on CPU/GPU, vLLM on GPU); MMLU as the plain mean over subjects; H6 with stderr.
+
+Writes OUTPUT/results/<model>.json (lm-eval's results), summary.json, table.md, table.csv, h6.png, lineage.json.
+Raises before any evaluation: ConfigError (unknown task/suite, GPU backend without a GPU), ArtifactError (a model
+dir without config or safetensors), DataError (a benchmark file missing, or a row missing a field a task reads).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from solar_ray.config import StageConfig
+
+
+class Config(StageConfig):
+    stage: Literal["eval"] = "eval"
+    models: dict[str, str] = Field(description="Model name (table row) -> model directory; evaluated side by side.")
+    tasks: list[str] = Field(default=["h6"], description="Suites (h6, h6_mc, arc, mmlu) or lm-eval task names.")
+    data_dir: str = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
+    limit: int | None = Field(default=None, description="Items per task (per MMLU subject); null = all.")
+    backend: Literal["hf", "vllm"] = Field(default="hf", description="hf (transformers, CPU or GPU) or vllm (GPU).")
+    device: str = Field(default="cpu", description="Device for the hf backend: cpu or cuda.")
+    batch_size: int = Field(default=16, ge=1, description="lm-eval batch size per actor.")
+    workers: int | None = Field(default=None, description="Ray actors; default: cluster CPUs / cpus_per_worker.")
+    cpus_per_worker: float = Field(default=1, gt=0, description="CPUs each actor reserves (torch threads).")
+    max_gen_toks: int | None = Field(default=None, description="Cap on generated tokens (GSM8K); null = lm-eval's 256.")
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("give at least one model: models: {name: path}")
+        return value
+
+
+def run(config: Config) -> Path:
+    from solar_ray.artifacts import atomic_dir, write_json, write_lineage
+    from solar_ray.evaluate.runner import evaluate_models
+    from solar_ray.evaluate.scores import summarize
+    from solar_ray.evaluate.suites import resolve_tasks
+    from solar_ray.evaluate.tables import markdown_table, write_tables
+
+    keys = resolve_tasks(config.tasks, source="tasks")
+    out = Path(config.output or "runs/eval")
+    if out.exists() and not config.force:
+        from solar_ray.errors import ArtifactError
+
+        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    results = evaluate_models(
+        config.models, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
+        batch_size=config.batch_size, workers=config.workers, cpus_per_worker=config.cpus_per_worker,
+        max_gen_toks=config.max_gen_toks)
+    summaries = {name: summarize(result["results"], keys) for name, result in results.items()}
+    with atomic_dir(out, force=config.force) as tmp:
+        (tmp / "results").mkdir()
+        for name, result in results.items():
+            write_json(tmp / "results" / f"{name}.json", result)
+        write_json(tmp / "summary.json", summaries)
+        write_tables(summaries, tmp)
+        metrics = {f"{name}/{col}": entry["value"] for name, s in summaries.items() for col, entry in s.items()}
+        write_lineage(tmp, "eval", config.model_dump(mode="json"), parents=config.models, metrics=metrics)
+    print(markdown_table(summaries))
+    return out
