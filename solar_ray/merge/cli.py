@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
             "--t-mlp", help="SLERP t for MLP tensors, a value or anchors '1,0.5,0'.")] = None,
         no_normalize: Annotated[bool, typer.Option(
             "--no-normalize", help="Use linear weights as given instead of dividing them by their sum.")] = False,
+        vocab: Annotated[str, typer.Option(help=HELP["vocab"])] = "error",
         allow_pickle: Annotated[bool, typer.Option(help=HELP["allow_pickle"])] = False,
         threads: Annotated[int | None, typer.Option(help=HELP["threads"])] = None,
         max_shard_mb: Annotated[float, typer.Option(help=HELP["max_shard_mb"])] = 5000,
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--t: missing; --t-attn/--t-mlp set some tensors, --t gives the rest")
             schedule = {**by_family, "default": schedule}
         tree = {"stage": "merge", "output": str(out), "method": method, "models": models, "t": schedule,
-                "normalize": not no_normalize, "allow_pickle": allow_pickle, "threads": threads,
+                "normalize": not no_normalize, "vocab": vocab, "allow_pickle": allow_pickle, "threads": threads,
                 "max_shard_mb": max_shard_mb, "force": force}
         config = validate(Config, tree, "solar-ray merge")
         typer.echo(f"wrote {run(config)}")

@@ -88,10 +88,12 @@ def layer_count(names: Sequence[str]) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def check_compatible(models: Sequence[Mapping[str, tuple[tuple[int, ...], Any]]], labels: Sequence[str]) -> None:
-    """Every model must hold the same tensor names with the same shapes and float-ness, and as many layers.
+def check_compatible(models: Sequence[Mapping[str, tuple[tuple[int, ...], Any]]], labels: Sequence[str],
+                     vocab: str = "error") -> None:
+    """Every model must hold the same tensor names with the same shapes, and as many layers.
 
-    `models[i]` maps tensor name -> (shape, dtype). Raises ArtifactError naming the tensor and the models.
+    `models[i]` maps tensor name -> (shape, dtype). With `vocab="base"`, embeddings / lm_head may differ in their
+    row count (see `vocab_segments`). Raises ArtifactError naming the tensor and the models.
     """
     base, base_label = models[0], labels[0]
     base_layers = layer_count(list(base))
@@ -119,9 +121,12 @@ def check_compatible(models: Sequence[Mapping[str, tuple[tuple[int, ...], Any]]]
             if tuple(other) == tuple(shape):
                 continue
             if any(key in name for key in VOCAB_TENSORS) and tuple(other[1:]) == tuple(shape[1:]):
+                if vocab == "base":
+                    continue
                 raise ArtifactError(
                     f"tensor '{name}': vocabulary sizes differ ({shape[0]} rows in {base_label}, {other[0]} in "
-                    f"{label}); the token ids may not mean the same tokens - resize both to one tokenizer first"
+                    f"{label}); the token ids may not mean the same tokens - resize both to one tokenizer, or pass --vocab base to "
+                    "keep the base's vocabulary (rows a model lacks come from the models that have them)"
                 )
             raise ArtifactError(
                 f"tensor '{name}': shape {list(shape)} in {base_label} but {list(other)} in {label}; "
@@ -140,6 +145,44 @@ class TensorJob:
     sources: list[Source]
     out_dtype: Any  # torch.dtype
     write: Callable[[int, Any], None]  # (start element, 1-D tensor of out_dtype)
+    models: tuple[int, ...] | None = None  # which input models `sources` are (None: all, in order)
+
+
+class RowRange:
+    """Rows [first, first + rows) of a source tensor, as a source of its own."""
+
+    def __init__(self, source: Source, first: int, rows: int) -> None:
+        self.source, self.dtype = source, source.dtype
+        self.shape = (rows, *source.shape[1:])
+        self.offset = first * numel(source.shape[1:])
+
+    def read(self, start: int, end: int, buffer=None):
+        return self.source.read(self.offset + start, self.offset + end, buffer)
+
+
+def make_jobs(name: str, sources: Sequence[Source], out_dtype, write: Callable[[int, Any], None]) -> list[TensorJob]:
+    """One job per tensor, or, when the inputs' row counts differ (`vocab="base"`), one per run of rows.
+
+    The vocabulary resolution "base": the output keeps the base's rows (its tokenizer's ids). Rows [0, V) that
+    several models have are merged among those models (linear weights rescaled to the same total); rows only
+    the base has are the base's; rows beyond the base's vocabulary are dropped. It assumes shared ids are the
+    same tokens, as when a model only appended tokens to the base's tokenizer.
+    """
+    if all(tuple(s.shape) == tuple(sources[0].shape) for s in sources):
+        return [TensorJob(name, list(sources), out_dtype, write)]
+    base_rows, row_elements = sources[0].shape[0], numel(sources[0].shape[1:])
+    bounds = sorted({0, base_rows} | {s.shape[0] for s in sources if s.shape[0] < base_rows})
+    jobs = []
+    for first, last in zip(bounds, bounds[1:]):
+        models = tuple(i for i, s in enumerate(sources) if s.shape[0] >= last)
+        offset = first * row_elements
+
+        def write_rows(start: int, values, offset: int = offset) -> None:
+            write(offset + start, values)
+
+        jobs.append(TensorJob(name, [RowRange(sources[i], first, last - first) for i in models], out_dtype,
+                              write_rows, models))
+    return jobs
 
 
 class ThreadBuffers(threading.local):
@@ -220,19 +263,19 @@ def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, thread
     # One torch thread per worker: the pool already fills the cores, and nested OpenMP teams would oversubscribe
     # them (and spin). torch's OpenMP thread count is per calling thread, so the caller's setting is unchanged.
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="merge", initializer=_one_torch_thread) as pool:
-        grams: dict[str, Gram | None] = {job.name: None for job in jobs}
+        grams: dict[int, Gram | None] = {id(job): None for job in jobs}
         if spec.needs_gram:
-            gram_plan = [item for item in plan if _is_float(item[0].sources[0].dtype)]
+            gram_plan = [item for item in plan if _is_float(item[0].sources[0].dtype) and len(item[0].sources) == 2]
             partials = pool.map(lambda item: _gram_partial(*item, buffers), gram_plan)
-            sums: dict[str, list[float]] = {}
+            sums: dict[int, list[float]] = {}
             for (job, _, _), (aa, bb, ab) in zip(gram_plan, partials):  # in chunk order: deterministic
-                total = sums.setdefault(job.name, [0.0, 0.0, 0.0])
+                total = sums.setdefault(id(job), [0.0, 0.0, 0.0])
                 total[0] += aa
                 total[1] += bb
                 total[2] += ab
-            grams.update({name: Gram(*values) for name, values in sums.items()})
-        coefficients = {job.name: spec.coefficients(job.name, num_layers, grams[job.name]) for job in jobs}
-        for _ in pool.map(lambda it: _write_chunk(it[0], coefficients[it[0].name], it[1], it[2], buffers), plan):
+            grams.update({key: Gram(*values) for key, values in sums.items()})
+        coefficients = {id(job): spec.coefficients(job.name, num_layers, grams[id(job)], job.models) for job in jobs}
+        for _ in pool.map(lambda it: _write_chunk(it[0], coefficients[id(it[0])], it[1], it[2], buffers), plan):
             pass
 
 
@@ -247,20 +290,22 @@ def merge_state_dicts(
     normalize: bool = True,
     threads: int | None = None,
     chunk_elements: int = CHUNK_ELEMENTS,
+    vocab: str = "error",
 ) -> dict[str, torch.Tensor]:
     """Merge state dicts (the first is the base) into a new state dict in the base's dtypes.
 
     `linear`: `weights` (default equal), normalised to sum 1 unless `normalize=False`; `slerp`: exactly two state
     dicts and `t` (a float or a {filter: value-or-anchors, "default": ...} schedule). Same bits as the on-disk merge
-    with the same `chunk_elements` (SLERP's Gram sums depend on the chunking).
+    with the same `chunk_elements` (SLERP's Gram sums depend on the chunking). `vocab="base"` accepts embeddings
+    of different vocabulary sizes (see `make_jobs`).
     """
     import torch
 
     spec = MergeSpec.build(method, len(state_dicts), weights=weights, t=t, normalize=normalize)
-    _check_state_dicts(state_dicts)
+    _check_state_dicts(state_dicts, vocab)
     out = {name: torch.empty_like(tensor, memory_format=torch.contiguous_format)
            for name, tensor in state_dicts[0].items()}
-    jobs = [_memory_job(name, target, state_dicts) for name, target in out.items()]
+    jobs = [job for name, target in out.items() for job in _memory_jobs(name, target, state_dicts)]
     run_jobs(jobs, spec, layer_count(list(out)), threads, chunk_elements)
     return out
 
@@ -274,6 +319,7 @@ def merge_into_model(
     normalize: bool = True,
     threads: int | None = None,
     chunk_elements: int = CHUNK_ELEMENTS,
+    vocab: str = "error",
 ) -> Any:
     """Write the merge of `sources` into `model` (an nn.Module or a state dict) in place; returns `model`.
 
@@ -284,7 +330,7 @@ def merge_into_model(
     import torch
 
     spec = MergeSpec.build(method, len(sources), weights=weights, t=t, normalize=normalize)
-    _check_state_dicts(sources)
+    _check_state_dicts(sources, vocab)
     target = model.state_dict() if hasattr(model, "state_dict") else model
     jobs, seen = [], set()
     for name, tensor in target.items():
@@ -297,18 +343,18 @@ def merge_into_model(
             raise ArtifactError(f"tensor '{name}': target shape {list(tensor.shape)} but sources have "
                                 f"{list(sources[0][name].shape)}; merge into a model of the sources' architecture")
         seen.add(tensor.data_ptr())
-        jobs.append(_memory_job(name, tensor, sources))
+        jobs.extend(_memory_jobs(name, tensor, sources))
     with torch.no_grad():
         run_jobs(jobs, spec, layer_count(list(sources[0])), threads, chunk_elements)
     return model
 
 
-def _check_state_dicts(state_dicts: Sequence[Mapping[str, Any]]) -> None:
+def _check_state_dicts(state_dicts: Sequence[Mapping[str, Any]], vocab: str) -> None:
     labels = [f"state dict {i}" for i in range(len(state_dicts))]
-    check_compatible([{k: (tuple(v.shape), v.dtype) for k, v in sd.items()} for sd in state_dicts], labels)
+    check_compatible([{k: (tuple(v.shape), v.dtype) for k, v in sd.items()} for sd in state_dicts], labels, vocab)
 
 
-def _memory_job(name: str, target, state_dicts: Sequence[Mapping[str, Any]]) -> TensorJob:
+def _memory_jobs(name: str, target, state_dicts: Sequence[Mapping[str, Any]]) -> list[TensorJob]:
     if not target.is_contiguous():
         raise ArtifactError(f"tensor '{name}': the target is not contiguous; call .contiguous() on it first")
     flat = target.detach().view(-1)
@@ -316,4 +362,4 @@ def _memory_job(name: str, target, state_dicts: Sequence[Mapping[str, Any]]) -> 
     def write(start: int, values) -> None:
         flat[start:start + values.numel()].copy_(values)
 
-    return TensorJob(name, [MemorySource(sd[name]) for sd in state_dicts], target.dtype, write)
+    return make_jobs(name, [MemorySource(sd[name]) for sd in state_dicts], target.dtype, write)

@@ -80,8 +80,16 @@ class MergeSpec:
             raise ConfigError(f"t: {method} needs t in [0, 1] (0 = base model, 1 = the other model)")
         return cls(method, num_models, t=check_t(t))
 
-    def coefficients(self, name: str, num_layers: int, gram: Gram | None) -> list[float]:
-        return get_method(self.method).coefficients(self, name, num_layers, gram)
+    def coefficients(self, name: str, num_layers: int, gram: Gram | None,
+                     models: Sequence[int] | None = None) -> list[float]:
+        """One coefficient per input model, or per model in `models` (rows only some models have, vocab="base"):
+        a lone model is copied; linear weights of the subset are rescaled to the full weights' total."""
+        if models is None or len(models) == self.num_models:
+            return get_method(self.method).coefficients(self, name, num_layers, gram)
+        if len(models) == 1:
+            return [1.0]
+        subset = [self.weights[i] for i in models]
+        return [w * math.fsum(self.weights) / math.fsum(subset) for w in subset]
 
     @property
     def needs_gram(self) -> bool:

@@ -6,7 +6,8 @@ Features:
 2. `slerp`: spherical interpolation per tensor between a base and another model, linear when the two are nearly
    colinear; `t` one value or by tensor family and varying over depth (mergekit style):
        t: {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}
-3. float32 arithmetic, output in the base's dtypes; integer tensors are the base's;
+3. float32 arithmetic, output in the base's dtypes; integer tensors are the base's; different vocabulary sizes
+   are an error unless `vocab: base` (keep the base's vocabulary; see core.make_jobs);
 4. streaming (stream.py): chunks read with pread and written with pwrite on a thread pool, memory bounded by
    `threads` x chunk size whatever the model size;
 5. output: sharded safetensors + index, the base's config / tokenizer / generation config, README.md model card,
@@ -15,7 +16,8 @@ The same engine merges in memory (solar_ray.merge.merge_state_dicts / merge_into
 
 Raises ConfigError / ArtifactError (one line) for: an unknown method, weights summing to 0, t outside [0, 1],
 the wrong number of models, a missing model or config.json, pickle-only weights without `allow_pickle`,
-different layer counts, a tensor missing in one model or of another shape (named), different vocabulary sizes,
+different layer counts, a tensor missing in one model or of another shape (named), different vocabulary sizes
+(unless `vocab: base`),
 an existing output without `force`.
 
 Example (experiments/tiny/merge_average.yaml):
@@ -61,6 +63,11 @@ class Config(StageConfig):
     t: TSpec | None = Field(
         default=None, description="SLERP t in [0, 1] (0 = base, 1 = other), or {filter: t or [anchors over "
         "layers], default: t}, e.g. {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}."
+    )
+    vocab: Literal["error", "base"] = Field(
+        default="error", description="Embeddings of different vocabulary sizes: 'error', or 'base' to keep the "
+        "base's vocabulary (shared rows merged among the models that have them, the base's own extra rows copied, "
+        "rows beyond it dropped; assumes shared ids are the same tokens)."
     )
     allow_pickle: bool = Field(default=False, description="Accept pickle (.bin) weights; they can run arbitrary code.")
     threads: int | None = Field(default=None, ge=1, description="Worker threads (default: usable cores + 2, at most 8).")
@@ -119,7 +126,7 @@ def run(config: Config) -> Path:
     with atomic_dir(config.output, force=config.force) as tmp:
         stats = merge_checkpoints(
             paths, spec, tmp, allow_pickle=config.allow_pickle, threads=config.threads,
-            chunk_elements=config.chunk_elements, max_shard_bytes=int(config.max_shard_mb * 10**6),
+            chunk_elements=config.chunk_elements, max_shard_bytes=int(config.max_shard_mb * 10**6), vocab=config.vocab,
         )
         models = [{"name": name, "role": f"model_{i}", "path": m.path,
                    "weight": spec.weights[i] if spec.weights else None}

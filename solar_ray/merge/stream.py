@@ -26,7 +26,7 @@ from typing import Any
 
 from solar_ray.artifacts import PICKLE_SUFFIXES, require_model_dir
 from solar_ray.errors import ArtifactError
-from solar_ray.merge.core import CHUNK_ELEMENTS, MemorySource, TensorJob, check_compatible, numel, run_jobs
+from solar_ray.merge.core import CHUNK_ELEMENTS, MemorySource, check_compatible, make_jobs, numel, run_jobs
 from solar_ray.merge.methods import MergeSpec
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -201,9 +201,11 @@ def merge_checkpoints(
     threads: int | None = None,
     chunk_elements: int = CHUNK_ELEMENTS,
     max_shard_bytes: int = 5 * 10**9,
+    vocab: str = "error",
 ) -> dict[str, Any]:
     """Merge model directories (the first is the base) into `out_dir` (which must exist; the stage makes it
-    atomic). Writes weights + index and copies the base's config, tokenizer and generation config.
+    atomic). Writes weights + index and copies the base's config, tokenizer and generation config. `vocab="base"`
+    accepts other vocabulary sizes and keeps the base's (core.make_jobs).
     Returns {"tensors", "parameters", "bytes_written", "shards"}."""
     model_dirs = [Path(p) for p in model_dirs]
     labels = [str(p) for p in model_dirs]
@@ -219,10 +221,11 @@ def merge_checkpoints(
             )
     with contextlib.ExitStack() as files:
         models = [open_checkpoint(p, files, allow_pickle) for p in model_dirs]
-        check_compatible([{n: (s.shape, s.dtype) for n, s in m.items()} for m in models], labels)
+        check_compatible([{n: (s.shape, s.dtype) for n, s in m.items()} for m in models], labels, vocab)
         base = models[0]
         writer = ShardWriter(out_dir, [(n, s.dtype, s.shape) for n, s in base.items()], max_shard_bytes, files)
-        jobs = [TensorJob(name, [m[name] for m in models], base[name].dtype, writer.writer(name)) for name in base]
+        jobs = [job for name in base
+                for job in make_jobs(name, [m[name] for m in models], base[name].dtype, writer.writer(name))]
         num_layers = configs[0].get(layer_key) or 0
         run_jobs(jobs, spec, num_layers, threads, chunk_elements)
     writer.write_index(out_dir)

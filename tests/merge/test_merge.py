@@ -200,3 +200,31 @@ def test_pickle_checkpoint_merges_when_allowed(tmp_path, models):
     expected = merge(tmp_path, "linear", [(models["a16"], 1.0), (models["b16"], 1.0)], name="expected")
     merged, reference = load_state(out), load_state(expected)
     assert all(bits_equal(merged[k], reference[k]) for k in reference)
+
+
+# ------------------------------------------------------------------------------------- vocabulary resolution
+
+
+def test_vocab_base_keeps_the_base_vocabulary(tmp_path, models):
+    from tests.merge.conftest import build_model
+
+    big = build_model(tmp_path / "big", seed=7, dtype="float32", vocab=80)  # base 80 rows, other 64
+    out = merge(tmp_path, "linear", [(big, 0.25), (models["a32"], 0.75)], vocab="base")
+    merged, b, a = load_state(out), load_state(big), load_state(models["a32"])
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == 80
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert merged[name].shape == (80, 64)
+        assert_close_to_reference(merged[name][:64], ref_linear([b[name][:64], a[name]], (0.25, 0.75)), name)
+        assert bits_equal(merged[name][64:].contiguous(), b[name][64:].contiguous())  # rows only the base has
+    slerp = merge(tmp_path, "slerp", [(big, 1.0), (models["a32"], 1.0)], name="slerp", vocab="base", t=0.4)
+    merged = load_state(slerp)
+    name = "model.embed_tokens.weight"
+    assert_close_to_reference(merged[name][:64], ref_slerp(0.4, b[name][:64], a[name]), name)
+    assert bits_equal(merged[name][64:].contiguous(), b[name][64:].contiguous())
+
+    # a smaller base keeps its 64 rows; the other model's rows 64..79 are dropped; in memory gives the same bits
+    out = merge(tmp_path, "linear", [(models["a32"], 0.5), (big, 0.5)], name="small_base", vocab="base")
+    merged = load_state(out)
+    assert merged[name].shape == (64, 64)
+    in_memory = merge_state_dicts("linear", [a, b], weights=[0.5, 0.5], vocab="base")
+    assert all(bits_equal(in_memory[k], merged[k]) for k in merged)
