@@ -97,7 +97,7 @@ def check_compatible(models: Sequence[Mapping[str, tuple[tuple[int, ...], Any]]]
     """
     base, base_label = models[0], labels[0]
     base_layers = layer_count(list(base))
-    for info, label in zip(models[1:], labels[1:]):
+    for info, label in zip(models[1:], labels[1:], strict=True):
         layers = layer_count(list(info))
         if layers != base_layers:
             raise ArtifactError(
@@ -173,7 +173,7 @@ def make_jobs(name: str, sources: Sequence[Source], out_dtype, write: Callable[[
     base_rows, row_elements = sources[0].shape[0], numel(sources[0].shape[1:])
     bounds = sorted({0, base_rows} | {s.shape[0] for s in sources if s.shape[0] < base_rows})
     jobs = []
-    for first, last in zip(bounds, bounds[1:]):
+    for first, last in zip(bounds, bounds[1:], strict=False):
         models = tuple(i for i, s in enumerate(sources) if s.shape[0] >= last)
         offset = first * row_elements
 
@@ -230,7 +230,7 @@ def _write_chunk(job: TensorJob, coefficients: Sequence[float], start: int, end:
     import torch
 
     n = end - start
-    terms = [(c, s) for c, s in zip(coefficients, job.sources) if c != 0.0]
+    terms = [(c, s) for c, s in zip(coefficients, job.sources, strict=True) if c != 0.0]
     if not _is_float(job.sources[0].dtype):  # integer buffers are not averaged: the base's values are kept
         terms = [(1.0, job.sources[0])]
     out = buffers.get("out", job.out_dtype, n)
@@ -268,7 +268,7 @@ def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, thread
             gram_plan = [item for item in plan if _is_float(item[0].sources[0].dtype) and len(item[0].sources) == 2]
             partials = pool.map(lambda item: _gram_partial(*item, buffers), gram_plan)
             sums: dict[int, list[float]] = {}
-            for (job, _, _), (aa, bb, ab) in zip(gram_plan, partials):  # in chunk order: deterministic
+            for (job, _, _), (aa, bb, ab) in zip(gram_plan, partials, strict=True):  # in chunk order: deterministic
                 total = sums.setdefault(id(job), [0.0, 0.0, 0.0])
                 total[0] += aa
                 total[1] += bb

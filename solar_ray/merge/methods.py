@@ -18,14 +18,13 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from solar_ray.errors import ConfigError
 
 # A t schedule: one value, or {filter: value-or-gradient, ..., "default": ...} (mergekit style). A filter is a
 # substring of the tensor name ("self_attn", "mlp"); a list of anchors varies linearly across the layers.
-TValue = Union[float, list[float]]
-TSpec = Union[float, dict[str, TValue]]
+TValue = float | list[float]
+TSpec = float | dict[str, TValue]
 
 # mergekit's SLERP threshold: above this |cos|, sin(theta) is too small to divide by, so interpolate linearly.
 COLINEAR_COS = 0.9995

@@ -156,7 +156,7 @@ class ShardWriter:
             files.callback(os.close, fd)
             os.pwrite(fd, struct.pack("<Q", len(raw)) + raw, 0)
             os.ftruncate(fd, 8 + len(raw) + offset)
-            for name, dtype, shape in items:
+            for name, dtype, _shape in items:
                 begin = header[name]["data_offsets"][0]
                 self.locations[name] = (fd, 8 + len(raw) + begin, dtype.itemsize)
                 self.weight_map[name] = shard_name
@@ -213,7 +213,7 @@ def merge_checkpoints(
         require_model_dir(path, allow_pickle=allow_pickle)
     configs = [read_model_config(p) for p in model_dirs]
     layer_key = "num_hidden_layers"
-    for config, label in zip(configs[1:], labels[1:]):
+    for config, label in zip(configs[1:], labels[1:], strict=True):
         if config.get(layer_key) != configs[0].get(layer_key):
             raise ArtifactError(
                 f"different layer counts: {labels[0]} has {configs[0].get(layer_key)} layers ({layer_key} in "

@@ -30,7 +30,7 @@ def bits_equal(x: torch.Tensor, y: torch.Tensor) -> bool:
 
 def ref_linear(tensors, weights):
     total = sum(weights)
-    return sum((w / total) * t.double().numpy() for w, t in zip(weights, tensors))
+    return sum((w / total) * t.double().numpy() for w, t in zip(weights, tensors, strict=True))
 
 
 def ref_slerp(t, v0, v1):
@@ -75,7 +75,7 @@ def test_slerp_endpoints_are_exact(tmp_path, models, t, endpoint):
 def test_linear_three_models_match_float64_reference(tmp_path, models):
     weights = (0.2, 0.3, 0.9)
     paths = [models["a32"], models["b32"], models["c32"]]
-    out = merge(tmp_path, "linear", list(zip(paths, weights)))
+    out = merge(tmp_path, "linear", list(zip(paths, weights, strict=True)))
     merged, states = load_state(out), [load_state(p) for p in paths]
     for name in merged:
         assert merged[name].dtype == torch.float32
@@ -132,7 +132,7 @@ def test_in_memory_and_on_disk_agree_bit_for_bit(tmp_path, models, method, kw, c
 
     paths = [models["a16"], models["b16"]]
     disk_kw = {"t": kw["t"]} if "t" in kw else {}
-    out = merge(tmp_path, method, list(zip(paths, kw.get("weights", [1.0, 1.0]))), chunk_elements=chunk, **disk_kw)
+    out = merge(tmp_path, method, list(zip(paths, kw.get("weights", [1.0, 1.0]), strict=True)), chunk_elements=chunk, **disk_kw)
     on_disk = load_state(out)
     states = [load_state(p) for p in paths]
 
@@ -171,7 +171,7 @@ def test_artifact_is_sharded_with_tokenizer_card_lineage_and_generates(tmp_path,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     paths = [models["a16"], models["b16"], models["c16"]]
-    out = merge(tmp_path, "linear", list(zip(paths, (0.4, 0.6, 1.0))), max_shard_mb=0.05)
+    out = merge(tmp_path, "linear", list(zip(paths, (0.4, 0.6, 1.0), strict=True)), max_shard_mb=0.05)
     index = json.loads((out / "model.safetensors.index.json").read_text())
     shards = sorted(p.name for p in out.glob("*.safetensors"))
     assert len(shards) > 1 and sorted(set(index["weight_map"].values())) == shards
