@@ -1,0 +1,68 @@
+"""`engine: tiny_world` - the tiny world's stand-in for the strong LLM that rephrases MATH problems.
+
+The paper rephrased MATH with a capable model; no model of the tiny world's size can follow a few-shot
+rephrasing prompt. This engine plays that model's part in the CPU demo pipeline: it reads the seed problem
+from the synth stage's own prompt and answers in the prompt's layout, rewording the problem with the world's
+grammar and solving it again. The Ray Data actor pool, answer validation, deduplication and decontamination
+around it are the real ones; on GPU machines use `engine: vllm` with a real model.
+
+`model` is ignored except that it must exist (it names the model this engine stands in for). With
+`temperature > 0` a share of samples (`temperature / 4`) carry a slipped answer, so validation has work to do.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from solar_ray.synth.engines import Completion, GenerationEngine, register_engine
+from solar_ray.synth.prompts import SOLUTION_TAG
+
+ADD = re.compile(r"the (\w+) has (\d+) (\w+) \. the (\w+) gives the \1 (\d+) more \3 \. how many \3 does the \1 have now \?")
+SUB = re.compile(r"the (\w+) has (\d+) (\w+) \. the \1 gives (\d+) \3 to the (\w+) \. how many \3 does the \1 have now \?")
+SUM = re.compile(r"what is (\d+) ([+-]) (\d+) \?")
+
+
+def rephrase(problem: str, rng: random.Random, slip: bool = False) -> tuple[str, str] | None:
+    """(rephrased problem, worked solution ending in \\boxed{}) for a tiny-world math problem, else None."""
+    if m := ADD.fullmatch(problem.strip()):
+        who, a, item, other, b = m.groups()
+        a, b, add = int(a), int(b), True
+        text = f"a {who} starts with {a} {item} and the {other} hands over {b} more . how many {item} now ?"
+    elif m := SUB.fullmatch(problem.strip()):
+        who, a, item, b, other = m.groups()
+        a, b, add = int(a), int(b), False
+        text = f"a {who} starts with {a} {item} and passes {b} to the {other} . how many {item} are left ?"
+    elif m := SUM.fullmatch(problem.strip()):
+        a, op, b = m.groups()
+        a, b, add = int(a), int(b), op == "+"
+        text = f"compute {a} {'plus' if add else 'minus'} {b} ."
+    else:
+        return None
+    answer = a + b if add else a - b
+    if slip:
+        answer += rng.choice([-1, 1])
+    solution = f"we have {a} {'+' if add else '-'} {b} = {answer} , so the answer is $\\boxed{{{answer}}}$ ."
+    return text, solution
+
+
+@register_engine("tiny_world")
+class TinyWorldEngine(GenerationEngine):
+    """Deterministic (by seed) rephrasing of tiny-world problems; see the module docstring."""
+
+    def __init__(self, model, sampling, options):
+        super().__init__(model, sampling, options)
+        self.rng = random.Random(sampling.seed)
+
+    def generate(self, prompts: list[str], stop: list[str] | None = None) -> list[list[Completion]]:
+        results = []
+        for prompt in prompts:
+            problem = prompt.rsplit("### Problem:\n", 1)[-1].split("\n\n### Solution:", 1)[0]
+            samples = []
+            for _ in range(self.sampling.n):
+                slip = self.rng.random() < self.sampling.temperature / 4
+                pair = rephrase(problem, self.rng, slip)
+                text = "" if pair is None else f" {pair[0]}\n{SOLUTION_TAG} {pair[1]}"
+                samples.append(Completion(text=text, num_tokens=len(text.split())))
+            results.append(samples)
+        return results

@@ -1,0 +1,28 @@
+import random
+
+from solar_ray.synth.answers import extract_answer
+from solar_ray.synth.engines import ENGINES, EngineOptions, SamplingSettings
+from solar_ray.synth.prompts import build_prompt, parse_rephrasing
+from solar_ray.tiny.language import World
+from solar_ray.tiny.rephraser import rephrase
+
+
+def test_rephrasing_keeps_the_answer_and_changes_the_words():
+    world = World(0)
+    rng = random.Random(0)
+    for p in world.math_train[:20]:
+        text, solution = rephrase(p.question(), rng)
+        assert text != p.question() and str(p.a) in text and str(p.b) in text
+        assert f"\\boxed{{{p.answer}}}" in solution
+    assert rephrase("what is 7 - 2 ?", rng)[1].endswith("$\\boxed{5}$ .")
+    assert rephrase("not a tiny world problem", rng) is None
+
+
+def test_engine_answers_in_the_synth_prompt_layout(tmp_path):
+    engine_cls = ENGINES["tiny_world"]
+    engine = engine_cls(str(tmp_path), SamplingSettings(n=3, temperature=0.0, seed=1), EngineOptions())
+    prompt = build_prompt("what is 4 + 5 ?", "4 + 5 = 9 so $\\boxed{9}$ .", few_shot=2)
+    [samples] = engine.generate([prompt])
+    assert len(samples) == 3
+    problem, solution = parse_rephrasing(samples[0].text)
+    assert problem == "compute 4 plus 5 ." and extract_answer(solution) == "9"
