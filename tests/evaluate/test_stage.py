@@ -1,0 +1,83 @@
+"""`stage: eval` end to end on Ray (two models side by side), the CLI, and bad input caught before evaluation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from solar_ray.config import load_config
+from solar_ray.errors import ArtifactError, ConfigError, DataError
+from solar_ray.evaluate.runner import evaluate_models
+from solar_ray.evaluate.stage import Config, run
+
+
+def test_h6_on_ray_writes_results_summary_and_tables(ray_session, tmp_path, eval_model, bench_dir):
+    out = run(Config(stage="eval", models={"base": str(eval_model), "copy": str(eval_model)}, data_dir=str(bench_dir),
+                     output=str(tmp_path / "eval"), limit=3, max_gen_toks=8, workers=2))
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"base", "copy"}
+    assert set(summary["base"]) == {"H6", "ARC", "HellaSwag", "MMLU", "TruthfulQA", "Winogrande", "GSM8K"}
+    assert summary["base"]["H6"]["value"] == pytest.approx(summary["copy"]["H6"]["value"])  # same model, same score
+    assert set(summary["base"]["MMLU"]["subjects"]) == {"anatomy", "astronomy"}
+    results = json.loads((out / "results" / "base.json").read_text())
+    assert results["n-shot"]["arc_challenge"] == 25 and "mmlu_anatomy" in results["results"]
+    table = (out / "table.md").read_text()
+    assert table.splitlines()[0] == "| Model | H6 | ARC | HellaSwag | MMLU | TruthfulQA | Winogrande | GSM8K |"
+    assert "**" in table  # best per column in bold
+    assert (out / "table.csv").read_text().startswith("model,H6,ARC")
+    assert (out / "h6.png").stat().st_size > 1000
+    assert json.loads((out / "lineage.json").read_text())["stage"] == "eval"
+
+
+def test_unknown_task_fails_before_evaluation(tmp_path, eval_model, bench_dir):
+    with pytest.raises(ConfigError, match="unknown task or suite 'arc_hard'"):
+        evaluate_models({"m": str(eval_model)}, ["arc_hard"], bench_dir)
+
+
+def test_missing_field_names_file_row_and_field(tmp_path, eval_model, bench_dir):
+    bad = tmp_path / "bench"
+    shutil.copytree(bench_dir, bad)
+    rows = [json.loads(line) for line in (bad / "winogrande/validation.jsonl").read_text().splitlines()]
+    del rows[2]["option2"]
+    (bad / "winogrande/validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"winogrande/validation.jsonl: row 3 lacks field 'option2'"):
+        evaluate_models({"m": str(eval_model)}, "h6", bad)
+
+
+def test_model_dir_that_does_not_load(tmp_path, eval_model, bench_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(eval_model, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(ArtifactError, match="model 'broken'.*no weights"):
+        evaluate_models({"broken": str(broken)}, "h6", bench_dir)
+    (broken / "model.safetensors").write_bytes(b"x")
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="config.json does not load"):
+        evaluate_models({"broken": str(broken)}, "h6", bench_dir)
+
+
+def test_gpu_backend_without_gpu_is_refused(ray_session, eval_model, bench_dir):
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        evaluate_models({"m": str(eval_model)}, "arc", bench_dir, backend="vllm")
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, eval_model):
+    proc = subprocess.run([sys.executable, "-m", "solar_ray.cli", "eval", str(tmp_path / "o"), "--model",
+                           str(eval_model), "--data", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: benchmark data directory not found "
+                                                "(expected e.g. WORLD/data/benchmarks)"]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["eval_h6.yaml", "contamination.yaml"])
+def test_shipped_configs_validate(name):
+    from pathlib import Path
+
+    config = load_config(Path(__file__).parents[2] / "experiments/tiny" / name)
+    assert config.stage in {"eval", "contamination"}
