@@ -239,10 +239,14 @@ def stage_resources(config: StageConfig) -> str:
         unit = "GPU" if gpu is True else "CPU" if gpu is False else "GPU if present"
         zero = getattr(getattr(config, "deepspeed", None), "zero_stage", None)
         return f"{workers} x {unit} worker" + ("s" if workers != 1 else "") + (f", ZeRO-{zero}" if zero is not None else "")
-    for field in ("num_actors", "concurrency", "num_workers"):
-        value = getattr(config, field, None)
-        if isinstance(value, int):
-            return f"{value} Ray actor" + ("s" if value != 1 else "")
+    for field in ("actors", "workers", "num_actors"):
+        if field in type(config).model_fields:
+            value = getattr(config, field)
+            count = f"{value} Ray actor" + ("s" if value != 1 else "") if isinstance(value, int) else "Ray actors"
+            gpu = "GPU" if getattr(config, "backend", None) == "vllm" or getattr(config, "engine", None) == "vllm" else "CPU"
+            return f"{count} ({gpu})" if isinstance(value, int) else f"{count}, one per {gpu}"
+    if getattr(config, "stage", None) == "data":
+        return "Ray Data tasks (all CPUs)"
     return "driver (1 CPU)"
 
 

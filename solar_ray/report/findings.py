@@ -27,7 +27,7 @@ Scores = dict[str, dict[str, tuple[float, float]]]  # model -> metric -> (value,
 class Finding(Strict):
     claim: str = Field(description="The paper's claim, as a sentence.")
     kind: str = Field(description="improves | drops_then_recovers | similar")
-    eval: str = Field(description="The eval stage whose scores are compared.")
+    eval: str | None = Field(default=None, description="The eval stage whose scores are compared (default: all).")
     metric: str = Field(default="h6", description="A task name of the eval summary, or h6.")
     models: list[str] = Field(default_factory=list, description="drops_then_recovers / similar: the models, in order.")
     baseline: list[str] = Field(default_factory=list, description="improves: baseline model(s); the best is used.")

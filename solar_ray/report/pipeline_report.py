@@ -31,10 +31,16 @@ from solar_ray.report.spec import CurveSpec  # noqa: E402
 
 
 def load_scores(eval_dir: Path) -> Scores:
-    """model -> metric -> (value in %, stderr in %) from an eval stage's summary.json (h6 included)."""
-    from solar_ray.evaluate.scores import read_summary_scores
-
-    return read_summary_scores(eval_dir)
+    """model -> metric -> (value in %, stderr in %) from an eval stage's summary.json; metric names lower-case
+    (arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k, h6). A missing stderr counts as 0."""
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    return {
+        model: {
+            name.lower(): (100 * entry["value"], 100 * (entry.get("stderr") or 0.0))
+            for name, entry in tasks.items()
+        }
+        for model, tasks in summary.items()
+    }
 
 
 def read_metrics(stage_dir: Path) -> list[dict[str, Any]]:
@@ -116,7 +122,13 @@ def write_pipeline_report(pipe) -> Path:
     state = json.loads((root / "pipeline.json").read_text()) if (root / "pipeline.json").is_file() else {}
     scores_cache: dict[str, Scores] = {}
 
-    def scores_of(stage: str) -> Scores:
+    def scores_of(stage: str | None) -> Scores:
+        if stage is None:  # every eval stage's scores together (model names are unique within a pipeline)
+            merged: Scores = {}
+            for name, kind in kinds.items():
+                if kind == "eval":
+                    merged.update(scores_of(name))
+            return merged
         if stage not in scores_cache:
             scored = kinds.get(stage) == "eval" and (root / stage / LINEAGE).is_file()
             scores_cache[stage] = load_scores(root / stage) if scored else {}

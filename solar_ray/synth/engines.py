@@ -276,3 +276,11 @@ def _cluster_gpus() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+def _register_builtin_engines() -> None:
+    """Engines defined outside this module: the tiny world's stand-in rephraser (solar_ray/tiny/rephraser.py)."""
+    import solar_ray.tiny.rephraser  # noqa: F401  registers "tiny_world"
+
+
+_register_builtin_engines()
