@@ -3,10 +3,8 @@
 Why not `safetensors.safe_open`: it memory-maps the shards, and every mapped page a merge touches counts in the
 process's resident set until the kernel chooses to drop it - merging two 0.8 GiB models that way peaks at their
 full size. Reading each chunk with `os.pread` into a small buffer keeps the inputs in the page cache (shared,
-not ours) and our RSS at `threads` chunks. The safetensors layout is simple enough for this:
-
-    [8 bytes: header length N, little-endian u64][N bytes JSON {name: {dtype, shape, data_offsets: [b, e]},
-     "__metadata__": {...}}][tensor bytes; offsets relative to the end of the header]
+not ours) and our RSS at `threads` chunks. Shard headers (where each tensor's bytes lie) come from
+solar_ray.upscale.stream.read_checkpoint, which up-scaling uses for the same reason.
 
 Output: the base model's tensors in the base's order and dtypes, cut into shards of at most `max_shard_bytes`;
 each shard's header is written first and the file pre-sized, so worker threads `pwrite` finished chunks straight
@@ -28,10 +26,9 @@ from solar_ray.artifacts import PICKLE_SUFFIXES, require_model_dir
 from solar_ray.errors import ArtifactError
 from solar_ray.merge.core import CHUNK_ELEMENTS, MemorySource, check_compatible, make_jobs, numel, run_jobs
 from solar_ray.merge.methods import MergeSpec
+from solar_ray.upscale.stream import INDEX_NAME, read_checkpoint
 
-INDEX_NAME = "model.safetensors.index.json"
 PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
-MAX_HEADER_BYTES = 100 << 20  # the safetensors library's own limit
 # Files of an input model that the merge rewrites or must not carry over as they are.
 NOT_COPIED_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 NOT_COPIED = {INDEX_NAME, PICKLE_INDEX_NAME, "lineage.json", "README.md"}
@@ -66,47 +63,22 @@ class DiskSource:
         return buffer.view(self.dtype)
 
 
-def read_header(path: Path) -> tuple[dict[str, tuple[str, tuple[int, ...], int, int]], int]:
-    """{name: (dtype, shape, begin, end)} of one shard (offsets relative to the data start) and the data start."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        if header_len < 0 or header_len > MAX_HEADER_BYTES or 8 + header_len > size:
-            raise ArtifactError(f"{path}: not a safetensors file or truncated (size {size} bytes); re-save it")
-        try:
-            header = json.loads(fh.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{path}: corrupt safetensors header ({exc})") from None
-    header.pop("__metadata__", None)
-    tensors = {}
-    for name, info in header.items():
-        begin, end = info["data_offsets"]
-        if 8 + header_len + end > size:
-            raise ArtifactError(f"{path}: tensor '{name}' ends at byte {8 + header_len + end} but the file has "
-                                f"{size}; the shard is truncated, re-save it")
-        tensors[name] = (info["dtype"], tuple(info["shape"]), begin, end)
-    return tensors, 8 + header_len
-
-
 def open_checkpoint(model_dir: Path, files: contextlib.ExitStack, allow_pickle: bool) -> dict[str, Any]:
     """Every tensor of a model directory as a Source, in file order. Pickle (.bin) only when allowed."""
     model_dir = require_model_dir(model_dir, allow_pickle=allow_pickle)
-    shards = sorted(model_dir.glob("*.safetensors"))
-    if not shards:
+    if not any(model_dir.glob("*.safetensors")):
         return _open_pickle(model_dir)
     dtypes = _torch_dtypes()
+    fds: dict[Path, int] = {}
     sources: dict[str, Any] = {}
-    for shard in shards:
-        header, data_start = read_header(shard)
-        fd = os.open(shard, os.O_RDONLY)
-        files.callback(os.close, fd)
-        for name, (dtype, shape, begin, _end) in sorted(header.items(), key=lambda item: item[1][2]):
-            if dtype not in dtypes:
-                raise ArtifactError(f"{shard}: tensor '{name}' has dtype {dtype}, which the merge cannot read")
-            if name in sources:
-                raise ArtifactError(f"{shard}: tensor '{name}' is also in {sources[name].path.name}")
-            sources[name] = DiskSource(fd, data_start + begin, dtypes[dtype], shape, shard)
+    # headers parsed (and checked against index and file sizes) by the byte-range reader up-scaling uses
+    for name, ref in sorted(read_checkpoint(model_dir).items(), key=lambda item: (item[1].file, item[1].start)):
+        if ref.dtype not in dtypes:
+            raise ArtifactError(f"{ref.file}: tensor '{name}' has dtype {ref.dtype}, which the merge cannot read")
+        if ref.file not in fds:
+            fds[ref.file] = os.open(ref.file, os.O_RDONLY)
+            files.callback(os.close, fds[ref.file])
+        sources[name] = DiskSource(fds[ref.file], ref.start, dtypes[ref.dtype], ref.shape, ref.file)
     return sources
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -71,8 +72,12 @@ def test_mismatched_models_are_refused(tmp_path, models, monkeypatch, capsys, ca
         if case == "shape":
             tensors["model.layers.1.mlp.up_proj.weight"] = tensors["model.layers.1.mlp.up_proj.weight"][:-1]
             fragments = ("model.layers.1.mlp.up_proj.weight", "[96, 64]", "[95, 64]")
-        else:
+        else:  # gone from its shard and from the index: a model without that tensor
             del tensors["model.layers.1.mlp.up_proj.weight"]
+            index_path = other / "model.safetensors.index.json"
+            index = json.loads(index_path.read_text())
+            del index["weight_map"]["model.layers.1.mlp.up_proj.weight"]
+            index_path.write_text(json.dumps(index))
             fragments = ("model.layers.1.mlp.up_proj.weight", "missing", str(other))
         save_file(tensors, shard, metadata={"format": "pt"})
     assert_refused(monkeypatch, capsys, tmp_path / "out", ["--model", str(models["a16"]), "--model", str(other)],
