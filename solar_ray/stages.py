@@ -14,6 +14,7 @@ from solar_ray.errors import ConfigError
 
 STAGES: dict[str, str] = {
     "tiny": "solar_ray.tiny.stage",
+    "fetch": "solar_ray.hub",
     "upscale": "solar_ray.upscale.stage",
     "merge": "solar_ray.merge.stage",
     "data": "solar_ray.data.stage",

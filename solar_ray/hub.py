@@ -1,0 +1,104 @@
+"""`stage: fetch` - bring a hub model, or the six H6 benchmarks, into a local artifact directory.
+
+Everything downstream reads local directories (streaming up-scaling, merges, lm-eval's redirected tasks), so a
+run on a cluster starts by fetching once to shared storage:
+- `kind: model` downloads a model repository's safetensors weights, config, tokenizer and generation config at a
+  pinned revision (pickle weights are not even downloaded unless `allow_pickle`); no remote code is fetched.
+- `kind: dataset` writes one split of a hub dataset as `<output>/<split>.jsonl` in its upstream schema (e.g. the
+  MATH train split that seeds Synth. Math).
+- `kind: benchmarks` writes the H6 evaluation sets in the layout eval and decontamination read:
+  `<output>/<benchmark>/<split>.jsonl` with lm-eval's field names (DESIGN.md section 2).
+Raises ArtifactError (one line naming the repository) when the hub cannot be reached or the repository is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from solar_ray.config import StageConfig, dump_config
+from solar_ray.errors import ArtifactError
+
+MODEL_FILES = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
+               "tokenizer*", "special_tokens_map.json", "*.model", "chat_template.jinja"]
+PICKLE_FILES = ["*.bin", "*.bin.index.json"]
+
+# benchmark dir -> (hub dataset, subset, splits): the sources the Open LLM Leaderboard v1 tasks read.
+BENCHMARKS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", ("train", "validation", "test")),
+    "hellaswag": ("Rowan/hellaswag", None, ("train", "validation")),
+    "mmlu": ("cais/mmlu", "all", ("dev", "validation", "test")),
+    "truthfulqa_mc": ("truthfulqa/truthful_qa", "multiple_choice", ("validation",)),
+    "winogrande": ("allenai/winogrande", "winogrande_xl", ("train", "validation")),
+    "gsm8k": ("openai/gsm8k", "main", ("train", "test")),
+}
+
+
+class Config(StageConfig):
+    stage: Literal["fetch"] = Field(default="fetch", description="Always 'fetch'.")
+    kind: Literal["model", "dataset", "benchmarks"] = Field(
+        description="model: a model repository; dataset: one split of a dataset; benchmarks: the H6 sets."
+    )
+    repo_id: str | None = Field(default=None, description="Hub repository, e.g. mistralai/Mistral-7B-v0.1.")
+    subset: str | None = Field(default=None, description="kind dataset: the dataset's config name, if any.")
+    split: str = Field(default="train", description="kind dataset: the split to write.")
+    revision: str = Field(default="main", description="Branch, tag or commit to pin (a commit hash is reproducible).")
+    allow_pickle: bool = Field(default=False, description="Also download pickle (.bin) weights; they can run code.")
+
+
+def run(config: Config) -> Path:
+    from solar_ray.artifacts import atomic_dir, write_lineage
+
+    out = Path(config.output or "runs/fetch")
+    with atomic_dir(out, force=config.force) as tmp:
+        if config.kind != "benchmarks" and not config.repo_id:
+            raise ArtifactError(f"fetch: kind {config.kind} needs repo_id, e.g. repo_id=mistralai/Mistral-7B-v0.1")
+        if config.kind == "model":
+            counts = {"files": _fetch_model(config, tmp)}
+        elif config.kind == "dataset":
+            counts = {config.split: _write_split(config.repo_id, config.subset, config.split, tmp / f"{config.split}.jsonl")}
+        else:
+            counts = _fetch_benchmarks(tmp)
+        write_lineage(tmp, "fetch", dump_config(config), metrics=counts)
+    return out
+
+
+def _fetch_model(config: Config, out: Path) -> int:
+    from huggingface_hub import snapshot_download
+
+    patterns = MODEL_FILES + (PICKLE_FILES if config.allow_pickle else [])
+    try:
+        snapshot_download(config.repo_id, revision=config.revision, local_dir=out, allow_patterns=patterns)
+    except Exception as exc:  # the hub client raises many types (offline, gated, missing): one line for all
+        raise ArtifactError(f"fetch {config.repo_id}@{config.revision}: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'download failed'}") from None
+    if not any(out.glob("*.safetensors")) and not config.allow_pickle:
+        raise ArtifactError(f"fetch {config.repo_id}: the repository has no safetensors weights "
+                            "(pass allow_pickle=true if you trust its pickle files)")
+    return sum(1 for p in out.rglob("*") if p.is_file())
+
+
+def _write_split(repo_id: str, subset: str | None, split: str, path: Path) -> int:
+    from datasets import load_dataset
+
+    try:
+        rows = load_dataset(repo_id, subset, split=split)
+    except Exception as exc:  # offline, gated, missing: one line naming the dataset
+        raise ArtifactError(f"fetch {repo_id} ({subset}, {split}): {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'download failed'}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return len(rows)
+
+
+def _fetch_benchmarks(out: Path) -> dict[str, int]:
+    return {
+        f"{name}/{split}": _write_split(hub_id, subset, split, out / name / f"{split}.jsonl")
+        for name, (hub_id, subset, splits) in BENCHMARKS.items()
+        for split in splits
+    }
