@@ -163,3 +163,21 @@ def test_vllm_engine_generates(tiny_math_model):
     engine = Engine(str(tiny_math_model), SamplingSettings(max_tokens=8, n=2, seed=0), options)
     result = engine.generate(["What is $2+3$?", "Compute $10 \\cdot 4$."], stop=["\n\n###"])
     assert [len(r) for r in result] == [2, 2] and all(0 < c.num_tokens <= 8 for r in result for c in r)
+
+
+def test_tiny_world_produces_both_datasets(ray_session, tiny_world, tmp_path):
+    """The shipped YAML on the tiny world (seed, base model, benchmarks), shortened: both datasets and lineage."""
+    world = Path(tiny_world)
+    out = tmp_path / "synth_world"
+    config = load_config(YAML, [
+        f"seed_data={world / 'data' / 'math'}", f"model={world / 'base'}", f"output={out}", "max_seed_rows=4",
+        "sampling.max_tokens=4", "sampling.n=1", "actors=1", "batch_size=4",
+        f"decontamination.benchmarks_dir={world / 'data' / 'benchmarks'}",
+        f"decontamination.math_test={world / 'data' / 'math' / 'test.jsonl'}",
+    ])
+    run(config)
+    counts = json.loads((out / "report.json").read_text())["counts"]
+    assert counts["seed_rows"] == 4 and counts["samples"] == counts["seeds_used"] > 0
+    for sub in ("instruct", "alignment"):
+        assert (out / sub / "train.parquet").is_file()
+        assert read_lineage(out / sub)["parents"][1]["name"] == "model"
