@@ -188,8 +188,9 @@ def make_jobs(name: str, sources: Sequence[Source], out_dtype, write: Callable[[
 class ThreadBuffers(threading.local):
     """Per-thread scratch tensors of one chunk each, reused for every chunk.
 
-    Why: a fresh 8-16 MB tensor per chunk is a fresh mmap from malloc, and the kernel then faults in and zeroes
-    every page: for a 0.8 GiB merge that is ~8 GB of page faults, more CPU time than the arithmetic itself.
+    Why: a fresh 4-8 MB tensor per chunk is a fresh mmap from malloc, and the kernel then faults in and zeroes
+    every page - GBs of page faults over a 0.8 GiB merge. Measured on the bench inputs: reusing buffers cut the
+    linear merge's CPU time by ~14% (3.29 -> 2.84 s) and its peak RSS from 481 to 321 MB.
     """
 
     def __init__(self, chunk_elements: int) -> None:
