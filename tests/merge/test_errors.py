@@ -148,3 +148,27 @@ def test_config_rejects_t_out_of_range_and_t_for_linear():
         build_config({**base, "method": "slerp", "t": {"mlp": 0.5}}, "cfg.yaml")
     with pytest.raises(ConfigError, match="SLERP parameter"):
         build_config({**base, "method": "linear", "t": 0.5}, "cfg.yaml")
+
+
+def test_run_slerp_from_a_config_file_with_a_schedule(tmp_path, models, monkeypatch, capsys):
+    from tests.merge.conftest import load_state
+
+    config = tmp_path / "merge_slerp.yaml"
+    config.write_text(
+        "stage: merge\nmethod: slerp\n"
+        f"models:\n  base: {models['a16']}\n  other: {{path: {models['b16']}}}\n"
+        "t: {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}\n"
+    )
+    code, stdout, err = cli(monkeypatch, capsys, "run", str(config), f"output={tmp_path / 'out'}")
+    assert code == 0, err
+    merged, a, b = load_state(tmp_path / "out"), load_state(models["a16"]), load_state(models["b16"])
+    assert torch_equal(merged["model.layers.0.self_attn.q_proj.weight"], a["model.layers.0.self_attn.q_proj.weight"])
+    assert torch_equal(merged["model.layers.2.self_attn.q_proj.weight"], b["model.layers.2.self_attn.q_proj.weight"])
+    assert torch_equal(merged["model.layers.0.mlp.up_proj.weight"], b["model.layers.0.mlp.up_proj.weight"])
+    assert torch_equal(merged["model.layers.2.mlp.up_proj.weight"], a["model.layers.2.mlp.up_proj.weight"])
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return torch.equal(x, y)
