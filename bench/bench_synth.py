@@ -136,7 +136,7 @@ def main() -> None:
     print(f"\n{args.prompts} prompts x {args.max_tokens} new tokens, batch {args.batch_size}, tiny Llama "
           f"({args.layers} layers, hidden 128, head_dim 64); "
           f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"| {'configuration':<62} | tokens | seconds | tokens/s | steady tok/s | vs loop(2 thr) |")
+    print(f"| {'configuration':<62} | tokens | seconds | tokens/s | steady tok/s |   vs first row |")
     print(f"|{'-' * 64}|-------:|--------:|---------:|-------------:|---------------:|")
     for name, tokens, seconds, steady in results:
         rate = tokens / seconds
