@@ -41,7 +41,7 @@ def ray_run(model: Path, data: Path, root: Path, name: str, args) -> tuple[list[
         scaling={"num_workers": 2}, deepspeed={"zero_stage": args.zero_stage},
         optim={"max_length": args.block, "per_device_batch_size": args.micro, "gradient_accumulation_steps": 1,
                "max_steps": args.steps, "learning_rate": 1e-3},
-        run={"name": name, "storage_path": str(root / "ray"), "checkpoint_every": 10**6, "log_every": 1},
+        run={"name": name, "storage_path": str(root / "ray"), "checkpoint_every": 10**6, "log_every": args.steps},
     )
     launched = time.time()
     out = run(config)

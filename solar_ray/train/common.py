@@ -87,7 +87,9 @@ class RunSettings(Strict):
     checkpoint_every: int = Field(default=50, ge=1, description="Save a resumable checkpoint every N steps.")
     keep_checkpoints: int = Field(default=2, ge=1, description="Checkpoints to keep (the newest).")
     max_failures: int = Field(default=1, ge=-1, description="Worker failures to recover from (-1: unlimited).")
-    log_every: int = Field(default=1, ge=1, description="Log and report metrics every N steps.")
+    # Every step still lands in metrics.jsonl; this is how often workers print and call ray.train.report, which
+    # waits for the Train controller's poll (every 2 s in Ray 2.60), so reporting every tiny step doubles its time.
+    log_every: int = Field(default=10, ge=1, description="Print and report metrics to Ray/Tune every N steps.")
     eval_every: int | None = Field(default=None, ge=1, description="Eval loss every N steps (needs test split).")
 
 

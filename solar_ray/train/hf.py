@@ -48,7 +48,7 @@ def hf_loop_config(config: TrainStageConfig, hw: dict[str, Any], columns: tuple[
         "max_length": o.max_length,
         "seed": o.seed,
         "data_seed": o.seed,
-        "logging_steps": r.log_every,
+        "logging_steps": 1,  # every step into the log history (metrics.jsonl); Ray reports every run.log_every
         "save_strategy": "steps",
         "save_steps": r.checkpoint_every,
         "save_total_limit": r.keep_checkpoints,
@@ -64,7 +64,7 @@ def hf_loop_config(config: TrainStageConfig, hw: dict[str, Any], columns: tuple[
             config.deepspeed.offload_optimizer, for_hf_trainer=True,
         ),
     }
-    return {"model": config.model, "rows": splits, "args": args, "backend": hw["backend"]}
+    return {"model": config.model, "rows": splits, "args": args, "backend": hw["backend"], "log_every": r.log_every}
 
 
 def hf_dataset(ref: Any):
@@ -103,7 +103,7 @@ def train_with_ray(cfg: dict[str, Any], build_trainer) -> None:
         worker.report_again(checkpoint)
         return
     with tempfile.TemporaryDirectory(prefix="solar-ray-hf-") as output_dir:
-        trainer = build_trainer(output_dir, [RayTrainReportCallback(), ProgressCallback()])
+        trainer = build_trainer(output_dir, [RayTrainReportCallback(), ProgressCallback(cfg["log_every"])])
         trainer = prepare_trainer(trainer)
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
@@ -129,7 +129,8 @@ def _progress_callback_class():
     class Progress(TrainerCallback):
         """Adds tokens_per_second to each log entry, logs from rank 0 and reports the entry to Ray (and Tune)."""
 
-        def __init__(self):
+        def __init__(self, log_every: int):
+            self.log_every = log_every
             self.last: tuple[float, float] | None = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -144,15 +145,16 @@ def _progress_callback_class():
                     entry["tokens_per_second"] = (tokens - self.last[1]) / (now - self.last[0])
                 self.last = (now, tokens)
             row = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
-            if "loss" in row or "eval_loss" in row:
+            # Every rank logs the same steps, so every rank reports the same times: report is a barrier.
+            if ("loss" in row or "eval_loss" in row) and state.global_step % self.log_every == 0:
                 worker.log_rank0(worker.format_row(row))
-                ray.train.report(row)  # every rank logs, so every rank reports: report is a barrier
+                ray.train.report(row)
 
     return Progress
 
 
-def ProgressCallback():  # noqa: N802 - reads like the class it builds; transformers is imported lazily
-    return _progress_callback_class()()
+def ProgressCallback(log_every: int):  # noqa: N802 - reads like the class it builds; transformers imported lazily
+    return _progress_callback_class()(log_every)
 
 
 def metrics_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
