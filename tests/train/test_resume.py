@@ -27,10 +27,19 @@ def _losses(path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows if "loss" in row}
 
 
-@pytest.mark.slow
-def test_killed_worker_resumes_with_identical_losses(ray_session, tiny_model, text_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def clean_run(ray_session, tiny_model, text_dataset, tmp_path_factory):
+    """An uninterrupted pretraining run (ZeRO-2, 2 workers): the reference for both tests below."""
+    tmp_path = tmp_path_factory.mktemp("resume")
     clean = run(_config(tiny_model, text_dataset, tmp_path, "clean", "clean"))
-    _loads_and_generates(clean)  # this run is also the pretrain ZeRO-2 stage test
+    return tmp_path, clean
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_killed_worker_resumes_with_identical_losses(clean_run, tiny_model, text_dataset):
+    tmp_path, clean = clean_run
+    _loads_and_generates(clean)  # the clean run is also the pretrain ZeRO-2 stage test
 
     marker = tmp_path / "kill-marker"
     killed_config = _config(tiny_model, text_dataset, tmp_path, "killed", "killed")
@@ -45,6 +54,11 @@ def test_killed_worker_resumes_with_identical_losses(ray_session, tiny_model, te
         assert resumed_losses[step] == pytest.approx(clean_losses[step], abs=1e-5), step
     assert resumed_losses[6] < resumed_losses[1] - 0.3
 
-    # Started again under the same name, the finished run hands back its result without training again.
-    again = run(_config(tiny_model, text_dataset, tmp_path, "killed", "again"))
-    assert _losses(again) == resumed_losses
+
+@pytest.mark.slow
+def test_rerun_with_same_name_returns_the_finished_run(clean_run, tiny_model, text_dataset):
+    tmp_path, clean = clean_run
+    # Same run name and storage: the finished run's result comes back without training again.
+    again = run(_config(tiny_model, text_dataset, tmp_path, "clean", "again"))
+    assert _losses(again) == _losses(clean)
+    assert (again / "model.safetensors").read_bytes() == (clean / "model.safetensors").read_bytes()
