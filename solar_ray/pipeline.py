@@ -80,7 +80,8 @@ class Pipeline:
     def __init__(self, path: str | Path, output: str | None = None):
         self.path = Path(path)
         self.experiment = validate(Experiment, read_yaml(self.path), str(self.path))  # type: ignore[arg-type]
-        self.root = Path(output or self.experiment.output or Path("runs") / self.experiment.name)
+        # Absolute, because Ray workers do not share the driver's working directory.
+        self.root = Path(output or self.experiment.output or Path("runs") / self.experiment.name).resolve()
         self.parents = self._dependency_graph()
         self.order = self._topological_order()
         self.configs = {name: self._stage_config(name) for name in self.order}
