@@ -1,7 +1,7 @@
 """Training overhead: Ray Train + DeepSpeed (2 CPU workers, ZeRO-2) against a plain single-process PyTorch loop
 over the same tokens, and the time from launch to the first optimiser step, cold (fresh Ray) and warm.
 
-    .venv/bin/python bench/bench_train.py [--steps 12] [--zero-stage 2]
+    .venv/bin/python bench/bench_train.py [--steps 30] [--zero-stage 2]
 
 Target (issue 6): seconds per optimiser step through Ray Train + DeepSpeed <= 1.15x the plain loop.
 Both sides train the same tiny Llama on the same packed blocks with the same global batch
@@ -81,8 +81,8 @@ def plain_loop(model_dir: Path, data: Path, args) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--skip", type=int, default=2, help="warm-up steps left out of the median")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--skip", type=int, default=5, help="warm-up steps left out of the median")
     parser.add_argument("--micro", type=int, default=8, help="sequences per worker per step")
     parser.add_argument("--block", type=int, default=128, help="tokens per sequence")
     parser.add_argument("--zero-stage", type=int, default=2)
@@ -96,15 +96,18 @@ def main() -> None:
         root = Path(tmp)
         model, data = build_inputs(root)
 
-        plain = plain_loop(model, data, args)
+        plain_before = plain_loop(model, data, args)
 
         t0 = time.time()
         init_ray(num_cpus=2)  # cold: Ray itself starts inside the measured launch
         cold_rows, _ = ray_run(model, data, root, "cold", args)
         warm_rows, warm_launch = ray_run(model, data, root, "warm", args)
         ray.shutdown()
+        plain_after = plain_loop(model, data, args)
 
-    plain_step = statistics.median(plain[args.skip:])
+    # On a shared machine the load drifts: the plain loop runs before and after the Ray runs, and the faster
+    # of the two medians is the baseline (the stricter comparison for Ray).
+    plain_step = min(statistics.median(plain_before[args.skip:]), statistics.median(plain_after[args.skip:]))
     ray_step = statistics.median(r["step_seconds"] for r in warm_rows[args.skip:])
     tokens = args.micro * 2 * args.block
     table = [
