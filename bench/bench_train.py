@@ -27,7 +27,7 @@ def build_inputs(root: Path) -> tuple[Path, Path]:
     from tests.train import fixtures
 
     model = fixtures.build_tiny_model(root / "base")
-    data = fixtures.write_dataset(root / "text", fixtures.text_rows(2000))
+    data = fixtures.write_dataset(root / "text", fixtures.text_rows(4000))
     return model, data
 
 
@@ -69,7 +69,8 @@ def plain_loop(model_dir: Path, data: Path, args) -> list[float]:
     times = []
     for step in range(args.steps):
         started = time.perf_counter()
-        batch = blocks[step * global_batch:(step + 1) * global_batch]
+        first = (step * global_batch) % (len(blocks) - global_batch + 1)  # wrap around like further epochs
+        batch = blocks[first:first + global_batch]
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
