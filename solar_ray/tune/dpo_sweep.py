@@ -1,0 +1,150 @@
+"""`stage: dpo_sweep` - Ray Tune over DPO hyper-parameters; each trial is one Ray Train DPO run (Train V2 pattern).
+
+Features:
+1. `base:` a DPO stage config (path to a `stage: dpo` YAML, or an inline mapping); `space:` dotted keys of it
+   (beta, loss_type, optim.learning_rate, optim.epochs, ...) applied as overrides per trial;
+2. each trial is a Tune driver function that calls `solar_ray.train.launcher.fit` (TorchTrainer); the launcher
+   adds Ray's TuneReportCallback inside a trial, so every `run.log_every` steps the training metrics
+   (loss, rewards/accuracies, rewards/margins, ...) reach Tune and ASHA can stop weak trials early;
+3. every trial's Train run has its own name (`<sweep>-<trial id>`) and storage under
+   `<storage_path>/<sweep>-train/`, so a retried trial (up to `max_failures`) resumes its own checkpoint;
+4. a rerun after a killed driver resumes the Tune experiment (sweep.py);
+5. output: the sweep report (report.md/html, trials.csv, best.json, plots), `best_config.yaml` (the base DPO
+   config with the best trial's overrides: `solar-ray run` it to train the final model) and lineage.json.
+
+Raises ConfigError (one line) for: an empty space, a space key the DPO config does not have (checked against
+the DPO config before any trial starts), a metric no trial reports; plus the DPO stage's own input errors.
+
+    solar-ray run experiments/tiny/dpo_sweep.yaml
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from solar_ray.config import Strict
+from solar_ray.tune.space import SweepConfig
+
+
+class AshaSettings(Strict):
+    """Asynchronous successive halving: stop the worse trials at rungs grace_period * reduction_factor^k."""
+
+    grace_period: int = Field(default=1, ge=1, description="Reports a trial gets before it may be stopped.")
+    reduction_factor: float = Field(default=2, gt=1, description="Keep 1/reduction_factor of the trials per rung.")
+    max_t: int = Field(default=100, ge=1, description="Most reports (training_iteration) of a trial.")
+
+
+class Config(SweepConfig):
+    """A DPO sweep: the DPO config to vary, the searched overrides and the early-stopping scheduler."""
+
+    stage: Literal["dpo_sweep"] = Field(default="dpo_sweep", description="Always 'dpo_sweep'.")
+    base: str | dict[str, Any] = Field(description="The DPO stage config: a YAML path or an inline mapping.")
+    scheduler: AshaSettings | None = Field(default_factory=AshaSettings,
+                                           description="ASHA early stopping (null: run every trial to the end).")
+    driver_cpus: float = Field(default=0, ge=0, description="CPUs of a trial's driver function (workers ask "
+                               "for their own through the DPO config's scaling section).")
+
+    @model_validator(mode="after")
+    def _space_keys_exist(self) -> Config:
+        dpo = self.dpo_config({})
+        for key in self.space:
+            node: Any = dpo
+            for part in key.split("."):
+                fields = type(node).model_fields if hasattr(type(node), "model_fields") else {}
+                if part not in fields:
+                    raise ValueError(f"space.{key}: the DPO config has no key '{key}' (known top-level keys: "
+                                     f"{', '.join(type(dpo).model_fields)})")
+                node = getattr(node, part)
+        return self
+
+    def base_tree(self) -> dict[str, Any]:
+        from solar_ray.config import resolve_extends
+
+        return dict(self.base) if isinstance(self.base, dict) else resolve_extends(Path(self.base))
+
+    def dpo_config(self, params: dict[str, Any], run_name: str | None = None, storage: str | None = None):
+        """The DPO stage config of one trial: base + the trial's dotted overrides (+ its own Train run)."""
+        from copy import deepcopy
+
+        from solar_ray.config import set_dotted, validate
+        from solar_ray.train.dpo import Config as DpoConfig
+
+        tree = deepcopy(self.base_tree())
+        tree.setdefault("stage", "dpo")
+        tree.setdefault("output", str(Path(self.output or "dpo_sweep") / "best_model"))
+        for key, value in params.items():
+            set_dotted(tree, key, value)
+        if run_name is not None:
+            set_dotted(tree, "run.name", run_name)
+            set_dotted(tree, "run.storage_path", storage)
+        source = self.base if isinstance(self.base, str) else "base"
+        return validate(DpoConfig, tree, source)
+
+
+def trial(params: dict[str, Any], config_dict: dict[str, Any]) -> None:
+    """Tune driver function: one Ray Train DPO run; per-step metrics reach Tune through TuneReportCallback."""
+    from ray import tune
+
+    from solar_ray.train.launcher import fit
+
+    config = Config(**config_dict)
+    context = tune.get_context()
+    storage = f"{config_dict['storage_path'].rstrip('/')}/{config.experiment_name()}-train"
+    fit(config.dpo_config(params, run_name=f"{config.experiment_name()}-{context.get_trial_id()}", storage=storage))
+
+
+def scheduler(config: Config):
+    if config.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = config.scheduler
+    return ASHAScheduler(time_attr="training_iteration", grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor, max_t=s.max_t)
+
+
+def run(config: Config) -> Path:
+    """Run (or resume) the sweep; write the report, the best DPO config and lineage into `config.output`."""
+    import yaml
+    from ray import tune
+
+    from solar_ray.artifacts import atomic_dir, write_lineage
+    from solar_ray.config import dump_config
+    from solar_ray.errors import ArtifactError, ConfigError
+    from solar_ray.train.common import check_inputs
+    from solar_ray.tune.report import write_sweep_report
+    from solar_ray.tune.sweep import experiment_path, run_tuner
+
+    if config.output is None:
+        raise ConfigError("output: missing; give the directory for the sweep report and best config")
+    if Path(config.output).exists() and not config.force:
+        raise ArtifactError(f"{config.output}: output already exists (pass --force / force: true to replace it)")
+    base = config.dpo_config({})
+    check_inputs(base, ("prompt", "chosen", "rejected"))  # missing model/dataset fails before any trial
+    as_dict = dump_config(config)
+    as_dict["storage_path"] = str(Path(config.storage_path).resolve()) if "://" not in config.storage_path \
+        else config.storage_path
+    # Relative model/dataset paths resolve against the driver's cwd, which trials (Ray actors) do not share.
+    tree = config.base_tree()
+    for key in ("model", "dataset"):
+        if key in tree and "://" not in str(tree[key]):
+            tree[key] = str(Path(tree[key]).resolve())
+    as_dict["base"] = tree
+    run_tuner(config, tune.with_parameters(trial, config_dict=as_dict), {"cpu": config.driver_cpus},
+              scheduler(config))
+
+    with atomic_dir(config.output, force=config.force) as tmp:
+        summary = write_sweep_report(experiment_path(config), tmp, config.search.metric, config.search.mode)
+        best = summary["best"]
+        best_dpo = config.dpo_config(best["config"])
+        (tmp / "best_config.yaml").write_text(
+            f"# solar-ray run {Path(config.output) / 'best_config.yaml'}\n"
+            + yaml.safe_dump(dump_config(best_dpo), sort_keys=False))
+        write_lineage(tmp, "dpo_sweep", dump_config(config),
+                      parents={"model": base.model, "dataset": base.dataset},
+                      metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},
+                      best=best, experiment=experiment_path(config))
+    return Path(config.output)

@@ -1,0 +1,174 @@
+"""`stage: merge_sweep` - Ray Tune search over merge weights / SLERP t, each trial merged in memory and evaluated.
+
+Features:
+1. candidates: two or more model dirs (the first is the base: config, tokenizer, dtypes); their state dicts are
+   loaded ONCE by the driver and shared with every trial through Ray's object store (`tune.with_parameters`);
+2. searched keys (`space:`): `weight` (two candidates: weights (a, 1 - a)), `weights.<candidate>` (linear, any
+   number; unsearched candidates weigh 1, normalised), `t` (SLERP, one value) and `t_attn` / `t_mlp` (SLERP by
+   tensor family, `t` or 0.5 elsewhere);
+3. a trial builds the base architecture without initialising it, writes the merge into it with
+   `solar_ray.merge.merge_into_model` (no checkpoint written) and scores it with
+   `solar_ray.evaluate.runner.evaluate_model` on `tasks` / `limit`; it reports every score ("ARC", ..., "H6")
+   plus `mean` (mean over the tasks run);
+4. grid / random / Optuna search (space.py); a rerun after a killed driver resumes the Tune experiment (sweep.py);
+5. output: `best_model/` exported by the merge stage itself (solar_ray.merge.stage.run: same engine, same bits
+   as the in-memory trial), the sweep report (report.md/html, trials.csv, best.json, plots) and lineage.json.
+
+Raises ConfigError (one line) for: an empty space, an unknown space key or one that does not fit the method,
+fewer than two candidates, a metric no trial reports; ArtifactError for a candidate model dir missing.
+
+    solar-ray run experiments/tiny/merge_sweep.yaml
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from solar_ray.tune.space import SweepConfig
+
+SLERP_KEYS = {"t", "t_attn", "t_mlp"}
+
+
+class Config(SweepConfig):
+    """A merge sweep: candidates, method, what is searched, and how each trial is scored."""
+
+    stage: Literal["merge_sweep"] = Field(default="merge_sweep", description="Always 'merge_sweep'.")
+    candidates: dict[str, str] = Field(description="Name -> model dir, in order; the first is the base.")
+    method: Literal["linear", "slerp"] = Field(default="linear", description="Merge method of every trial.")
+    tasks: list[str] = Field(default=["arc_challenge"], description="Eval tasks (suite or lm-eval names) per trial.")
+    limit: int | None = Field(default=None, ge=1, description="Items per task per trial (None = all).")
+    data_dir: str = Field(description="Benchmark data dir (WORLD/data/benchmarks layout) the eval reads.")
+    batch_size: int = Field(default=16, ge=1, description="lm-eval batch size.")
+    cpus_per_trial: float = Field(default=1, gt=0, description="CPUs Tune reserves for one trial.")
+    vocab: Literal["error", "base"] = Field(default="error", description="Merge vocabulary rule (see merge stage).")
+    export_best: bool = Field(default=True, description="Write the best merge to output/best_model/.")
+
+    @model_validator(mode="after")
+    def _space_fits_method(self) -> Config:
+        if len(self.candidates) < 2:
+            raise ValueError(f"candidates: a merge needs at least 2 models, got {len(self.candidates)}")
+        for key in self.space:
+            name = key.removeprefix("weights.")
+            if self.method == "linear" and key == "weight":
+                if len(self.candidates) != 2:
+                    raise ValueError("space.weight is (a, 1 - a) for exactly 2 candidates; use weights.<name>")
+            elif self.method == "linear" and key.startswith("weights.") and name in self.candidates:
+                continue
+            elif self.method == "slerp" and key in SLERP_KEYS:
+                if len(self.candidates) != 2:
+                    raise ValueError(f"slerp merges exactly 2 candidates, got {len(self.candidates)}")
+            else:
+                allowed = ("weight, weights.<candidate>" if self.method == "linear" else "t, t_attn, t_mlp")
+                raise ValueError(f"space.{key}: not a {self.method} merge parameter; expected one of: {allowed}")
+        return self
+
+
+def merge_arguments(config: Config, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params -> `weights` / `t` for the merge engine (the trial and the export share this)."""
+    if config.method == "slerp":
+        if "t_attn" in params or "t_mlp" in params:
+            default = float(params.get("t", 0.5))
+            t = {"self_attn": float(params.get("t_attn", default)), "mlp": float(params.get("t_mlp", default)),
+                 "default": default}
+            return {"weights": None, "t": t}
+        return {"weights": None, "t": float(params["t"])}
+    if "weight" in params:
+        a = float(params["weight"])
+        return {"weights": [a, 1.0 - a], "t": None}
+    return {"weights": [float(params.get(f"weights.{name}", 1.0)) for name in config.candidates], "t": None}
+
+
+def load_candidates(config: Config) -> list[dict[str, Any]]:
+    """State dicts of the candidates (safetensors, CPU); ArtifactError names a missing dir."""
+    from safetensors.torch import load_file
+
+    from solar_ray.artifacts import require_model_dir
+
+    state_dicts = []
+    for name, path in config.candidates.items():
+        try:
+            require_model_dir(path)
+        except Exception as exc:
+            from solar_ray.errors import ArtifactError
+
+            raise ArtifactError(f"candidates.{name}: {exc}") from None
+        state = {}
+        for shard in sorted(Path(path).glob("*.safetensors")):
+            state.update(load_file(shard))
+        state_dicts.append(state)
+    return state_dicts
+
+
+def trial(params: dict[str, Any], config_dict: dict[str, Any], state_dicts: list[dict[str, Any]]) -> None:
+    """Tune trial: merge in memory into an uninitialised base model, evaluate, report the scores once."""
+    from ray import tune
+
+    import torch
+
+    scores = merge_and_evaluate(Config(**config_dict), params, state_dicts, torch.get_num_threads())
+    tune.report(scores)
+
+
+def merge_and_evaluate(config: Config, params: dict[str, Any], state_dicts: list[dict[str, Any]],
+                       threads: int | None = None) -> dict[str, float]:
+    """Build the base architecture, merge into it (no checkpoint), score it; returns the scores + `mean`."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.initialization import no_init_weights
+
+    from solar_ray.evaluate.runner import evaluate_model
+    from solar_ray.merge.core import merge_into_model
+
+    base = next(iter(config.candidates.values()))
+    with no_init_weights():  # every weight is overwritten by the merge: skip the random init
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base),
+                                                 dtype=next(iter(state_dicts[0].values())).dtype)
+    merge_into_model(model, state_dicts, config.method, vocab=config.vocab, threads=threads,
+                     **merge_arguments(config, params))
+    model.eval()
+    scores = evaluate_model(model, AutoTokenizer.from_pretrained(base), tasks=config.tasks, limit=config.limit,
+                            data_dir=config.data_dir, batch_size=config.batch_size)
+    scores["mean"] = sum(scores.values()) / len(scores)
+    return scores
+
+
+def run(config: Config) -> Path:
+    """Run (or resume) the sweep, export the best merge, write the report and lineage into `config.output`."""
+    from ray import tune
+
+    from solar_ray.artifacts import atomic_dir, write_lineage
+    from solar_ray.config import dump_config
+    from solar_ray.errors import ArtifactError, ConfigError
+    from solar_ray.evaluate.suites import resolve_tasks
+    from solar_ray.evaluate.tasks import check_data
+    from solar_ray.merge import stage as merge_stage
+    from solar_ray.tune.report import write_sweep_report
+    from solar_ray.tune.sweep import experiment_path, run_tuner
+
+    if config.output is None:
+        raise ConfigError("output: missing; give the directory for the sweep report and best model")
+    if Path(config.output).exists() and not config.force:
+        raise ArtifactError(f"{config.output}: output already exists (pass --force / force: true to replace it)")
+    check_data(config.data_dir, resolve_tasks(config.tasks))  # bad data fails before any trial starts
+    state_dicts = load_candidates(config)
+    trainable = tune.with_parameters(trial, config_dict=dump_config(config), state_dicts=state_dicts)
+    run_tuner(config, trainable, {"cpu": config.cpus_per_trial})
+    del state_dicts
+
+    with atomic_dir(config.output, force=config.force) as tmp:
+        summary = write_sweep_report(experiment_path(config), tmp, config.search.metric, config.search.mode)
+        best = summary["best"]
+        if config.export_best:
+            arguments = merge_arguments(config, best["config"])
+            weights = arguments["weights"] or [1.0] * len(config.candidates)
+            merge_stage.run(merge_stage.Config(
+                output=str(tmp / "best_model"), method=config.method, t=arguments["t"], vocab=config.vocab,
+                models={name: {"path": path, "weight": w}
+                        for (name, path), w in zip(config.candidates.items(), weights, strict=True)},
+            ))
+        write_lineage(tmp, "merge_sweep", dump_config(config), parents=dict(config.candidates),
+                      metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},
+                      best=best, experiment=experiment_path(config))
+    return Path(config.output)
