@@ -76,11 +76,14 @@ def score_table(scores: Scores, models: list[str]) -> str:
 def plot_curves(spec: CurveSpec, root: Path, out: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4))
     plotted = False
+    offset = 0
     for label, stage in spec.stages.items():
         rows = [r for r in read_metrics(root / stage) if spec.metric in r and "step" in r]
         if rows:
-            ax.plot([r["step"] for r in rows], [r[spec.metric] for r in rows], label=label)
+            ax.plot([offset + r["step"] for r in rows], [r[spec.metric] for r in rows], label=label)
             plotted = True
+            if spec.sequential:  # the next stage continues training this one's result
+                offset += rows[-1]["step"]
     if plotted:
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(spec.metric)
@@ -93,22 +96,42 @@ def plot_curves(spec: CurveSpec, root: Path, out: Path) -> bool:
 
 
 def data_section(root: Path, stages: dict[str, str]) -> str:
-    """One row per (data stage, source): rows read, kept, filtered, quarantined."""
-    rows = []
+    """Rows read, invalid, FLAN-filtered, contaminated and used per (data stage, source), then FLAN tasks dropped."""
+    rows, dropped = [], {}
     for name, kind in stages.items():
         report_path = root / name / "report.json"
         if kind != "data" or not report_path.is_file():
             continue
-        report = json.loads(report_path.read_text())
-        for source, counts in report.get("sources", {}).items():
+        for source, c in json.loads(report_path.read_text()).get("sources", {}).items():
+            rejected = c.get("rejected", {})
+            contaminated = c.get("contaminated", {})
+            detail = ", ".join(f"{bench} {n}" for bench, n in sorted(contaminated.items()))
             rows.append(
-                f"| {name} | {source} | {counts.get('read', '-')} | {counts.get('kept', '-')} | "
-                f"{counts.get('filtered', '-')} | {counts.get('contaminated', '-')} | {counts.get('quarantined', '-')} |"
+                f"| {name} | {source} | {c.get('rows_read', '-')} | {c.get('rows_read', 0) - c.get('valid', 0)} | "
+                f"{rejected.get('flan_overlap', 0)} | {sum(contaminated.values())}{f' ({detail})' if detail else ''} | "
+                f"{c.get('used', '-')} |"
             )
+            for task, counts in c.get("flan", {}).get("tasks", {}).items():
+                if counts.get("dropped"):
+                    dropped[task] = max(dropped.get(task, 0), counts["dropped"])
     if not rows:
         return "_No data stages in this run._"
-    header = "| stage | source | read | kept | FLAN-filtered | contaminated | quarantined |\n|---|---|---|---|---|---|---|"
-    return header + "\n" + "\n".join(rows)
+    lines = ["| stage | source | read | invalid | FLAN-filtered | contaminated | used |", "|---|---|---|---|---|---|---|"]
+    lines += rows
+    if dropped:
+        lines += ["", "FLAN tasks dropped from OpenOrca (Table 8): " + ", ".join(
+            f"`{task}` ({n})" for task, n in sorted(dropped.items())) + "."]
+    return "\n".join(lines)
+
+
+def contamination_section(root: Path, stages: dict[str, str]) -> str:
+    parts = []
+    for name, kind in stages.items():
+        table = root / name / "table.md"
+        if kind == "contamination" and table.is_file():
+            parts += [f"Stage `{name}` (share of examples whose neighbour score is below 0.1; near 100 means "
+                      "likely contaminated):", "", table.read_text().strip(), ""]
+    return "\n".join(parts)
 
 
 # ------------------------------------------------------------------------------------------- writer
@@ -159,6 +182,9 @@ def write_pipeline_report(pipe) -> Path:
                     md += ["", f"![{curve.title}]({name})"]
 
         md += ["", "## Data", "", data_section(root, kinds)]
+        contamination = contamination_section(root, kinds)
+        if contamination:
+            md += ["", "## Contamination test (Table 9)", "", contamination]
 
         if spec.findings:
             md += ["", "## The paper's findings at this scale", "", "| finding | verdict | evidence |", "|---|---|---|"]

@@ -18,6 +18,9 @@ class CurveSpec(Strict):
     title: str = Field(description="Plot title.")
     stages: dict[str, str] = Field(description="Legend label -> training stage whose metrics.jsonl is plotted.")
     metric: str = Field(default="loss", description="Which metrics.jsonl field to plot against step.")
+    sequential: bool = Field(
+        default=False, description="Each stage continues the previous one: plot it after the previous one's last step."
+    )
 
 
 class ReportSpec(Strict):
