@@ -44,7 +44,8 @@ class Config(SweepConfig):
     base: str | dict[str, Any] = Field(description="The DPO stage config: a YAML path or an inline mapping.")
     scheduler: AshaSettings | None = Field(default_factory=AshaSettings,
                                            description="ASHA early stopping (null: run every trial to the end).")
-    driver_cpus: float = Field(default=0, ge=0, description="CPUs of a trial's driver function (workers ask "
+    # Tune refuses an all-zero resource request; the driver only waits on its TorchTrainer, so 0.01 CPU.
+    driver_cpus: float = Field(default=0.01, gt=0, description="CPUs of a trial's driver function (workers ask "
                                "for their own through the DPO config's scaling section).")
 
     @model_validator(mode="after")

@@ -77,8 +77,9 @@ def test_slerp_space_maps_to_a_t_schedule(tiny_world, candidates, tmp_path):
     ({"candidates": {"only": "x"}}, "at least 2 models"),
 ])
 def test_bad_config_is_one_line(tiny_world, candidates, tmp_path, extra, message):
+    given = extra.pop("candidates", candidates)
     with pytest.raises(SolarRayError, match=message) as info:
-        sweep_config(tmp_path, candidates, tiny_world, **extra)
+        sweep_config(tmp_path, given, tiny_world, **extra)
     assert "\n" not in str(info.value)
 
 
