@@ -23,4 +23,8 @@ def write_report(directory: str | Path) -> Path:
 
         state = json.loads((directory / "pipeline.json").read_text())
         return write_pipeline_report(Pipeline(state["source"], output=str(directory)))
+    if (directory / "best.json").is_file() and (directory / "lineage.json").is_file():  # a sweep artifact
+        from solar_ray.tune.report import report_sweep_artifact
+
+        return report_sweep_artifact(directory)
     raise ArtifactError(f"{directory}: nothing to report on (expected a pipeline output with pipeline.json)")

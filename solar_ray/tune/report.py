@@ -113,3 +113,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def report_sweep_artifact(directory: Path) -> Path:
+    """Rewrite a sweep artifact's report from its Tune experiment (lineage names it); returns report.md."""
+    lineage = json.loads((directory / "lineage.json").read_text())
+    search = lineage["config"]["search"]
+    write_sweep_report(lineage["experiment"], directory, search["metric"], search.get("mode", "max"))
+    return directory / "report.md"
