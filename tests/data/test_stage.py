@@ -128,7 +128,7 @@ def test_config_errors_name_the_key(tmp_path):
         build_config({**base, "sources": {"orca_dpo_pairs": {"path": "x"}}}, "cfg.yaml")
     with pytest.raises(ConfigError, match="unknown dataset 'alpaca'"):
         build_config({**base, "sources": {"alpaca": {"path": "x"}}}, "cfg.yaml")
-    with pytest.raises(ConfigError, match="unknown key 'sources.alpaca_gpt4.cpa'; "):
+    with pytest.raises(ConfigError, match="unknown key 'sources.alpaca_gpt4.cpa'"):
         build_config({**base, "sources": {"alpaca_gpt4": {"cpa": 3}}}, "cfg.yaml")
     with pytest.raises(ConfigError, match="at least one source"):
         build_config({**base, "sources": {"alpaca_gpt4": None}}, "cfg.yaml")

@@ -1,0 +1,219 @@
+"""FLAN-overlap filter + 13-gram decontamination on OpenOrca-shaped rows: Ray Data vs datasets.filter(num_proc=2).
+
+    .venv/bin/python bench/bench_data.py                    # 250k and 1M rows (target: Ray >= 1.5x rows/s)
+    .venv/bin/python bench/bench_data.py --rows 50000       # quick look
+
+Both sides run the same per-batch logic (solar_ray.data: adapt_batch -> flan_filter_batch -> decontaminate_batch)
+end to end from parquet files to parquet output: Ray Data streams read -> map_batches -> write_parquet; the
+baseline is `datasets.Dataset.from_parquet` -> `.filter(batched, num_proc=2)` -> `.to_parquet`. The FLAN lookup
+and the n-gram index are built once beforehand (timed separately) and shared. Peak memory is the highest RSS
+summed over this process and all its children (Ray's workers, datasets' worker pool), sampled every 0.2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROWS_PER_FILE = 50_000
+VOCAB = 20_000  # synthetic words; OpenOrca, FLAN and benchmarks share them, so the vocabulary prefilter rarely helps
+QUESTION_WORDS, RESPONSE_WORDS, BENCH_WORDS = 50, 80, 40
+FLAN_ROWS, BENCH_ITEMS = 100_000, 5_000
+FLAN_SHARE, PLANT_SHARE = 0.3, 0.005  # share of OpenOrca rows copied from FLAN; share with a planted benchmark span
+
+
+def words(rng, vocab: list[str], count: int, length: int) -> list[str]:
+    ids = rng.integers(0, len(vocab), size=(count, length))
+    return [" ".join(vocab[i] for i in row) for row in ids]
+
+
+def generate(root: Path, rows: int, seed: int = 0) -> tuple[list[str], Path, dict[str, list[str]]]:
+    """OpenOrca parquet files, a FLAN collection sample (flan_collection/<submix>/train.parquet), benchmark texts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from solar_ray.data.flan_filter import TABLE8_TASKS
+    from solar_ray.data.registry import OPEN_ORCA_ID_PREFIXES
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = sorted({"".join(rng.choice(letters, size=rng.integers(3, 9))) for _ in range(VOCAB)})
+    submixes = list(OPEN_ORCA_ID_PREFIXES.values())
+    prefix_of = {sub: prefix for prefix, sub in OPEN_ORCA_ID_PREFIXES.items()}
+    tasks = list(TABLE8_TASKS) + [f"kept_task_{i}" for i in range(30)]
+    flan_dir = root / "flan_collection"
+    flan_questions, flan_submix = words(rng, vocab, FLAN_ROWS, QUESTION_WORDS), rng.choice(submixes, FLAN_ROWS)
+    flan_tasks = rng.choice(tasks, FLAN_ROWS)
+    for sub in submixes:
+        mask = flan_submix == sub
+        (flan_dir / sub).mkdir(parents=True)
+        pq.write_table(pa.table({
+            "inputs": [q for q, m in zip(flan_questions, mask, strict=True) if m],
+            "targets": ["x"] * int(mask.sum()),
+            "_task_name": flan_tasks[mask].tolist(),
+        }), flan_dir / sub / "train.parquet")
+    bench = {"gsm8k": words(rng, vocab, BENCH_ITEMS // 2, BENCH_WORDS),
+             "arc_challenge": words(rng, vocab, BENCH_ITEMS // 2, BENCH_WORDS)}
+    files = []
+    for start in range(0, rows, ROWS_PER_FILE):
+        count = min(ROWS_PER_FILE, rows - start)
+        questions, responses = words(rng, vocab, count, QUESTION_WORDS), words(rng, vocab, count, RESPONSE_WORDS)
+        ids = []
+        for k in range(count):
+            if rng.random() < FLAN_SHARE:
+                j = int(rng.integers(FLAN_ROWS))
+                questions[k] = flan_questions[j].upper()  # normalisation must undo the case change
+                ids.append(f"{prefix_of[flan_submix[j]]}.{start + k}")
+            else:
+                ids.append(f"{rng.choice(list(prefix_of.values()))}.{start + k}")
+            if rng.random() < PLANT_SHARE:
+                item = bench["gsm8k"][int(rng.integers(len(bench["gsm8k"])))].split()
+                responses[k] += " " + " ".join(item[5:25])
+        path = root / "open_orca" / f"part-{start // ROWS_PER_FILE:04d}.parquet"
+        path.parent.mkdir(exist_ok=True)
+        pq.write_table(pa.table({"id": ids, "system_prompt": ["You are a helpful assistant."] * count,
+                                 "question": questions, "response": responses}), path)
+        files.append(str(path))
+    return files, flan_dir, bench
+
+
+class PeakRSS:
+    """Highest RSS of this process + all descendants, sampled in a background thread."""
+
+    def __init__(self, interval: float = 0.2):
+        import psutil
+
+        self.root, self.interval, self.peak, self._stop = psutil.Process(), interval, 0, threading.Event()
+
+    def _total(self) -> int:
+        import psutil
+
+        total = 0
+        for proc in [self.root, *self.root.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._total())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.thread.join()
+
+
+def process_table(table, lookup, index):
+    """The shared logic: adapt OpenOrca rows, FLAN-filter, decontaminate. Returns the processed table."""
+    from solar_ray.data.decontam import decontaminate_batch
+    from solar_ray.data.flan_filter import flan_filter_batch
+    from solar_ray.data.load import adapt_batch
+    from solar_ray.data.registry import REGISTRY
+
+    table = adapt_batch(table, spec=REGISTRY["open_orca"], source="open_orca", lines=False)
+    table = flan_filter_batch(table, lookup=lookup)
+    return decontaminate_batch(table, index=index, columns=("messages",))
+
+
+def run_ray(files, lookup, index, out: Path) -> int:
+    import pyarrow.compute as pc
+    import ray.data
+
+    from solar_ray.data.decontam import decontaminate_batch
+    from solar_ray.data.flan_filter import flan_filter_batch
+    from solar_ray.data.load import adapt_batch
+    from solar_ray.data.registry import REGISTRY
+
+    ds = (
+        ray.data.read_parquet(files)
+        .map_batches(adapt_batch, batch_format="pyarrow",
+                     fn_kwargs={"spec": REGISTRY["open_orca"], "source": "open_orca", "lines": False})
+        .map_batches(flan_filter_batch, batch_format="pyarrow", fn_kwargs={"lookup": lookup})
+        .map_batches(decontaminate_batch, batch_format="pyarrow", fn_kwargs={"index": index, "columns": ("messages",)})
+        .map_batches(lambda t: t.filter(pc.is_null(t.column("reason"))), batch_format="pyarrow")
+    )
+    ds.write_parquet(str(out))
+    return ray.data.read_parquet(str(out)).count()
+
+
+def run_datasets(files, lookup, index, out: Path, cache: Path) -> int:
+    import datasets
+    import pyarrow.compute as pc
+
+    dset = datasets.Dataset.from_parquet(files, cache_dir=str(cache)).with_format("arrow")
+
+    def keep(batch):
+        return pc.is_null(process_table(batch, lookup, index).column("reason")).to_pylist()
+
+    kept = dset.filter(keep, batched=True, batch_size=1000, num_proc=2)
+    kept.to_parquet(str(out / "kept.parquet"))
+    return len(kept)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000])
+    parser.add_argument("--only", choices=["ray", "datasets"], default=None)
+    args = parser.parse_args()
+
+    import ray
+
+    from solar_ray.data.decontam import NgramIndex
+    from solar_ray.data.flan_filter import build_lookup
+    from solar_ray.ray_session import init_ray
+
+    # A bounded object store: streaming must keep memory flat however many rows go through.
+    init_ray(num_cpus=2, object_store_memory=1_500_000_000)
+    results = []
+    for rows in args.rows:
+        root = Path(tempfile.mkdtemp(prefix=f"bench_data_{rows}_"))
+        try:
+            t0 = time.perf_counter()
+            files, flan_dir, bench = generate(root, rows)
+            gen_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            lookup, index = build_lookup(str(flan_dir)), NgramIndex.build(bench, n=13)
+            setup_s = time.perf_counter() - t0
+            print(f"{rows:>9,} rows: generated in {gen_s:.0f}s; FLAN lookup ({len(lookup.keys):,} questions) + "
+                  f"13-gram index ({len(index):,} n-grams) in {setup_s:.1f}s", flush=True)
+            for engine in ("ray", "datasets"):
+                if args.only and engine != args.only:
+                    continue
+                out = root / f"out_{engine}"
+                out.mkdir()
+                with PeakRSS() as mem:
+                    t0 = time.perf_counter()
+                    kept = (run_ray(files, lookup, index, out) if engine == "ray"
+                            else run_datasets(files, lookup, index, out, root / "hf_cache"))
+                    seconds = time.perf_counter() - t0
+                results.append((rows, engine, kept, seconds, rows / seconds, mem.peak / 2**30))
+                print(f"  {engine:<9} kept {kept:,} rows in {seconds:.1f}s = {rows / seconds:,.0f} rows/s, "
+                      f"peak RSS {mem.peak / 2**30:.2f} GiB", flush=True)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    ray.shutdown()
+
+    print(f"\n{'rows':>10} {'engine':<9} {'kept':>9} {'seconds':>8} {'rows/s':>9} {'peak GiB':>9} {'speed-up':>9}")
+    by_rows = {(r[0], r[1]): r for r in results}
+    for rows, engine, kept, seconds, rate, peak in results:
+        base = by_rows.get((rows, "datasets"))
+        speedup = f"{rate / base[4]:.2f}x" if base and engine == "ray" else ""
+        print(f"{rows:>10,} {engine:<9} {kept:>9,} {seconds:>8.1f} {rate:>9,.0f} {peak:>9.2f} {speedup:>9}")
+
+
+if __name__ == "__main__":
+    main()
