@@ -36,10 +36,6 @@ def main() -> None:
                     limit=args.limit, data_dir=str(Path(args.world) / "data" / "benchmarks"))
     state_dicts = load_candidates(config)
     merge_and_evaluate(config, {"weight": 0.5}, state_dicts)  # warm-up: imports, lm-eval task loading
-    captured = {}
-    import solar_ray.tune.merge_sweep as ms
-
-    original = ms.__dict__.get("evaluate_model")
     started = time.perf_counter()
     scores = merge_and_evaluate(config, {"weight": 0.4}, state_dicts)
     trial = time.perf_counter() - started
@@ -54,9 +50,8 @@ def main() -> None:
     started = time.perf_counter()
     alone = evaluate_model(model, tokenizer, tasks=[args.task], limit=args.limit, data_dir=config.data_dir)
     evaluation = time.perf_counter() - started
-    del captured, original
-    print(f"| task | limit | trial s | eval alone s | ratio | score trial | score eval |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| task | limit | trial s | eval alone s | ratio | score trial | score eval |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {args.task} | {args.limit} | {trial:.2f} | {evaluation:.2f} | {trial / evaluation:.3f} | "
           f"{scores['mean']:.4f} | {sum(alone.values()) / len(alone):.4f} |")
 
