@@ -26,7 +26,8 @@ def sweep_tree(tmp_path, tiny_world, **extra):
             "run": {"log_every": 1, "checkpoint_every": 100},
         },
         "space": {"beta": {"grid": [0.1, 0.5]}, "optim.learning_rate": {"grid": [1e-5, 3e-3]}},
-        "search": {"algorithm": "grid", "num_samples": 1, "metric": "rewards/margins", "mode": "max"},
+        "search": {"algorithm": "grid", "num_samples": 1, "metric": "rewards/margins", "mode": "max",
+                   "max_concurrent_trials": 2},  # 2 cores: two 1-worker trials at a time
         "scheduler": {"grace_period": 2, "reduction_factor": 2, "max_t": 4},
     }
     tree.update(extra)
