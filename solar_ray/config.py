@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from solar_ray.errors import ConfigError
 
@@ -26,6 +26,15 @@ class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, and defaults are validated too."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
+
+
+def _absolute_unless_uri(value: str) -> str:
+    return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
+# A local path (or a storage URI such as s3://...) that reaches Ray workers as an absolute path: Ray Train V2
+# workers run in their own working directory, so a relative path from the command line would not resolve there.
+LocalPath = Annotated[str, AfterValidator(_absolute_unless_uri)]
 
 
 class StageConfig(Strict):

@@ -77,3 +77,14 @@ def test_cli_bad_config_is_one_line_and_nonzero(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "seeed" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_training_inputs_given_relative_reach_workers_as_absolute_paths(tmp_path, monkeypatch):
+    # Ray Train V2 workers run in their own working directory: a relative path from the command line must be
+    # made absolute against the caller's directory, while a storage URI is kept as given.
+    from solar_ray.train import sft
+
+    monkeypatch.chdir(tmp_path)
+    config = sft.Config(model="runs/cpt", dataset="s3://bucket/data_sft")
+    assert config.model == str(tmp_path / "runs" / "cpt")
+    assert config.dataset == "s3://bucket/data_sft"

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from solar_ray.config import StageConfig, Strict
+from solar_ray.config import LocalPath, StageConfig, Strict
 from solar_ray.errors import ArtifactError, ConfigError, DataError
 
 
@@ -96,8 +96,8 @@ class RunSettings(Strict):
 class TrainStageConfig(StageConfig):
     """Fields every training stage has: input artifacts plus the four settings groups."""
 
-    model: str = Field(description="Input model artifact: a Hugging Face model directory.")
-    dataset: str = Field(description="Input dataset artifact: a directory holding train.parquet (+ test.parquet).")
+    model: LocalPath = Field(description="Input model artifact: a Hugging Face model directory.")
+    dataset: LocalPath = Field(description="Input dataset artifact: a directory holding train.parquet (+ test.parquet).")
     scaling: ScalingSettings = Field(default_factory=ScalingSettings, description="Ray Train workers.")
     deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings, description="DeepSpeed engine.")
     optim: OptimSettings = Field(default_factory=OptimSettings, description="Optimiser and batch shape.")
