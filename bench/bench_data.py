@@ -13,6 +13,7 @@ summed over this process and all its children (Ray's workers, datasets' worker p
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import threading
@@ -117,6 +118,9 @@ class PeakRSS:
         self.thread.join()
 
 
+BATCH_ROWS = 1000  # datasets.filter's default batch size; both sides use it (the logic is as fast at 10k rows)
+
+
 def process_table(table, lookup, index):
     """The shared logic: adapt OpenOrca rows, FLAN-filter, decontaminate. Returns the processed table."""
     from solar_ray.data.decontam import decontaminate_batch
@@ -129,28 +133,31 @@ def process_table(table, lookup, index):
     return decontaminate_batch(table, index=index, columns=("messages",))
 
 
-def run_ray(files, lookup, index, out: Path) -> int:
+def kept_rows(table, lookup, index):
+    """Ray's map_batches fn: the processed rows that pass both filters, as the data stage writes them."""
     import pyarrow.compute as pc
+
+    table = process_table(table, lookup, index)
+    return table.filter(pc.is_null(table.column("reason"))).select(["messages", "source"])
+
+
+def run_ray(files, lookup, index, out: Path) -> int:
+    """Streaming read -> one fused map (read, process, filter, write per file-block task) -> parquet files.
+
+    `lookup` and `index` travel in fn_kwargs: Ray Data puts them in the object store once per operator and
+    every task reads them from there (numpy arrays zero-copy), not once per task from the driver.
+    """
     import ray.data
 
-    from solar_ray.data.decontam import decontaminate_batch
-    from solar_ray.data.flan_filter import flan_filter_batch
-    from solar_ray.data.load import adapt_batch
-    from solar_ray.data.registry import REGISTRY
-
-    ds = (
-        ray.data.read_parquet(files)
-        .map_batches(adapt_batch, batch_format="pyarrow",
-                     fn_kwargs={"spec": REGISTRY["open_orca"], "source": "open_orca", "lines": False})
-        .map_batches(flan_filter_batch, batch_format="pyarrow", fn_kwargs={"lookup": lookup})
-        .map_batches(decontaminate_batch, batch_format="pyarrow", fn_kwargs={"index": index, "columns": ("messages",)})
-        .map_batches(lambda t: t.filter(pc.is_null(t.column("reason"))), batch_format="pyarrow")
+    ds = ray.data.read_parquet(files).map_batches(
+        kept_rows, batch_format="pyarrow", batch_size=BATCH_ROWS, fn_kwargs={"lookup": lookup, "index": index}
     )
     ds.write_parquet(str(out))
-    return ray.data.read_parquet(str(out)).count()
+    return ray.data.read_parquet(str(out)).count()  # parquet footers only
 
 
 def run_datasets(files, lookup, index, out: Path, cache: Path) -> int:
+    """The idiomatic datasets pipeline: from_parquet -> batched filter on 2 processes -> to_parquet."""
     import datasets
     import pyarrow.compute as pc
 
@@ -159,7 +166,7 @@ def run_datasets(files, lookup, index, out: Path, cache: Path) -> int:
     def keep(batch):
         return pc.is_null(process_table(batch, lookup, index).column("reason")).to_pylist()
 
-    kept = dset.filter(keep, batched=True, batch_size=1000, num_proc=2)
+    kept = dset.filter(keep, batched=True, batch_size=BATCH_ROWS, num_proc=2)
     kept.to_parquet(str(out / "kept.parquet"))
     return len(kept)
 
@@ -171,6 +178,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
+    import ray.data
 
     from solar_ray.data.decontam import NgramIndex
     from solar_ray.data.flan_filter import build_lookup
@@ -178,6 +186,7 @@ def main() -> None:
 
     # A bounded object store: streaming must keep memory flat however many rows go through.
     init_ray(num_cpus=2, object_store_memory=1_500_000_000)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's progress output costs CPU
     results = []
     for rows in args.rows:
         root = Path(tempfile.mkdtemp(prefix=f"bench_data_{rows}_"))
@@ -201,7 +210,7 @@ def main() -> None:
                             else run_datasets(files, lookup, index, out, root / "hf_cache"))
                     seconds = time.perf_counter() - t0
                 results.append((rows, engine, kept, seconds, rows / seconds, mem.peak / 2**30))
-                print(f"  {engine:<9} kept {kept:,} rows in {seconds:.1f}s = {rows / seconds:,.0f} rows/s, "
+                print(f"  {engine:<9} (load {os.getloadavg()[0]:.1f}) kept {kept:,} rows in {seconds:.1f}s = {rows / seconds:,.0f} rows/s, "
                       f"peak RSS {mem.peak / 2**30:.2f} GiB", flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)
@@ -213,6 +222,7 @@ def main() -> None:
         base = by_rows.get((rows, "datasets"))
         speedup = f"{rate / base[4]:.2f}x" if base and engine == "ray" else ""
         print(f"{rows:>10,} {engine:<9} {kept:>9,} {seconds:>8.1f} {rate:>9,.0f} {peak:>9.2f} {speedup:>9}")
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

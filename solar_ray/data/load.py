@@ -77,7 +77,7 @@ def adapt_batch(batch, *, spec: DatasetSpec, source: str, lines: bool):
     return pa.Table.from_pylist(out, schema=schema)
 
 
-def _local_files(path: Path, split: str) -> tuple[str, list[str]]:
+def local_files(path: Path, split: str) -> tuple[str, list[str]]:
     """('parquet' | 'jsonl' | 'json', files) for a file, or a directory holding <split>.<ext> or data files."""
     if path.is_file():
         suffix = path.suffix.lower()
@@ -90,12 +90,23 @@ def _local_files(path: Path, split: str) -> tuple[str, list[str]]:
         raise DataError(f"{path}: unsupported file type '{suffix}' (expected .jsonl, .json or .parquet)")
     for ext in ("parquet", "jsonl", "json"):
         if (path / f"{split}.{ext}").is_file():
-            return _local_files(path / f"{split}.{ext}", split)
+            return local_files(path / f"{split}.{ext}", split)
     for ext in ("parquet", "jsonl"):
         files = sorted(str(p) for p in path.glob(f"*.{ext}"))
         if files:
             return ext, files
     raise DataError(f"{path}: no {split}.parquet / {split}.jsonl / *.parquet / *.jsonl files in this directory")
+
+
+def read_files(fmt: str, files: list[str], include_paths: bool = False):
+    """(Ray Dataset of the files' upstream rows, is-JSON-lines); `include_paths` adds each row's file as `path`."""
+    import ray.data
+
+    if fmt == "parquet":
+        return ray.data.read_parquet(files, include_paths=include_paths), False
+    if fmt == "json":
+        return ray.data.read_json(files, include_paths=include_paths), False
+    return ray.data.read_text(files, drop_empty_lines=True, include_paths=include_paths), True
 
 
 def read_raw(spec: DatasetSpec, path: str | None, hub_id: str | None, subset: str | None, split: str):
@@ -106,12 +117,7 @@ def read_raw(spec: DatasetSpec, path: str | None, hub_id: str | None, subset: st
         local = Path(path)
         if not local.exists():
             raise DataError(f"{spec.name}.path: {local} not found (a .jsonl/.json/.parquet file or a directory)")
-        fmt, files = _local_files(local, split)
-        if fmt == "parquet":
-            return ray.data.read_parquet(files), False
-        if fmt == "json":
-            return ray.data.read_json(files), False
-        return ray.data.read_text(files, drop_empty_lines=True), True
+        return read_files(*local_files(local, split))
     hub_id = hub_id or spec.hub_id
     if hub_id is None:
         raise DataError(f"{spec.name}: no hub copy exists for this dataset; set its 'path' to a local file or artifact")

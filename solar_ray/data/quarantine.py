@@ -12,7 +12,10 @@ Filters add their own: `flan_overlap` (a Table 8 task, see flan_filter.py) and `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 ROLES = ("system", "user", "assistant")
 
@@ -73,3 +76,18 @@ def check_messages(messages: Any, field: str, last_role: str | None = None) -> l
     if last_role and clean[-1]["role"] != last_role:
         raise InvalidRow("malformed_messages", f"'{field}' must end with a {last_role} turn")
     return clean
+
+
+def set_rows(batch, rows: Sequence[int], values: dict[str, list]):
+    """`batch` with column name's entries at `rows` (ascending) replaced by values[name] (strings)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(rows):
+        return batch
+    mask = np.zeros(batch.num_rows, bool)
+    mask[np.asarray(rows)] = True
+    for name, new in values.items():
+        column = pc.replace_with_mask(batch.column(name).combine_chunks(), pa.array(mask), pa.array(new, pa.string()))
+        batch = batch.set_column(batch.schema.get_field_index(name), name, column)
+    return batch

@@ -139,8 +139,11 @@ def _process_source(name: str, source: SourceConfig, config: Config, index, look
     return dataset, bool(lookup is not None and spec.flan_submix)
 
 
-def _write_parquet(dataset, columns, schema, train_path: Path, test_path: Path | None, test_size: int) -> tuple[int, int]:
-    """Stream `dataset` (in its order) into train (and the first `test_size` rows into test). Returns row counts."""
+def _write_parquet(batches, columns, schema, train_path: Path, test_path: Path | None, test_size: int) -> tuple[int, int]:
+    """Stream `batches` (pyarrow tables, in order) into train (and the first `test_size` rows into test).
+
+    Returns the row counts (train, test).
+    """
     import pyarrow.parquet as pq
 
     written = {"train": 0, "test": 0}
@@ -148,7 +151,7 @@ def _write_parquet(dataset, columns, schema, train_path: Path, test_path: Path |
     if test_path is not None and test_size:
         writers["test"] = pq.ParquetWriter(test_path, schema)
     try:
-        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=4096):
+        for batch in batches:
             table = batch.select(list(columns)).cast(schema)
             if written["test"] < test_size and "test" in writers:
                 take = min(test_size - written["test"], table.num_rows)
@@ -165,6 +168,7 @@ def _write_parquet(dataset, columns, schema, train_path: Path, test_path: Path |
 
 
 def run(config: Config) -> Path:
+    import numpy as np
     import pyarrow as pa
     from ray.data import DataContext
 
@@ -191,7 +195,8 @@ def run(config: Config) -> Path:
 
         columns = (*CONTRACT_FIELDS[config.kind], "source")
         report: dict = {"kind": config.kind, "seed": config.seed, "sources": {}}
-        kept, rejected = [], []
+        kept, rejected, sampled_keys = [], [], []
+        sampled_bytes = 0
         for name, source in config.sources.items():
             processed, flan_filtered = _process_source(name, source, config, index, lookup)
             # Materialised once (object store, spilling to disk when large) so that counting, the kept rows and
@@ -207,6 +212,8 @@ def run(config: Config) -> Path:
             report["sources"][name] = {"dataset": source.dataset or name, "input": where, **summary,
                                        "cap": source.cap, "used": used}
             threshold = cap_threshold(keys, source.cap)
+            sampled_keys.append(keys if threshold is None else keys[keys <= threshold])
+            sampled_bytes += processed.size_bytes() * len(sampled_keys[-1]) // max(summary["rows_read"], 1)
             kept.append(processed.map_batches(select_sample, batch_format="pyarrow", fn_kwargs={"threshold": threshold}))
             rejected.append(processed.map_batches(_rejected_rows, batch_format="pyarrow"))
 
@@ -214,13 +221,15 @@ def run(config: Config) -> Path:
             raise DataError(f"{config.output}: the mixture is empty after filtering (see the per-source counts)")
         schema = pa.schema([processed_schema(config.kind).field(c) for c in columns])
         with atomic_dir(config.output, config.force) as tmp:
-            n_train, n_test = _write_parquet(mix(kept), columns, schema, tmp / "train.parquet",
+            mixed = mix(kept, np.concatenate(sampled_keys), sampled_bytes)
+            n_train, n_test = _write_parquet(mixed, columns, schema, tmp / "train.parquet",
                                              tmp / "test.parquet", config.test_size)
             rejected_schema = processed_schema(config.kind)
             rejected_all = rejected[0].union(*rejected[1:]) if len(rejected) > 1 else rejected[0]
             n_rejected = sum(sum(entry["rejected"].values()) for entry in report["sources"].values())
             if n_rejected:
-                _write_parquet(rejected_all, rejected_schema.names, rejected_schema, tmp / "rejected.parquet", None, 0)
+                batches = rejected_all.iter_batches(batch_format="pyarrow", batch_size=4096)
+                _write_parquet(batches, rejected_schema.names, rejected_schema, tmp / "rejected.parquet", None, 0)
             report["totals"] = {"train": n_train, "test": n_test, "rejected": n_rejected}
             write_json(tmp / "report.json", report)
             mixture = {name: {k: entry[k] for k in ("cap", "available", "used")} for name, entry in report["sources"].items()}

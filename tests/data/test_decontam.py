@@ -57,3 +57,32 @@ def test_load_benchmark_texts_names_missing_split(tmp_path):
     (tmp_path / "mmlu").mkdir()
     with pytest.raises(DataError, match=r"mmlu: no evaluation split found \(expected one of test.jsonl\)"):
         load_benchmark_texts(tmp_path, ["mmlu"])
+
+
+def test_ascii_fast_path_splits_words_like_the_unicode_regex():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from solar_ray.data.decontam import WORD_SPLIT, normalised_words
+
+    texts = ["  Hello, WORLD!! 42x\tnew\nline ", "", None, "--", "a_b-c.d", "MiXeD123case end."]
+    words, rows = normalised_words(pa.array(texts, pa.string()).slice(0))
+    split = pc.split_pattern_regex(pc.utf8_lower(pa.array([t or "" for t in texts])), WORD_SPLIT)
+    expected = [(row, word) for row, ws in enumerate(split.to_pylist()) for word in ws if word]
+    assert list(zip(rows.tolist(), words.to_pylist(), strict=True)) == expected
+    # A batch with one non-ASCII text takes the regex path and keeps letters beyond ASCII.
+    words, _ = normalised_words(["Ünïcode, wörds"] + texts[:1])
+    assert words.to_pylist() == ["ünïcode", "wörds", "hello", "world", "42x", "new", "line"]
+
+
+def test_bit_table_prefilter_keeps_every_benchmark_ngram():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(500)]
+    items = [" ".join(rng.choice(vocab, 20)) for _ in range(300)]
+    index = NgramIndex.build({"bench": items}, n=13)
+    assert len(index) > 2000 and index.table.nbytes * 8 >= 64 * len(index)
+    assert all(hit is not None for hit in index.match_batch(items))  # every item holds its own n-grams
+    misses = [" ".join(rng.choice(vocab, 20)) for _ in range(300)]
+    assert index.match_batch(misses) == [None] * 300
