@@ -1,19 +1,23 @@
 """`stage: dpo_sweep` - Ray Tune over DPO hyper-parameters; each trial is one Ray Train DPO run (Train V2 pattern).
 
 Features:
-1. `base:` a DPO stage config (path to a `stage: dpo` YAML, or an inline mapping); `space:` dotted keys of it
-   (beta, loss_type, optim.learning_rate, optim.epochs, ...) applied as overrides per trial;
+1. `base:` a DPO stage config (path to a `stage: dpo` YAML, or an inline mapping), `overrides:` dotted keys set
+   on it for every trial (launch settings); `space:` dotted keys of it (beta, loss_type, optim.learning_rate,
+   optim.epochs, ...) applied as overrides per trial;
 2. each trial is a Tune driver function that calls `solar_ray.train.launcher.fit` (TorchTrainer); the launcher
    adds Ray's TuneReportCallback inside a trial, so every `run.log_every` steps the training metrics
    (loss, rewards/accuracies, rewards/margins, ...) reach Tune and ASHA can stop weak trials early;
 3. every trial's Train run has its own name (`<sweep>-<trial id>`) and storage under
    `<storage_path>/<sweep>-train/`, so a retried trial (up to `max_failures`) resumes its own checkpoint;
-4. a rerun after a killed driver resumes the Tune experiment (sweep.py);
-5. output: the sweep report (report.md/html, trials.csv, best.json, plots), `best_config.yaml` (the base DPO
+4. trials at once = what the workers fit on the cluster (`concurrent_trials`; Train V2 reserves the workers
+   apart from the trial); a trial stopped by ASHA frees its workers (orphans.py);
+5. a rerun after a killed driver resumes the Tune experiment (sweep.py);
+6. output: the sweep report (report.md/html, trials.csv, best.json, plots), `best_config.yaml` (the base DPO
    config with the best trial's overrides: `solar-ray run` it to train the final model) and lineage.json.
 
 Raises ConfigError (one line) for: an empty space, a space key the DPO config does not have (checked against
-the DPO config before any trial starts), a metric no trial reports; plus the DPO stage's own input errors.
+the DPO config before any trial starts), a trial bigger than the local Ray, a metric no trial reports; plus the
+DPO stage's own input errors.
 
     solar-ray run experiments/tiny/dpo_sweep.yaml
 """
@@ -42,6 +46,8 @@ class Config(SweepConfig):
 
     stage: Literal["dpo_sweep"] = Field(default="dpo_sweep", description="Always 'dpo_sweep'.")
     base: str | dict[str, Any] = Field(description="The DPO stage config: a YAML path or an inline mapping.")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Dotted keys set on the base config for "
+                                      "every trial, e.g. scaling.cpus_per_worker: 0.9 to fit two trials on 2 CPUs.")
     scheduler: AshaSettings | None = Field(default_factory=AshaSettings,
                                            description="ASHA early stopping (null: run every trial to the end).")
     # Tune refuses an all-zero resource request; the driver only waits on its TorchTrainer, so 0.01 CPU.
@@ -76,7 +82,7 @@ class Config(SweepConfig):
         tree = deepcopy(self.base_tree())
         tree.setdefault("stage", "dpo")
         tree.setdefault("output", str(Path(self.output or "dpo_sweep") / "best_model"))
-        for key, value in params.items():
+        for key, value in {**self.overrides, **params}.items():
             set_dotted(tree, key, value)
         if run_name is not None:
             set_dotted(tree, "run.name", run_name)
@@ -90,11 +96,44 @@ def trial(params: dict[str, Any], config_dict: dict[str, Any]) -> None:
     from ray import tune
 
     from solar_ray.train.launcher import fit
+    from solar_ray.tune.orphans import FreeWorkersOnControllerDeath
 
     config = Config(**config_dict)
     context = tune.get_context()
     storage = f"{config_dict['storage_path'].rstrip('/')}/{config.experiment_name()}-train"
-    fit(config.dpo_config(params, run_name=f"{config.experiment_name()}-{context.get_trial_id()}", storage=storage))
+    fit(config.dpo_config(params, run_name=f"{config.experiment_name()}-{context.get_trial_id()}", storage=storage),
+        callbacks=[FreeWorkersOnControllerDeath()])  # an ASHA-stopped trial must give its workers' CPUs back
+
+
+def concurrent_trials(config: Config, base) -> int:
+    """Trials whose Train workers fit on the cluster at once (capped by search.max_concurrent_trials).
+
+    Train V2 gives each run its own placement group for the workers, apart from the trial's (which holds only
+    the driver), so Tune cannot see what a trial really needs. Starting more trials than the workers fit makes
+    them wait on each other's placement groups (worker-group start timeouts, retries: the sweep stalls).
+    E.g. 2 CPUs, 1 worker x 1 CPU + 0.01 driver -> 1 trial at a time; with cpus_per_worker 0.9 -> 2.
+    """
+    import math
+    import os
+
+    from solar_ray.errors import ConfigError
+    from solar_ray.ray_session import cluster_cpus, cluster_gpus
+    from solar_ray.train.launcher import hardware
+
+    use_gpu = hardware(base)["use_gpu"]  # starts or joins Ray
+    workers = base.scaling.num_workers
+    needs = {"CPU": (config.driver_cpus + workers * base.scaling.cpus_per_worker, cluster_cpus())}
+    if use_gpu:
+        needs["GPU"] = (workers, cluster_gpus())
+    fits = min(math.floor(have / need + 1e-9) for need, have in needs.values())
+    if fits == 0:
+        if os.environ.get("RAY_ADDRESS"):  # a cluster may autoscale: let Tune wait for nodes
+            return config.search.max_concurrent_trials or 1
+        kind, (need, have) = next((k, v) for k, v in needs.items() if v[1] < v[0])
+        raise ConfigError(f"base.scaling: one trial needs {need:g} {kind} (driver_cpus + num_workers x "
+                          f"cpus_per_worker) but the local Ray has {have:g}; lower scaling.num_workers or "
+                          "scaling.cpus_per_worker")
+    return min(fits, config.search.max_concurrent_trials or fits)
 
 
 def scheduler(config: Config):
@@ -135,7 +174,7 @@ def run(config: Config) -> Path:
             tree[key] = str(Path(tree[key]).resolve())
     as_dict["base"] = tree
     run_tuner(config, tune.with_parameters(trial, config_dict=as_dict), {"cpu": config.driver_cpus},
-              scheduler(config))
+              scheduler(config), max_concurrent=concurrent_trials(config, base))
 
     with atomic_dir(config.output, force=config.force) as tmp:
         summary = write_sweep_report(experiment_path(config), tmp, config.search.metric, config.search.mode)

@@ -25,9 +25,8 @@ def _trials(experiment_dir: str) -> list[dict[str, Any]]:
     analysis = ExperimentAnalysis(experiment_dir)
     trials = []
     for trial in analysis.trials:
-        history = analysis.trial_dataframes.get(trial.local_path if hasattr(trial, "local_path") else trial.path)
-        if history is None:
-            history = next((df for key, df in analysis.trial_dataframes.items() if trial.trial_id in key), None)
+        # Keyed by trial id (Ray 2.60); `trial.local_path` would need a running Ray, which a report does not.
+        history = analysis.trial_dataframes.get(trial.trial_id)
         trials.append({
             "trial": trial.trial_id,
             "status": trial.status,

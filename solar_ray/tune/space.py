@@ -63,15 +63,21 @@ def param_space(space: dict[str, Param]) -> dict[str, Any]:
     return {key: param.to_tune() for key, param in space.items()}
 
 
-def search_algorithm(search: Search):
-    """Tune search algorithm for the config: Optuna's TPE, or Tune's seeded random/grid generator."""
+def search_algorithm(search: Search, max_concurrent: int | None):
+    """Tune search algorithm for the config: Optuna's TPE, or Tune's seeded random/grid generator.
+
+    The cap on concurrent trials goes here, not into TuneConfig.max_concurrent_trials: Tune ignores that
+    field (with a warning) for a BasicVariantGenerator instance, and every trial would start at once.
+    """
     if search.algorithm == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch(metric=search.metric, mode=search.mode, seed=search.seed)
+        optuna = OptunaSearch(metric=search.metric, mode=search.mode, seed=search.seed)
+        return ConcurrencyLimiter(optuna, max_concurrent) if max_concurrent else optuna
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=search.seed)
+    return BasicVariantGenerator(random_state=search.seed, max_concurrent=max_concurrent or 0)
 
 
 class SweepConfig(StageConfig):

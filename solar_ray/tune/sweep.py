@@ -35,8 +35,12 @@ def run_tuner(
     trainable: Callable[[dict[str, Any]], None],
     resources: dict[str, float],
     scheduler: Any = None,
+    max_concurrent: int | None = None,
 ):
-    """Fit (or restore and finish) the sweep; returns Tune's ResultGrid."""
+    """Fit (or restore and finish) the sweep; returns Tune's ResultGrid.
+
+    `max_concurrent` (default: search.max_concurrent_trials) caps the trials running at once.
+    """
     from ray import tune
 
     from solar_ray.ray_session import init_ray
@@ -55,9 +59,8 @@ def run_tuner(
                 metric=config.search.metric,
                 mode=config.search.mode,
                 num_samples=config.search.num_samples,
-                search_alg=search_algorithm(config.search),
+                search_alg=search_algorithm(config.search, max_concurrent or config.search.max_concurrent_trials),
                 scheduler=scheduler,
-                max_concurrent_trials=config.search.max_concurrent_trials,
             ),
             run_config=tune.RunConfig(
                 name=config.experiment_name(),

@@ -1,0 +1,86 @@
+"""Free a Train run's worker placement group when Tune stops its trial.
+
+Why: when ASHA stops a trial (or it reaches max_t), Tune terminates the trial actor; the Train controller it
+owns dies with it, without shutting down, and the workers' placement group - created by the controller, but
+scoped to the job - stays reserved until the sweep's driver exits. On a 2-CPU Ray two such leftovers hold every
+CPU and the next trials wait for workers forever (ray-project/ray#54305). Ray 2.60 ships a cleaner for this
+(PlacementGroupCleaner) but it checks the controller through the state API, i.e. the dashboard, which our local
+Ray does not start (and which cannot pick the cluster when several local Rays share a machine). This one
+watches the controller through its actor handle, which needs neither.
+
+    fit(dpo_config, callbacks=[FreeWorkersOnControllerDeath()])   # inside a Tune driver function
+"""
+
+from __future__ import annotations
+
+import time
+
+import ray
+from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
+
+CHECK_EVERY_S = 1.0
+
+
+class PlacementGroupWatcher:
+    """Detached actor: removes the registered placement group once the watched controller is dead."""
+
+    def __init__(self, controller):
+        self._controller = controller
+        self._placement_group = None
+        self._stopped = False
+
+    def watch(self, placement_group) -> None:
+        self._placement_group = placement_group  # a restarted worker group replaces the old (removed) one
+
+    def stop(self) -> None:
+        """The controller is shutting down on its own (and removes its placement group)."""
+        self._stopped = True
+
+    def run(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        while not self._stopped:
+            try:
+                ray.get(self._controller.__ray_ready__.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                if self._placement_group is not None:
+                    remove_placement_group(self._placement_group)
+                break
+            except ray.exceptions.GetTimeoutError:
+                pass  # a busy controller is alive
+
+            time.sleep(CHECK_EVERY_S)
+        ray.actor.exit_actor()
+
+
+class FreeWorkersOnControllerDeath(ControllerCallback, WorkerGroupCallback):
+    """Train callback (runs in the controller): starts a watcher and registers each worker group's placement
+    group with it; a graceful controller shutdown stops the watcher first."""
+
+    def __init__(self):
+        self._watcher = None
+
+    def after_controller_start(self, train_run_context) -> None:
+        controller = ray.get_runtime_context().current_actor
+        # max_concurrency 2: `run` loops while `watch`/`stop` calls arrive.
+        watcher_cls = ray.remote(num_cpus=0, max_concurrency=2)(PlacementGroupWatcher)
+        # Detached and outside the trial's placement group (which Tune's trial captures its children into, and
+        # removes - killing what runs in it - when it stops the trial): it must outlive the trial.
+        self._watcher = watcher_cls.options(lifetime="detached", scheduling_strategy="DEFAULT").remote(controller)
+        self._watcher.run.remote()
+
+    def after_worker_group_start(self, worker_group) -> None:
+        if self._watcher is not None:
+            state = worker_group.get_worker_group_state()
+            ray.get(self._watcher.watch.remote(state.placement_group_handle.placement_group))
+
+    async def before_controller_shutdown(self) -> None:
+        self._stop()
+
+    def before_controller_abort(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop.remote()
+            self._watcher = None
