@@ -154,7 +154,9 @@ def run(config: Config) -> Path:
     check_data(config.data_dir, resolve_tasks(config.tasks))  # bad data fails before any trial starts
     state_dicts = load_candidates(config)
     trainable = tune.with_parameters(trial, config_dict=dump_config(config), state_dicts=state_dicts)
-    run_tuner(config, trainable, {"cpu": config.cpus_per_trial})
+    # Reused trial processes: a fresh one spends ~5 s importing torch/transformers/lm-eval and warming lm-eval
+    # up, several times the evaluation of a tiny model (bench/bench_tune.py).
+    run_tuner(config, trainable, {"cpu": config.cpus_per_trial}, reuse_actors=True)
     del state_dicts
 
     with atomic_dir(config.output, force=config.force) as tmp:

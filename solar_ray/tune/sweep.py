@@ -36,10 +36,12 @@ def run_tuner(
     resources: dict[str, float],
     scheduler: Any = None,
     max_concurrent: int | None = None,
+    reuse_actors: bool = False,
 ):
     """Fit (or restore and finish) the sweep; returns Tune's ResultGrid.
 
-    `max_concurrent` (default: search.max_concurrent_trials) caps the trials running at once.
+    `max_concurrent` (default: search.max_concurrent_trials) caps the trials running at once; `reuse_actors`
+    runs later trials in the finished trials' processes (imports and lazy library setup paid once per process).
     """
     from ray import tune
 
@@ -61,6 +63,7 @@ def run_tuner(
                 num_samples=config.search.num_samples,
                 search_alg=search_algorithm(config.search, max_concurrent or config.search.max_concurrent_trials),
                 scheduler=scheduler,
+                reuse_actors=reuse_actors,
             ),
             run_config=tune.RunConfig(
                 name=config.experiment_name(),
