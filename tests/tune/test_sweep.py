@@ -45,3 +45,35 @@ def test_grid_sweep_reports_best_trial_table_and_plots(ray_session, tmp_path):
 def test_metric_no_trial_reports_is_an_error(ray_session, tmp_path):
     with pytest.raises(ConfigError, match="'accuracy' was never reported; trials report: .*score"):
         run_tuner(make_config(tmp_path, metric="accuracy"), parabola, {"cpu": 1})
+
+
+def fails_once(config):
+    """Dies (like an OOM-killed process) the first time each trial runs; the marker file makes the retry pass."""
+    import os
+    from pathlib import Path
+
+    from ray import tune
+
+    marker = Path(config["marker_dir"]) / f"x={config['x']}"
+    if not marker.exists():
+        marker.write_text("failed once\n")
+        os._exit(1)
+    tune.report({"score": config["x"]})
+
+
+def test_failed_trials_are_retried_up_to_max_failures(ray_session, tmp_path):
+    tree = {
+        "stage": "x", "output": str(tmp_path / "out"), "storage_path": str(tmp_path / "ray"),
+        "space": {"x": {"grid": [1, 2]}, "marker_dir": {"grid": [str(tmp_path)]}},
+        "search": {"algorithm": "grid", "num_samples": 1, "metric": "score", "mode": "max"},
+    }
+    results = run_tuner(validate(SweepConfig, {**tree, "max_failures": 1}, "sweep.yaml"), fails_once, {"cpu": 1})
+    assert not results.errors and sorted(r.metrics["score"] for r in results) == [1, 2]
+    assert len(list(tmp_path.glob("x=*"))) == 2  # each trial failed once, then its retry finished
+
+    # Without retries the same failure is the trial's end.
+    for marker in tmp_path.glob("x=*"):
+        marker.unlink()
+    tree["storage_path"] = str(tmp_path / "ray_no_retry")
+    results = run_tuner(validate(SweepConfig, {**tree, "max_failures": 0}, "sweep.yaml"), fails_once, {"cpu": 1})
+    assert len(results.errors) == 2
