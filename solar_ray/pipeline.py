@@ -215,11 +215,12 @@ class Pipeline:
             config = self.configs[name]
             if (self.root / name).exists():
                 config = type(config).model_validate({**config.model_dump(), "force": True})
-            t0 = time.monotonic()
+            t0, wall_start = time.monotonic(), time.time()
             run_stage(config)
             seconds = round(time.monotonic() - t0, 1)
             console.print(f"{label}: done in {seconds:.0f} s (total {time.monotonic() - started:.0f} s)")
-            state["stages"][name] = {"status": "ran", "seconds": seconds}
+            # started_at (unix s): lines the stage up with the per-step timestamps in its metrics.jsonl
+            state["stages"][name] = {"status": "ran", "seconds": seconds, "started_at": round(wall_start, 2)}
             write_json(self.root / "pipeline.json", state)
         state["seconds"] = round(time.monotonic() - started, 1)
         write_json(self.root / "pipeline.json", state)
