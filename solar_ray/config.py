@@ -28,13 +28,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
 
 
-def _absolute_unless_uri(value: str) -> str:
+def absolute_unless_uri(value: str) -> str:
+    """A storage URI (s3://, gs://...) as given; a local path made absolute."""
     return value if "://" in value else str(Path(value).expanduser().resolve())
 
 
 # A local path (or a storage URI such as s3://...) that reaches Ray workers as an absolute path: Ray Train V2
 # workers run in their own working directory, so a relative path from the command line would not resolve there.
-LocalPath = Annotated[str, AfterValidator(_absolute_unless_uri)]
+LocalPath = Annotated[str, AfterValidator(absolute_unless_uri)]
 
 
 class StageConfig(Strict):

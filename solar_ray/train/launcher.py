@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from solar_ray.config import dump_config
+from solar_ray.config import absolute_unless_uri, dump_config
 from solar_ray.errors import SolarRayError
 from solar_ray.train.common import TrainStageConfig, resolve_hardware
 from solar_ray.train.worker import EXPORT_DIR, read_metrics
@@ -34,11 +34,6 @@ class Launch:
     loop_config: dict[str, Any]
     datasets: dict[str, Any]
     split_datasets: list[str]  # datasets sharded across workers; the rest are given whole to every worker
-
-
-def storage_uri(path: str) -> str:
-    """Ray needs an absolute local path or a URI."""
-    return path if "://" in path else str(Path(path).resolve())
 
 
 def hardware(config: TrainStageConfig) -> dict[str, Any]:
@@ -64,7 +59,7 @@ def build_trainer(config: TrainStageConfig, launch: Launch, hw: dict[str, Any], 
         torch_config=TorchConfig(backend=hw["backend"]),
         run_config=RunConfig(
             name=config.run_name(),
-            storage_path=storage_uri(r.storage_path),
+            storage_path=absolute_unless_uri(r.storage_path),  # Ray needs an absolute path or a URI
             failure_config=FailureConfig(max_failures=r.max_failures),
             # +1: the final checkpoint (exported model) must not evict the newest resumable one.
             checkpoint_config=CheckpointConfig(num_to_keep=r.keep_checkpoints + 1),
