@@ -1,5 +1,6 @@
 """Run by test_multinode.py in a subprocess: a simulated two-node Ray cluster (1 CPU per node), so the two
-training workers must land on different nodes; pretraining runs and exports. Prints the worker node ids."""
+training workers must land on different nodes; pretraining runs and exports. Writes the number of live nodes to
+OUT/../nodes.json (a file, not stdout: Ray forwards worker log lines to stdout after anything printed here)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def main(model: str, dataset: str, out: str) -> None:
         )
         run(config)
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        print(json.dumps({"nodes": len(nodes)}))
+        (Path(out).parent / "nodes.json").write_text(json.dumps({"nodes": len(nodes)}))
     finally:
         ray.shutdown()
         cluster.shutdown()

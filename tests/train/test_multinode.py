@@ -25,7 +25,7 @@ def test_pretrain_on_a_two_node_cluster(tiny_model, text_dataset, tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"nodes": 2}
+    assert json.loads((tmp_path / "nodes.json").read_text()) == {"nodes": 2}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if "loss" in row] == [1, 2, 3]
     assert (out / "model.safetensors").is_file()
