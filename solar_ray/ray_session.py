@@ -1,6 +1,8 @@
 """Connect to Ray: the cluster named by RAY_ADDRESS (as `ray job submit` sets it), else a local Ray.
 
-The local Ray is sized to the machine, quiet (warnings only), and keeps its dashboard on loopback.
+The local Ray is sized to the machine and quiet (warnings only). It starts no dashboard: several local Rays
+may share a machine (parallel tests, a laptop's notebook), and the state API behind the dashboard cannot tell
+them apart.
 """
 
 from __future__ import annotations
@@ -16,17 +18,30 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
     if ray.is_initialized():
         return
     quiet_ray_data_console()
+    # Ray Train replaces `print` in its workers with a logger call, which also fires while a library captures
+    # stdout: `datasets` fingerprints TRL's map functions with dill, which disassembles them into a captured
+    # stdout, and every SFT/DPO worker then logged pages of bytecode. Workers' prints still reach the driver.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     # Ray Data's per-operator progress bars are the progress a user wants; the driver log noise is not.
     options = {"logging_level": logging.WARNING, "log_to_driver": True, **kwargs}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**options)  # ray.init reads RAY_ADDRESS itself
         return
+    runtime_env = {"worker_process_setup_hook": "solar_ray.ray_session.quiet_local_workers"}
     ray.init(
         num_cpus=num_cpus or os.cpu_count(),
         include_dashboard=False,
-        dashboard_host="127.0.0.1",
+        runtime_env={**runtime_env, **options.pop("runtime_env", {})},
         **options,
     )
+
+
+def quiet_local_workers() -> None:
+    """Worker setup on the local Ray. Ray Train's placement-group cleaner asks the state API (no dashboard,
+    no state API) every second and warns each time it fails; solar_ray.tune.orphans frees stopped trials'
+    placement groups through actor handles instead, so the warning says nothing actionable here."""
+    cleaner = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+    logging.getLogger(cleaner).setLevel(logging.ERROR)
 
 
 def quiet_ray_data_console() -> None:

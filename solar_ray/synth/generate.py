@@ -2,8 +2,8 @@
 
 1. Seed rows are numbered into blocks of `block_size` rows (block = seed_id // block_size).
 2. Blocks already saved under the work directory (a previous, interrupted run) are skipped.
-3. The rest stream through `map_batches(RephraseWorker, concurrency=actors)`: each actor loads the engine
-   once and turns `batch_size` seeds at a time into `n` samples each.
+3. The rest stream through `map_batches(RephraseWorker, compute=ActorPoolStrategy(size=actors))`: each actor
+   loads the engine once and turns `batch_size` seeds at a time into `n` samples each.
 4. The driver collects samples per block and saves a block (parquet, written to a temporary name then renamed)
    as soon as all its seeds have come back, so a killed run loses at most the blocks in flight.
 A batch whose generation raises is retried one prompt at a time; a prompt that still fails is recorded with
@@ -123,7 +123,7 @@ def generate_blocks(
             },
             batch_size=batch_size,
             batch_format="pandas",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=num_cpus_per_actor,
             **engine_cls.resources(options, 0),
         )

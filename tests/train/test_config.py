@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,30 @@ def test_pack_dataset_with_ray_data(ray_session, tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     first_doc = tokenizer(fixtures.text_rows(1)[0]["text"], add_special_tokens=False)["input_ids"]
     assert list(blocks[0]["input_ids"]) == (first_doc + [tokenizer.eos_token_id])[:16]
+
+
+def test_packed_blocks_keep_the_input_order_across_parallel_tasks(ray_session, tiny_model):
+    import ray.data
+    from transformers import AutoTokenizer
+
+    from solar_ray.data.packing import pack_dataset
+
+    docs = fixtures.text_rows(120)
+    rows = ray.data.from_items(docs, override_num_blocks=6)  # several tasks run at once on the 2 CPUs
+    blocks = pack_dataset(rows, str(tiny_model), block_size=16, docs_per_batch=7).take_all()
+    stream = " " + " ".join(str(t) for b in blocks for t in b["input_ids"]) + " "
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    positions = []
+    counts = collections.Counter(doc["text"] for doc in docs)
+    for text in (doc["text"] for doc in docs if counts[doc["text"]] == 1):  # texts that occur once, in order
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        # Whole docs only: from the previous doc's eos to this one's (a batch's first doc and the docs in its
+        # dropped tail are not found).
+        found = stream.find(f" {tokenizer.eos_token_id} " + " ".join(map(str, ids)) + " ")
+        if found >= 0:
+            positions.append(found)
+    assert len(positions) > 20
+    assert positions == sorted(positions)
 
 
 @pytest.mark.parametrize("name", ["pretrain", "sft", "dpo"])
