@@ -44,7 +44,7 @@ def hf_loop_config(config: TrainStageConfig, hw: dict[str, Any], columns: tuple[
         "warmup_steps": o.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
         "max_steps": total_steps,
         "max_grad_norm": o.max_grad_norm,
-        "gradient_checkpointing": o.gradient_checkpointing,
+        checkpointing_field(): o.gradient_checkpointing,
         "max_length": o.max_length,
         "seed": o.seed,
         "data_seed": o.seed,
@@ -65,6 +65,15 @@ def hf_loop_config(config: TrainStageConfig, hw: dict[str, Any], columns: tuple[
         ),
     }
     return {"model": config.model, "rows": splits, "args": args, "backend": hw["backend"], "log_every": r.log_every}
+
+
+def checkpointing_field() -> str:
+    """TrainingArguments' name for activation checkpointing: transformers 5.2x renamed gradient_checkpointing
+    (the old name still works, with a FutureWarning from every worker)."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
 
 def hf_dataset(ref: Any):
