@@ -61,9 +61,30 @@ def run_tasks(lm, names: list[str], manager, limit: int | None, seed: int = 1234
     """One lm-eval call; returns its results dict without per-sample logs."""
     from lm_eval import simple_evaluate
 
+    _reuse_env_info()
     out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit, log_samples=False,
                           bootstrap_iters=BOOTSTRAP_ITERS, random_seed=seed, fewshot_random_seed=seed)
     return {key: out[key] for key in ("results", "configs", "versions", "n-shot", "n-samples") if key in out}
+
+
+def _reuse_env_info() -> None:
+    """Every simple_evaluate call ends with lm-eval's add_env_info, which runs torch's collect_env (subprocesses):
+    2.6 s the first time in a process and 0.5 s after, measured here - more than a tiny task's whole evaluation,
+    and the runner makes one call per (model, task). The report is the same all process long, so it is taken once
+    per process and copied into each result."""
+    import lm_eval.evaluator as evaluator
+
+    if getattr(evaluator.add_env_info, "reused", False):
+        return
+    collect, cached = evaluator.add_env_info, {}
+
+    def add_env_info(storage: dict[str, Any]) -> None:
+        if not cached:
+            collect(cached)
+        storage.update(cached)
+
+    add_env_info.reused = True
+    evaluator.add_env_info = add_env_info
 
 
 def evaluate_model(model: Any, tokenizer: Any = None, tasks: str | list[str] = "h6", limit: int | None = None,

@@ -95,3 +95,30 @@ def test_few_shot_counts_follow_the_leaderboard(tasks):
     names, manager = tasks
     out = run_tasks(PickChoice(0), ["arc_challenge", "gsm8k", "truthfulqa_mc2"], manager, 2)
     assert out["n-shot"] == {"arc_challenge": 25, "gsm8k": 5, "truthfulqa_mc2": 0}
+
+
+def test_lm_eval_environment_report_is_collected_once_per_process(monkeypatch):
+    import lm_eval.evaluator
+    import torch.utils.collect_env
+
+    from solar_ray.evaluate.runner import _reuse_env_info
+
+    calls = []
+
+    def pretty_env_info():
+        calls.append(1)
+        return f"report {len(calls)}"
+
+    monkeypatch.setattr(torch.utils.collect_env, "get_pretty_env_info", pretty_env_info)
+    monkeypatch.setattr(lm_eval.evaluator, "add_env_info", lm_eval.evaluator.add_env_info)  # restored afterwards
+    if getattr(lm_eval.evaluator.add_env_info, "reused", False):  # an earlier test installed it: start afresh
+        from lm_eval.loggers.utils import add_env_info
+
+        monkeypatch.setattr(lm_eval.evaluator, "add_env_info", add_env_info)
+    _reuse_env_info()
+    _reuse_env_info()  # idempotent: still one cache
+    first, second = {}, {}
+    lm_eval.evaluator.add_env_info(first)
+    lm_eval.evaluator.add_env_info(second)
+    assert calls == [1]
+    assert first == second and first["pretty_env_info"] == "report 1"
