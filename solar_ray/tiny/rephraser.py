@@ -48,20 +48,21 @@ def rephrase(problem: str, rng: random.Random, slip: bool = False) -> tuple[str,
 
 @register_engine("tiny_world")
 class TinyWorldEngine(GenerationEngine):
-    """Deterministic (by seed) rephrasing of tiny-world problems; see the module docstring."""
+    """Deterministic rephrasing of tiny-world problems; see the module docstring.
 
-    def __init__(self, model, sampling, options):
-        super().__init__(model, sampling, options)
-        self.rng = random.Random(sampling.seed)
+    Seeded per prompt (sampling seed + prompt text), as vLLM seeds per request: a prompt gets the same samples
+    whichever actor of the pool draws it and in whatever order, so a rerun of the stage writes the same data.
+    """
 
     def generate(self, prompts: list[str], stop: list[str] | None = None) -> list[list[Completion]]:
         results = []
         for prompt in prompts:
+            rng = random.Random(f"{self.sampling.seed}:{prompt}")
             problem = prompt.rsplit("### Problem:\n", 1)[-1].split("\n\n### Solution:", 1)[0]
             samples = []
             for _ in range(self.sampling.n):
-                slip = self.rng.random() < self.sampling.temperature / 4
-                pair = rephrase(problem, self.rng, slip)
+                slip = rng.random() < self.sampling.temperature / 4
+                pair = rephrase(problem, rng, slip)
                 text = "" if pair is None else f" {pair[0]}\n{SOLUTION_TAG} {pair[1]}"
                 samples.append(Completion(text=text, num_tokens=len(text.split())))
             results.append(samples)

@@ -26,3 +26,21 @@ def test_engine_answers_in_the_synth_prompt_layout(tmp_path):
     assert len(samples) == 3
     problem, solution = parse_rephrasing(samples[0].text)
     assert problem == "compute 4 plus 5 ." and extract_answer(solution) == "9"
+
+
+def test_engine_samples_depend_on_the_prompt_not_on_batching_or_order(tmp_path):
+    engine_cls = ENGINES["tiny_world"]
+    sampling = SamplingSettings(n=4, temperature=1.0, seed=7)
+    world = World(0)
+    prompts = [build_prompt(p.question(), p.worked(), few_shot=0) for p in world.math_train[:12]]
+
+    def texts(engine, batch):
+        return [[c.text for c in samples] for samples in engine.generate(batch)]
+
+    one_batch = texts(engine_cls(str(tmp_path), sampling, EngineOptions()), prompts)
+    # Another actor, fed the same prompts in reverse order and in batches of 5.
+    other = engine_cls(str(tmp_path), sampling, EngineOptions())
+    reversed_order = [s for i in range(0, 12, 5) for s in texts(other, prompts[::-1][i : i + 5])][::-1]
+    assert reversed_order == one_batch
+    reseeded = texts(engine_cls(str(tmp_path), sampling.model_copy(update={"seed": 8}), EngineOptions()), prompts)
+    assert reseeded != one_batch
