@@ -140,7 +140,10 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
         capacity = cluster_gpus() // max(gpus_per_worker, 1e-9) if gpus_per_worker else cluster_cpus() / cpus_per_worker
         workers = max(1, int(capacity))
     start = time.perf_counter()
-    pool = [EvalWorker.options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker).remote(
+    # The driver prints one line per finished (model, task); the actors' own progress bars (lm-eval, datasets),
+    # two or more interleaved per line of the console, are off.
+    quiet = {"env_vars": {"TQDM_DISABLE": "1"}}
+    pool = [EvalWorker.options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, runtime_env=quiet).remote(
         str(data_dir), keys, backend, device, batch_size, max(1, int(cpus_per_worker)), max_gen_toks)
         for _ in range(workers)]
     names = ray.get(pool[0].task_names.remote())
@@ -148,19 +151,21 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
     jobs = [(model, name) for model in models for name in sorted(names, key=lambda n: -task_cost(n, limit))]
     merged: dict[str, dict[str, Any]] = {m: {"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "n-samples": {}}
                                          for m in models}
-    running: dict[Any, tuple[Any, str]] = {}
-    free = list(pool)
+    running: dict[Any, tuple[Any, str, str]] = {}
+    free, total, finished = list(pool), len(jobs), 0
     try:
         while jobs or running:
             while jobs and free:
                 worker = free.pop()
                 model, name = jobs.pop(0)
-                running[worker.evaluate.remote(models[model], [name], limit)] = (worker, model)
+                running[worker.evaluate.remote(models[model], [name], limit)] = (worker, model, name)
             done, _ = ray.wait(list(running), num_returns=1)
-            worker, model = running.pop(done[0])
+            worker, model, name = running.pop(done[0])
             for key, value in ray.get(done[0]).items():
                 merged[model][key].update(value)
             free.append(worker)
+            finished += 1
+            print(f"  eval [{finished}/{total}] {model}: {name} ({time.perf_counter() - start:.0f} s)", flush=True)
     finally:
         for worker in pool:
             ray.kill(worker)
