@@ -149,6 +149,8 @@ def main() -> None:
         rows = []
         for method, args in cases.items():
             best, reference = None, None
+            config = root / f"mergekit_{method}.yml"
+            config.write_text(mergekit_config(method, root / "a", root / "b"))
             for _ in range(opts.repeat):
                 out = root / f"out_{method}"
                 os.sync()  # start every run with no dirty pages of ours waiting for the disk
@@ -159,8 +161,6 @@ def main() -> None:
                     best = (seconds, merge_seconds, cpu, rss, load)
                 shutil.rmtree(out)
                 if opts.mergekit:
-                    config = root / f"mergekit_{method}.yml"
-                    config.write_text(mergekit_config(method, root / "a", root / "b"))
                     threads = ["-j", str(opts.threads)] if opts.threads else []
                     os.sync()
                     ref_s, _, ref_mb = run_child([opts.mergekit, str(config), str(out), "--no-copy-tokenizer",

@@ -6,12 +6,11 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-if command -v nvidia-smi >/dev/null 2>&1; then
-  .venv/bin/python -m pip install -q -e ".[dev]"
-else
-  # CPU machine: take the CPU wheel so the project's torch range does not pull a multi-GB CUDA build.
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+GPU=0; command -v nvidia-smi >/dev/null 2>&1 && GPU=1
+# CPU machine: take the CPU wheel first so the project's torch range does not pull a multi-GB CUDA build.
+[ "$GPU" = 1 ] || .venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[dev]"
+if [ "$GPU" = 0 ]; then
   # On CPU, DeepSpeed all-reduces through its shared-memory op, a C++ extension compiled on first use (about
   # 45 s on 2 cores, cached under ~/.cache/torch_extensions). Build it here, not silently in the first stage.
   echo "DeepSpeed's CPU shared-memory all-reduce: building once (cached) ..."

@@ -31,13 +31,9 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
     # every 0.5 s, not 2 s, so a finished run is noticed sooner (each poll is cheap next to a training step).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    runtime_env = {"worker_process_setup_hook": "solar_ray.ray_session.quiet_local_workers"}
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count(),
-        include_dashboard=False,
-        runtime_env={**runtime_env, **options.pop("runtime_env", {})},
-        **options,
-    )
+    runtime_env = {"worker_process_setup_hook": "solar_ray.ray_session.quiet_local_workers",
+                   **options.pop("runtime_env", {})}
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, **options)
 
 
 def quiet_local_workers() -> None:

@@ -100,6 +100,7 @@ def test_few_shot_counts_follow_the_leaderboard(tasks):
 def test_lm_eval_environment_report_is_collected_once_per_process(monkeypatch):
     import lm_eval.evaluator
     import torch.utils.collect_env
+    from lm_eval.loggers.utils import add_env_info
 
     from solar_ray.evaluate.runner import _reuse_env_info
 
@@ -110,11 +111,8 @@ def test_lm_eval_environment_report_is_collected_once_per_process(monkeypatch):
         return f"report {len(calls)}"
 
     monkeypatch.setattr(torch.utils.collect_env, "get_pretty_env_info", pretty_env_info)
-    monkeypatch.setattr(lm_eval.evaluator, "add_env_info", lm_eval.evaluator.add_env_info)  # restored afterwards
-    if getattr(lm_eval.evaluator.add_env_info, "reused", False):  # an earlier test installed it: start afresh
-        from lm_eval.loggers.utils import add_env_info
-
-        monkeypatch.setattr(lm_eval.evaluator, "add_env_info", add_env_info)
+    # lm-eval's own function, whether or not an earlier test installed the reuse (restored afterwards)
+    monkeypatch.setattr(lm_eval.evaluator, "add_env_info", add_env_info)
     _reuse_env_info()
     _reuse_env_info()  # idempotent: still one cache
     first, second = {}, {}
