@@ -2,18 +2,21 @@
 
 Work is cut into chunks of at most `chunk_elements` elements of one flattened tensor; chunk boundaries depend
 only on the tensor's size, never on where its bytes live (a safetensors shard on disk, a state dict, a live
-model), and every chunk runs the same torch ops - which is why an on-disk merge equals an in-memory one bit for
-bit. Steps for one merge:
+model), and every chunk runs the same numpy ops (kernels.py) - which is why an on-disk merge equals an in-memory
+one bit for bit. Tensors travel as numpy arrays of their storage dtype, named by safetensors dtype codes ("F16",
+"BF16", ...). Steps for one merge:
 
-1. (methods needing it, SLERP) Gram pass: per chunk, float32 dot products |a|^2, |b|^2, a.b; a tensor's chunk
-   partials are added in float64 in chunk order (deterministic whatever the thread schedule);
+1. (methods needing it, SLERP) Gram pass: per chunk, float32 dot products |a|^2, |b|^2, a.b (numpy einsum: its
+   pairwise-unrolled sums lose ~1e-7 relative over 2M elements, BLAS sdot ~1e-5); a tensor's chunk partials are
+   added in float64 in chunk order (deterministic whatever the thread schedule);
 2. per tensor, the method turns its parameters (and Gram) into coefficients c_i;
 3. write pass: per chunk, acc = c_0*x_0 (float32), acc += c_i*x_i, cast to the output dtype, handed to `write`.
    A coefficient of exactly 0 drops its input and a lone coefficient of exactly 1 copies the input bytes, so
    SLERP at t=0/1 returns the endpoints exactly.
 
-Chunks run on a thread pool: torch kernels and os.pread/pwrite release the GIL, so threads use every core
-without copying tensors between processes; memory is `threads` chunks in flight, whatever the model size.
+Chunks run on a thread pool: numpy loops and os.pread/pwrite release the GIL, so threads use every core
+without copying tensors between processes; memory is `threads` chunks in flight, whatever the model size. The
+on-disk merge never imports torch (kernels.py says why); the in-memory API takes and returns torch tensors.
 """
 
 from __future__ import annotations
@@ -26,15 +29,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from solar_ray.errors import ArtifactError
+from solar_ray.merge.kernels import FLOATS, STORAGE, narrow, widen
 from solar_ray.merge.methods import Gram, MergeSpec, TSpec
 
 if TYPE_CHECKING:
     import torch
 
-# 2M elements per chunk: per-chunk overhead (~0.1 ms) is noise next to its ~7 ms of work, and a thread's
-# scratch (float32 x2, raw read bytes, output) is 2M x 20 B = 40 MB.
-CHUNK_ELEMENTS = 2 << 20
+# 512K elements per chunk: a chunk's ~25 numpy calls (~40 us) are noise next to its ~2 ms of work, its float32
+# buffers stay in cache between passes, and a thread's scratch (float32 x4, raw read bytes, output) is 512K x 30 B.
+CHUNK_ELEMENTS = 1 << 19
 # Default threads: cores + 2 (a thread blocked in pread/pwrite leaves its core to another), at most 8 - the work is
 # memory-bound, so more threads would add scratch memory, not speed.
 MAX_DEFAULT_THREADS = 8
@@ -46,21 +52,45 @@ class Source(Protocol):
     """One input tensor, readable by flat element range."""
 
     shape: tuple[int, ...]
-    dtype: torch.dtype
+    dtype: str  # safetensors dtype code
 
-    def read(self, start: int, end: int, buffer: torch.Tensor | None = None) -> torch.Tensor:
-        """Elements [start, end) as a 1-D tensor of the source dtype (a view of `buffer`, uint8, if it needs one)."""
+    def read(self, start: int, end: int, buffer: np.ndarray | None = None) -> np.ndarray:
+        """Elements [start, end) as a 1-D array of the dtype's storage (a view of `buffer`, uint8, if it needs one)."""
 
 
 class MemorySource:
-    """A tensor in memory (state dict entry or live parameter); chunks are views, not copies."""
+    """A torch tensor in memory (state dict entry or live parameter); chunks of CPU tensors are views, not copies."""
 
-    def __init__(self, tensor: Any) -> None:
-        self.shape, self.dtype = tuple(tensor.shape), tensor.dtype
+    def __init__(self, tensor: Any, name: str = "") -> None:
+        self.shape, self.dtype = tuple(tensor.shape), dtype_code(tensor.dtype, name)
         self.flat = tensor.detach().reshape(-1)  # a view unless the tensor is non-contiguous
+        self.array = storage_view(self.flat) if self.flat.device.type == "cpu" else None
 
-    def read(self, start: int, end: int, buffer=None):
-        return self.flat[start:end]
+    def read(self, start: int, end: int, buffer=None) -> np.ndarray:
+        if self.array is None:  # GPU / other devices: one chunk at a time to the host
+            return storage_view(self.flat[start:end].cpu())
+        return self.array[start:end]
+
+
+def dtype_code(dtype: Any, name: str) -> str:
+    """torch dtype -> safetensors dtype code."""
+    import torch
+
+    codes = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+             torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+             torch.bool: "BOOL"}
+    if dtype not in codes:
+        raise ArtifactError(f"tensor '{name}' has dtype {dtype}, which the merge cannot read")
+    return codes[dtype]
+
+
+def storage_view(flat: Any) -> np.ndarray:
+    """A contiguous 1-D CPU tensor as a numpy array of its storage dtype, sharing its memory."""
+    import torch
+
+    if flat.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16: their bits, as uint16
+        return flat.view(torch.int16).numpy().view(np.uint16)
+    return flat.numpy()
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -143,8 +173,8 @@ class TensorJob:
 
     name: str
     sources: list[Source]
-    out_dtype: Any  # torch.dtype
-    write: Callable[[int, Any], None]  # (start element, 1-D tensor of out_dtype)
+    out_dtype: str  # safetensors dtype code
+    write: Callable[[int, np.ndarray], None]  # (start element, 1-D array of out_dtype's storage)
     models: tuple[int, ...] | None = None  # which input models `sources` are (None: all, in order)
 
 
@@ -186,73 +216,64 @@ def make_jobs(name: str, sources: Sequence[Source], out_dtype, write: Callable[[
 
 
 class ThreadBuffers(threading.local):
-    """Per-thread scratch tensors of one chunk each, reused for every chunk.
+    """Per-thread scratch arrays of one chunk each, reused for every chunk.
 
-    Why: a fresh 4-8 MB tensor per chunk is a fresh mmap from malloc, and the kernel then faults in and zeroes
+    Why: a fresh multi-MB array per chunk is a fresh mmap from malloc, and the kernel then faults in and zeroes
     every page - GBs of page faults over a 0.8 GiB merge. Measured on the bench inputs: reusing buffers cut the
-    linear merge's CPU time by ~14% (3.29 -> 2.84 s) and its peak RSS from 481 to 321 MB.
+    linear merge's CPU time by ~14% and its peak RSS from 481 to 321 MB.
     """
 
     def __init__(self, chunk_elements: int) -> None:
         self.chunk_elements = chunk_elements
-        self.tensors: dict[tuple[str, Any], Any] = {}
+        self.arrays: dict[tuple[str, np.dtype], np.ndarray] = {}
 
-    def get(self, kind: str, dtype, n: int, per_element: int = 1):
-        import torch
-
+    def get(self, kind: str, dtype: np.dtype, n: int, per_element: int = 1) -> np.ndarray:
         key = (kind, dtype)
-        if key not in self.tensors:
-            self.tensors[key] = torch.empty(self.chunk_elements * per_element, dtype=dtype)
-        return self.tensors[key][: n * per_element]
+        if key not in self.arrays:
+            self.arrays[key] = np.empty(self.chunk_elements * per_element, dtype=dtype)
+        return self.arrays[key][: n * per_element]
 
-    def raw(self, n: int):
+    def raw(self, n: int) -> np.ndarray:
         """Bytes for reading n elements of any dtype from disk (8 bytes per element at most)."""
-        import torch
+        return self.get("raw", np.dtype(np.uint8), n, per_element=8)
 
-        return self.get("raw", torch.uint8, n, per_element=8)
+    def float32(self, kind: str, n: int) -> np.ndarray:
+        return self.get(kind, np.dtype(np.float32), n)
+
+
+def _read_float32(source: Source, coefficient: float, start: int, end: int, buffers: ThreadBuffers,
+                  kind: str) -> np.ndarray:
+    """coefficient x source[start:end] in float32, in the thread's `kind` buffer."""
+    n = end - start
+    return widen(source.read(start, end, buffers.raw(n)), source.dtype, coefficient, buffers.float32(kind, n))
 
 
 def _gram_partial(job: TensorJob, start: int, end: int, buffers: ThreadBuffers) -> tuple[float, float, float]:
-    """This chunk's |a|^2, |b|^2, a.b: float32 dot products (MKL accumulates in many SIMD lanes, so a 2M-element
-    chunk loses ~1e-6 relative), added across chunks in float64 by the caller."""
-    import torch
-
-    n = end - start
-    a = buffers.get("acc", torch.float32, n).copy_(job.sources[0].read(start, end, buffers.raw(n)))
-    b = buffers.get("tmp", torch.float32, n).copy_(job.sources[1].read(start, end, buffers.raw(n)))
-    return float(torch.dot(a, a)), float(torch.dot(b, b)), float(torch.dot(a, b))
-
-
-def _is_float(dtype) -> bool:
-    return dtype.is_floating_point
+    """This chunk's |a|^2, |b|^2, a.b in float32, added across chunks in float64 by the caller."""
+    a = _read_float32(job.sources[0], 1.0, start, end, buffers, "acc")
+    b = _read_float32(job.sources[1], 1.0, start, end, buffers, "tmp")
+    return float(np.einsum("i,i->", a, a)), float(np.einsum("i,i->", b, b)), float(np.einsum("i,i->", a, b))
 
 
 def _write_chunk(job: TensorJob, coefficients: Sequence[float], start: int, end: int, buffers: ThreadBuffers) -> None:
-    import torch
-
     n = end - start
     terms = [(c, s) for c, s in zip(coefficients, job.sources, strict=True) if c != 0.0]
-    if not _is_float(job.sources[0].dtype):  # integer buffers are not averaged: the base's values are kept
+    if job.sources[0].dtype not in FLOATS:  # integer buffers are not averaged: the base's values are kept
         terms = [(1.0, job.sources[0])]
-    out = buffers.get("out", job.out_dtype, n)
+    out = buffers.get("out", STORAGE[job.out_dtype], n)
     if not terms:
-        job.write(start, out.zero_())
+        out.fill(0)
+        job.write(start, out)
         return
-    if len(terms) == 1 and terms[0][0] == 1.0:  # an endpoint: its bytes, not a float round trip
-        job.write(start, out.copy_(terms[0][1].read(start, end, buffers.raw(n))))
+    if len(terms) == 1 and terms[0][0] == 1.0 and terms[0][1].dtype == job.out_dtype:
+        job.write(start, terms[0][1].read(start, end, buffers.raw(n)))  # an endpoint: its bytes, no round trip
         return
-    # acc = c0*x0 + c1*x1 + ... in float32; copy_ converts into the reused buffers (sources are never written)
+    # acc = c0*x0 + c1*x1 + ... in float32 (sources are never written)
     (c0, s0), rest = terms[0], terms[1:]
-    acc = buffers.get("acc", torch.float32, n).copy_(s0.read(start, end, buffers.raw(n))).mul_(c0)
+    acc = _read_float32(s0, c0, start, end, buffers, "acc")
     for c, s in rest:
-        acc.add_(buffers.get("tmp", torch.float32, n).copy_(s.read(start, end, buffers.raw(n))), alpha=c)
-    job.write(start, out.copy_(acc))
-
-
-def _one_torch_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+        np.add(acc, _read_float32(s, c, start, end, buffers, "tmp"), out=acc)
+    job.write(start, narrow(acc, job.out_dtype, out, buffers))
 
 
 def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, threads: int | None = None,
@@ -261,12 +282,10 @@ def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, thread
     threads = threads or default_threads()
     plan = [(job, start, end) for job in jobs for start, end in chunks(numel(job.sources[0].shape), chunk_elements)]
     buffers = ThreadBuffers(min(chunk_elements, max((end - start for _, start, end in plan), default=1)))
-    # One torch thread per worker: the pool already fills the cores, and nested OpenMP teams would oversubscribe
-    # them (and spin). torch's OpenMP thread count is per calling thread, so the caller's setting is unchanged.
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="merge", initializer=_one_torch_thread) as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="merge") as pool:
         grams: dict[int, Gram | None] = {id(job): None for job in jobs}
         if spec.needs_gram:
-            gram_plan = [item for item in plan if _is_float(item[0].sources[0].dtype) and len(item[0].sources) == 2]
+            gram_plan = [item for item in plan if item[0].sources[0].dtype in FLOATS and len(item[0].sources) == 2]
             partials = pool.map(lambda item: _gram_partial(*item, buffers), gram_plan)
             sums: dict[int, list[float]] = {}
             for (job, _, _), (aa, bb, ab) in zip(gram_plan, partials, strict=True):  # in chunk order: deterministic
@@ -356,11 +375,19 @@ def _check_state_dicts(state_dicts: Sequence[Mapping[str, Any]], vocab: str) -> 
 
 
 def _memory_jobs(name: str, target, state_dicts: Sequence[Mapping[str, Any]]) -> list[TensorJob]:
+    import torch
+
     if not target.is_contiguous():
         raise ArtifactError(f"tensor '{name}': the target is not contiguous; call .contiguous() on it first")
     flat = target.detach().view(-1)
+    array = storage_view(flat) if flat.device.type == "cpu" else None
 
-    def write(start: int, values) -> None:
-        flat[start:start + values.numel()].copy_(values)
+    def write(start: int, values: np.ndarray) -> None:
+        if array is not None:
+            array[start:start + len(values)] = values
+        else:  # GPU targets: each chunk back to the device (through int16 for the 2-byte floats numpy lacks)
+            host = torch.from_numpy(values.view(np.int16) if values.dtype == np.uint16 else values)
+            flat[start:start + len(values)].copy_(host.view(flat.dtype))
 
-    return make_jobs(name, [MemorySource(sd[name]) for sd in state_dicts], target.dtype, write)
+    return make_jobs(name, [MemorySource(sd[name], name) for sd in state_dicts], dtype_code(target.dtype, name),
+                     write)

@@ -116,8 +116,6 @@ class Config(StageConfig):
 
 def run(config: Config) -> Path:
     """Merge `config.models` into `config.output`; returns the artifact directory."""
-    import torch  # noqa: F401  (imported before the clock starts: `seconds` in lineage times the merge alone)
-
     from solar_ray.merge.stream import merge_checkpoints
 
     if config.output is None:

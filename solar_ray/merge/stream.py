@@ -22,9 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from solar_ray.artifacts import PICKLE_SUFFIXES, require_model_dir
 from solar_ray.errors import ArtifactError
 from solar_ray.merge.core import CHUNK_ELEMENTS, MemorySource, check_compatible, make_jobs, numel, run_jobs
+from solar_ray.merge.kernels import STORAGE, itemsize
 from solar_ray.merge.methods import MergeSpec
 from solar_ray.upscale.stream import INDEX_NAME, read_checkpoint
 
@@ -34,33 +37,23 @@ NOT_COPIED_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 NOT_COPIED = {INDEX_NAME, PICKLE_INDEX_NAME, "lineage.json", "README.md"}
 
 
-def _torch_dtypes() -> dict[str, Any]:
-    import torch
-
-    return {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-            "BOOL": torch.bool}
-
-
 class DiskSource:
     """One tensor inside a safetensors shard, read by element range with os.pread (no mmap)."""
 
-    def __init__(self, fd: int, start: int, dtype: Any, shape: tuple[int, ...], path: Path) -> None:
+    def __init__(self, fd: int, start: int, dtype: str, shape: tuple[int, ...], path: Path) -> None:
         self.fd, self.start, self.dtype, self.shape, self.path = fd, start, dtype, shape, path
-        self.itemsize = dtype.itemsize
+        self.itemsize = itemsize(dtype)
 
-    def read(self, start: int, end: int, buffer=None):
-        import torch
-
+    def read(self, start: int, end: int, buffer: np.ndarray | None = None) -> np.ndarray:
         nbytes = (end - start) * self.itemsize
-        buffer = torch.empty(nbytes, dtype=torch.uint8) if buffer is None else buffer[:nbytes]
-        view, offset, done = memoryview(buffer.numpy()), self.start + start * self.itemsize, 0
+        buffer = np.empty(nbytes, dtype=np.uint8) if buffer is None else buffer[:nbytes]
+        view, offset, done = memoryview(buffer), self.start + start * self.itemsize, 0
         while done < nbytes:
             got = os.preadv(self.fd, [view[done:]], offset + done)
             if got == 0:
                 raise ArtifactError(f"{self.path}: ended at byte {offset + done}; the shard is truncated")
             done += got
-        return buffer.view(self.dtype)
+        return buffer.view(STORAGE[self.dtype])
 
 
 def open_checkpoint(model_dir: Path, files: contextlib.ExitStack, allow_pickle: bool) -> dict[str, Any]:
@@ -68,17 +61,16 @@ def open_checkpoint(model_dir: Path, files: contextlib.ExitStack, allow_pickle: 
     model_dir = require_model_dir(model_dir, allow_pickle=allow_pickle)
     if not any(model_dir.glob("*.safetensors")):
         return _open_pickle(model_dir)
-    dtypes = _torch_dtypes()
     fds: dict[Path, int] = {}
     sources: dict[str, Any] = {}
     # headers parsed (and checked against index and file sizes) by the byte-range reader up-scaling uses
     for name, ref in sorted(read_checkpoint(model_dir).items(), key=lambda item: (item[1].file, item[1].start)):
-        if ref.dtype not in dtypes:
+        if ref.dtype not in STORAGE:
             raise ArtifactError(f"{ref.file}: tensor '{name}' has dtype {ref.dtype}, which the merge cannot read")
         if ref.file not in fds:
             fds[ref.file] = os.open(ref.file, os.O_RDONLY)
             files.callback(os.close, fds[ref.file])
-        sources[name] = DiskSource(fds[ref.file], ref.start, dtypes[ref.dtype], ref.shape, ref.file)
+        sources[name] = DiskSource(fds[ref.file], ref.start, ref.dtype, ref.shape, ref.file)
     return sources
 
 
@@ -89,7 +81,7 @@ def _open_pickle(model_dir: Path) -> dict[str, Any]:
     sources = {}
     for path in sorted(p for p in model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES):
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        sources.update({name: MemorySource(tensor) for name, tensor in state.items()})
+        sources.update({name: MemorySource(tensor, name) for name, tensor in state.items()})
     return sources
 
 
@@ -99,13 +91,12 @@ def _open_pickle(model_dir: Path) -> dict[str, Any]:
 class ShardWriter:
     """Pre-sized output shards with headers written; `writer(name)` pwrites chunks of one tensor."""
 
-    def __init__(self, out_dir: Path, tensors: Sequence[tuple[str, Any, tuple[int, ...]]], max_shard_bytes: int,
+    def __init__(self, out_dir: Path, tensors: Sequence[tuple[str, str, tuple[int, ...]]], max_shard_bytes: int,
                  files: contextlib.ExitStack) -> None:
-        names = {dtype: code for code, dtype in _torch_dtypes().items()}
-        shards: list[list[tuple[str, Any, tuple[int, ...]]]] = [[]]
+        shards: list[list[tuple[str, str, tuple[int, ...]]]] = [[]]
         size = 0
         for item in tensors:  # a tensor bigger than max_shard_bytes gets a shard of its own, as transformers does
-            nbytes = numel(item[2]) * item[1].itemsize
+            nbytes = numel(item[2]) * itemsize(item[1])
             if shards[-1] and size + nbytes > max_shard_bytes:
                 shards.append([])
                 size = 0
@@ -119,8 +110,8 @@ class ShardWriter:
             header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
             offset = 0
             for name, dtype, shape in items:
-                nbytes = numel(shape) * dtype.itemsize
-                header[name] = {"dtype": names[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+                nbytes = numel(shape) * itemsize(dtype)
+                header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
                 offset += nbytes
             raw = json.dumps(header, separators=(",", ":")).encode()
             raw += b" " * (-len(raw) % 8)  # tensor data starts 8-byte aligned, as the safetensors writer does
@@ -130,18 +121,16 @@ class ShardWriter:
             os.ftruncate(fd, 8 + len(raw) + offset)
             for name, dtype, _shape in items:
                 begin = header[name]["data_offsets"][0]
-                self.locations[name] = (fd, 8 + len(raw) + begin, dtype.itemsize)
+                self.locations[name] = (fd, 8 + len(raw) + begin, itemsize(dtype))
                 self.weight_map[name] = shard_name
             self.total_bytes += offset
         self.shards = len(shards)
 
     def writer(self, name: str):
-        fd, base, itemsize = self.locations[name]
+        fd, base, size = self.locations[name]
 
-        def write(start: int, values) -> None:
-            import torch
-
-            view, offset, done = memoryview(values.contiguous().view(torch.uint8).numpy()), base + start * itemsize, 0
+        def write(start: int, values: np.ndarray) -> None:
+            view, offset, done = memoryview(np.ascontiguousarray(values).view(np.uint8)), base + start * size, 0
             while done < len(view):
                 done += os.pwrite(fd, view[done:], offset + done)
 

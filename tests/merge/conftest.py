@@ -1,4 +1,4 @@
-"""Tiny random Llama checkpoints for the merge tests: same architecture, different seeds, fp16 and fp32."""
+"""Tiny random Llama checkpoints for the merge tests: same architecture, different seeds, fp16, bf16, fp32."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "a32": build_model(root / "a32", seed=1, dtype="float32"),
         "b32": build_model(root / "b32", seed=2, dtype="float32"),
         "c32": build_model(root / "c32", seed=3, dtype="float32"),
+        "abf": build_model(root / "abf", seed=1, dtype="bfloat16"),
+        "bbf": build_model(root / "bbf", seed=2, dtype="bfloat16"),
     }
 
 

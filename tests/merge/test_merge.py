@@ -89,6 +89,18 @@ def test_linear_no_normalize_uses_weights_as_given(tmp_path, models):
         assert_close_to_reference(merged[name], 0.5 * a[name].double().numpy() + b[name].double().numpy(), name)
 
 
+@pytest.mark.parametrize("pair, ulp", [(("a16", "b16"), 2**-10), (("abf", "bbf"), 2**-7)])
+def test_half_precision_merges_are_the_reference_rounded(tmp_path, models, pair, ulp):
+    """float32 arithmetic, then one rounding to the inputs' dtype: within one unit in the last place."""
+    out = merge(tmp_path, "linear", [(models[pair[0]], 0.4), (models[pair[1]], 0.6)])
+    merged, a, b = load_state(out), load_state(models[pair[0]]), load_state(models[pair[1]])
+    for name in merged:
+        assert merged[name].dtype == a[name].dtype
+        reference = ref_linear([a[name], b[name]], (0.4, 0.6))
+        got = merged[name].double().numpy()
+        assert np.allclose(got, reference, rtol=ulp, atol=2**-24), f"{name}: max err {np.abs(got - reference).max()}"
+
+
 def test_slerp_matches_float64_reference(tmp_path, models):
     out = merge(tmp_path, "slerp", [(models["a32"], 1.0), (models["b32"], 1.0)], t=0.3)
     merged, a, b = load_state(out), load_state(models["a32"]), load_state(models["b32"])
@@ -127,10 +139,11 @@ def test_slerp_of_colinear_tensors_falls_back_to_linear():
 @pytest.mark.parametrize("method, kw", [("linear", {"weights": [0.4, 0.6]}),
                                         ("slerp", {"t": {"mlp": [0.0, 0.5, 1.0], "default": 0.35}})])
 @pytest.mark.parametrize("chunk", [4096, 4 << 20])
-def test_in_memory_and_on_disk_agree_bit_for_bit(tmp_path, models, method, kw, chunk):
+@pytest.mark.parametrize("pair, dtype", [(("a16", "b16"), torch.float16), (("abf", "bbf"), torch.bfloat16)])
+def test_in_memory_and_on_disk_agree_bit_for_bit(tmp_path, models, method, kw, chunk, pair, dtype):
     from transformers import AutoModelForCausalLM
 
-    paths = [models["a16"], models["b16"]]
+    paths = [models[pair[0]], models[pair[1]]]
     disk_kw = {"t": kw["t"]} if "t" in kw else {}
     out = merge(tmp_path, method, list(zip(paths, kw.get("weights", [1.0, 1.0]), strict=True)), chunk_elements=chunk, **disk_kw)
     on_disk = load_state(out)
@@ -141,7 +154,7 @@ def test_in_memory_and_on_disk_agree_bit_for_bit(tmp_path, models, method, kw, c
     assert all(bits_equal(in_memory[k], on_disk[k]) for k in on_disk)
 
     # a live model holding the base weights, merged in place (it is itself the first source)
-    model = AutoModelForCausalLM.from_pretrained(paths[0], dtype=torch.float16)
+    model = AutoModelForCausalLM.from_pretrained(paths[0], dtype=dtype)
     pointers = {n: p.data_ptr() for n, p in model.named_parameters()}
     merge_into_model(model, [model.state_dict(), states[1]], method, chunk_elements=chunk, **kw)
     live = model.state_dict()
@@ -228,3 +241,19 @@ def test_vocab_base_keeps_the_base_vocabulary(tmp_path, models):
     assert merged[name].shape == (64, 64)
     in_memory = merge_state_dicts("linear", [a, b], weights=[0.5, 0.5], vocab="base")
     assert all(bits_equal(in_memory[k], merged[k]) for k in merged)
+
+
+def test_the_merge_command_never_imports_torch(tmp_path, models):
+    """Importing torch takes seconds, longer than merging 0.8 GiB (kernels.py): the CLI path stays numpy-only."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from solar_ray.cli import main; sys.argv = ['solar-ray', 'merge', sys.argv[1], "
+              "'--method', 'slerp', '--model', sys.argv[2], '--model', sys.argv[3], '--t', '0.5']\n"
+              "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+              "print('torch imported:', 'torch' in sys.modules)")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-c", script, str(out), str(models["a16"]), str(models["b16"])],
+                            capture_output=True, text=True, check=True)
+    assert "torch imported: False" in result.stdout, result.stdout + result.stderr
+    assert (out / "model.safetensors.index.json").is_file() or list(out.glob("*.safetensors"))
