@@ -57,9 +57,9 @@ def widen(raw: np.ndarray, code: str, coefficient: float, out: np.ndarray) -> np
         np.left_shift(raw.view(np.int16), 13, out=bits, dtype=np.int32)  # sign-extends: bits 28-30 need clearing
         np.bitwise_and(bits, _HALF_KEEP, out=bits)
         np.multiply(out, c * _HALF_SCALE, out=out)
-        # infinities and NaNs came out as finite numbers of magnitude >= 65536 |c| (the largest half is 65504)
-        limit = np.float32(65536) * abs(c)
-        if out.max(initial=0) >= limit or out.min(initial=0) <= -limit:
+        # infinities and NaNs (exponent bits all set) came out as finite numbers: two cheap 2-byte reductions
+        # find them - positive ones are the largest int16 patterns, negative ones the largest uint16 patterns
+        if raw.view(np.int16).max(initial=0) >= _HALF_INF or raw.view(np.uint16).max(initial=0) >= 0x8000 | _HALF_INF:
             special = (raw & np.uint16(0x7FFF)) >= _HALF_INF
             out[special] = raw[special].view(np.float16).astype(np.float32) * c
     elif code == "BF16":
