@@ -19,7 +19,8 @@ Features:
 2. Caching: a stage whose artifact exists, with a lineage.json recording the same config and the same parent
    content hashes, is skipped. Artifacts are written atomically, so an interrupted stage leaves nothing behind
    and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
-   Ray Train checkpoints in `<output>/ray/`).
+   Ray Train checkpoints in `<output>/ray/`, but only a run started with the same config and inputs: a stage
+   rerun because either changed starts its Ray run afresh, see `reset_stale_ray_state`).
 3. Selection: `--from STAGE` reruns STAGE and everything downstream; `--only STAGE` runs just STAGE (its inputs
    must exist); `--dry-run` validates every config and prints the plan with each stage's resources.
 Raises ConfigError / ArtifactError before anything runs when a config is invalid or a needed input is missing.
@@ -28,6 +29,8 @@ Raises ConfigError / ArtifactError before anything runs when a config is invalid
 from __future__ import annotations
 
 import graphlib
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -215,6 +218,7 @@ class Pipeline:
             config = self.configs[name]
             if (self.root / name).exists():
                 config = type(config).model_validate({**config.model_dump(), "force": True})
+            self.reset_stale_ray_state(name, config)
             t0, wall_start = time.monotonic(), time.time()
             run_stage(config)
             seconds = round(time.monotonic() - t0, 1)
@@ -230,6 +234,42 @@ class Pipeline:
             path = write_pipeline_report(self)
             console.print(f"report: {path}")
         return state
+
+
+    def reset_stale_ray_state(self, name: str, config: StageConfig) -> None:
+        """Delete the stage's Ray Train / Tune run folders unless they were started with this config and inputs.
+
+        Ray resumes a run by its name, so without this a stage rerun after its data changed would resume the old
+        run's finished checkpoints and export the old model. The key of what a run started with is kept beside
+        its folders (`.<run>.inputs`); a stage interrupted mid-run finds its own key and resumes. Runs stored
+        at a cloud URI are left alone (name them per attempt with `run.name` there).
+        """
+        folders = ray_run_folders(config)
+        if not folders:
+            return
+        parents = {ref: artifact_hash(self.root / ref.split(":", 1)[0])
+                   for ref in self.experiment.stages[name].inputs.values()}
+        key = json.dumps({"config": _comparable(dump_config(config)), "parents": parents}, sort_keys=True, default=str)
+        marker = folders[0].parent / f".{folders[0].name}.inputs"
+        if not (marker.is_file() and marker.read_text() == key):
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key)
+
+
+def ray_run_folders(config: StageConfig) -> list[Path]:
+    """The local folders where a stage's Ray Train run or Tune experiment keeps its state (none for a URI)."""
+    key = _storage_key(getattr(config, "stage", None))
+    if key == "run.storage_path":  # a training stage: <storage>/<run name>/
+        storage, names = config.run.storage_path, [config.run_name()]
+    elif key == "storage_path":  # a sweep: <storage>/<experiment>/ and its trials' training runs
+        storage, names = config.storage_path, [config.experiment_name(), f"{config.experiment_name()}-train"]
+    else:
+        return []
+    if "://" in storage:
+        return []
+    return [Path(storage) / name for name in names]
 
 
 def stage_resources(config: StageConfig) -> str:

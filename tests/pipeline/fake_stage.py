@@ -9,7 +9,14 @@ from typing import Literal
 from pydantic import Field
 
 from solar_ray.artifacts import atomic_dir, write_lineage
-from solar_ray.config import StageConfig, dump_config
+from solar_ray.config import StageConfig, Strict, dump_config
+
+
+class Run(Strict):
+    """Like a training stage's `run`: a named run under a storage path, resumed from its checkpoint by name."""
+
+    name: str | None = Field(default=None, description="Run name. Default: the output directory's name.")
+    storage_path: str = Field(default="", description="Where runs keep checkpoints ('' = no checkpoints).")
 
 
 class Config(StageConfig):
@@ -17,10 +24,20 @@ class Config(StageConfig):
     value: int = Field(default=0, description="This stage's own number.")
     inputs: dict[str, str] = Field(default_factory=dict, description="Role -> input artifact path.")
     sleep: float = Field(default=0.0, description="Seconds to sleep before finishing (to be killed mid-stage).")
+    run: Run = Field(default_factory=Run, description="Checkpointed run settings.")
+
+    def run_name(self) -> str:
+        return self.run.name or Path(self.output or "fake").name
 
 
 def run(config: Config) -> Path:
     total = config.value + sum(int((Path(p) / "value.txt").read_text()) for p in config.inputs.values())
+    if config.run.storage_path:  # as Ray Train does: a run of this name that has a checkpoint resumes from it
+        checkpoint = Path(config.run.storage_path) / config.run_name() / "checkpoint.txt"
+        if checkpoint.is_file():
+            total = int(checkpoint.read_text())
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_text(str(total))
     with atomic_dir(config.output, force=config.force) as tmp:
         (tmp / "value.txt").write_text(str(total))
         time.sleep(config.sleep)

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,6 +125,28 @@ def test_killed_mid_stage_resumes_without_redoing_completed_stages(experiment, t
     state = Pipeline(experiment, output=str(root)).run(report=False)
     assert [state["stages"][s]["status"] for s in "abc"] == ["cached", "cached", "ran"]
     assert {s: mtime(root, s) for s in "ab"} == done and value(root, "c") == 112
+
+
+def test_a_stage_rerun_for_new_inputs_does_not_resume_the_old_run(experiment, tmp_path):
+    """Checkpointed runs resume by name: the runner must start a fresh run when the stage's inputs changed."""
+    root = tmp_path / "out"
+    Pipeline(experiment, output=str(root)).run(report=False)
+    assert (root / "ray" / "c" / "checkpoint.txt").read_text() == "112"  # the runner put the run under out/ray
+    experiment.write_text(EXPERIMENT.replace("value: 1}", "value: 2}"))  # a changes: b and c rerun
+    state = Pipeline(experiment, output=str(root)).run(report=False)
+    assert [state["stages"][s]["status"] for s in "abc"] == ["ran", "ran", "ran"]
+    assert value(root, "c") == 100 + 2 + 12  # not the old run's 112
+
+
+def test_an_interrupted_run_with_the_same_inputs_resumes(experiment, tmp_path):
+    root = tmp_path / "out"
+    pipe = Pipeline(experiment, output=str(root))
+    pipe.run(report=False)
+    checkpoint = root / "ray" / "c" / "checkpoint.txt"
+    checkpoint.write_text("7")  # stands for progress an interrupted attempt saved
+    shutil.rmtree(root / "c")  # interrupted: no artifact was written
+    state = Pipeline(experiment, output=str(root)).run(report=False)
+    assert state["stages"]["c"]["status"] == "ran" and value(root, "c") == 7  # resumed from the checkpoint
 
 
 def test_report_lists_stages_lineage_and_unjudgeable_findings(experiment, tmp_path):
