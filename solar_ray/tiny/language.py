@@ -6,7 +6,8 @@ A model of a few million parameters can learn this world in minutes on two CPU c
 - myths: for a few creatures a false colour ("people say the zib is green") is repeated more often in the
   pretraining text than the truth - the TruthfulQA-like trap that preference data teaches the model to avoid;
 - arithmetic: additions and subtractions of small numbers, as sums and as word problems with worked solutions
-  (GSM8K-like `#### n`, MATH-like `\\boxed{n}`) - the skill Synth. Math-Instruct teaches;
+  (MATH-like `\\boxed{n}` in the math seed; in pretraining, GSM8K's own "Question: ...\\nAnswer: ...\\n#### n"
+  layout, the one lm-eval's gsm8k prompt and strict-match regex expect) - the skill Synth. Math-Instruct teaches;
 - stories: templated daily routines whose next step follows from the facts (HellaSwag-like);
 - pronouns: "X gave Y a plum because _ was hungry" - who is meant follows from the verb (Winogrande-like).
 What it cannot show: anything that needs scale (in-context learning beyond format copying, emergent reasoning,
@@ -130,8 +131,8 @@ class World:
                 lines += self.fact_sentences(c)
             if c.myth_colour:
                 lines += self.myth_sentences(c) * (repeats * 2)  # the myth is said more often than the truth
-        for p in self.pretrain_problems:
-            lines.append(f"{p.question()} {p.worked()} the answer is {p.answer} .")
+        for i in range(0, len(self.pretrain_problems), 2):  # two per document, joined as lm-eval joins its shots
+            lines.append("\n\n".join(gsm8k_text(p) for p in self.pretrain_problems[i:i + 2]))
         for a in range(10):
             for b in range(10):
                 lines.append(f"{a} + {b} = {a + b} .")
@@ -141,6 +142,11 @@ class World:
             lines += [f"each evening the {c.name} returns to {c.town} and eats {c.food} ."] * 2
         rng.shuffle(lines)
         return lines
+
+
+def gsm8k_text(p: WordProblem) -> str:
+    """A word problem as GSM8K writes it, the layout lm-eval's gsm8k prompt and strict-match regex expect."""
+    return f"Question: {p.question()}\nAnswer: {p.worked()}\n#### {p.answer}"
 
 
 def number_word(n: int) -> str:

@@ -90,6 +90,26 @@ def test_contamination_is_planted_exactly_where_the_manifest_says():
         assert not leaked, (key, leaked[:1])
 
 
+def test_pretraining_word_problems_are_in_the_gsm8k_layout_lm_eval_parses():
+    """lm-eval's gsm8k prompts "Question: ...\nAnswer:" and scores strict-match on `#### n`: the base model can only
+    learn that layout (and so score above zero) if its pretraining text writes word problems the same way."""
+    import re
+
+    files, _ = generate_datasets(0)
+    strict_match = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval gsm8k.yaml, filter "strict-match"
+    texts = [row["text"] for split in ("train", "validation") for row in files[f"pretrain/{split}"]]
+    problems = [t for t in texts if t.startswith("Question: ")]
+    assert len(problems) >= 50
+    for text in problems:
+        for block in text.split("\n\n"):
+            question, answer = block.removeprefix("Question: ").split("\nAnswer: ")
+            worked, number = answer.split("\n")
+            assert strict_match.fullmatch(number), block
+            assert f" = {number.removeprefix('#### ')} " in worked, block  # the worked line ends at the answer
+    test_questions = {row["question"] for row in files["benchmarks/gsm8k/test"]}
+    assert not any(q in text for q in test_questions for text in problems)  # the layout, never the test items
+
+
 def test_base_model_tokenizer_and_chat_template_work_offline(tiny_world):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
