@@ -36,8 +36,13 @@ def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str 
         if max_length:
             kwargs["max_length"] = max_length
         if isinstance(model, (str, Path)):
-            return HFLM(pretrained=str(model), tokenizer=str(tokenizer or model), **kwargs)
-        return HFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
+            lm = HFLM(pretrained=str(model), tokenizer=str(tokenizer or model), **kwargs)
+        else:
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
+        # lm-eval caps generation with max_length (context + the task's max_gen_toks); a max_new_tokens in the
+        # model's generation_config would take precedence and ignore that cap (the tiny models' 64 did).
+        lm.model.generation_config.max_new_tokens = None
+        return lm
     if backend == "vllm":
         if not isinstance(model, (str, Path)):
             raise ConfigError("backend vllm: needs a model directory, not a live model (use backend: hf)")

@@ -11,7 +11,7 @@ import pytest
 
 from solar_ray.config import load_config
 from solar_ray.errors import ArtifactError, ConfigError, DataError
-from solar_ray.evaluate.runner import evaluate_models
+from solar_ray.evaluate.runner import evaluate_models, make_lm
 from solar_ray.evaluate.stage import Config, run
 
 
@@ -81,3 +81,21 @@ def test_shipped_configs_validate(name):
 
     config = load_config(Path(__file__).parents[2] / "experiments/tiny" / name)
     assert config.stage in {"eval", "contamination"}
+
+
+def test_the_task_generation_cap_wins_over_the_model_generation_config(eval_model, tmp_path):
+    """A model that saves max_new_tokens in its generation_config still generates at most the task's max_gen_toks."""
+    from lm_eval.api.instance import Instance
+    from transformers import GenerationConfig
+
+    model = tmp_path / "model"
+    shutil.copytree(eval_model, model)
+    GenerationConfig(bos_token_id=1, eos_token_id=2, max_new_tokens=64).save_pretrained(model)
+    lm = make_lm(model, batch_size=2)
+
+    def generate(max_gen_toks: int) -> str:
+        kwargs = {"until": ["never-generated"], "max_gen_toks": max_gen_toks, "do_sample": False}
+        return lm.generate_until([Instance("generate_until", {}, ("the", kwargs), 0)])[0]
+
+    short, long = generate(3), generate(12)
+    assert short and long.startswith(short) and len(short) < len(long)  # greedy: the short one is a prefix
