@@ -235,7 +235,6 @@ class Pipeline:
             console.print(f"report: {path}")
         return state
 
-
     def reset_stale_ray_state(self, name: str, config: StageConfig) -> None:
         """Delete the stage's Ray Train / Tune run folders unless they were started with this config and inputs.
 

@@ -72,7 +72,7 @@ class Config(StageConfig):
     allow_pickle: bool = Field(default=False, description="Accept pickle (.bin) weights; they can run arbitrary code.")
     threads: int | None = Field(default=None, ge=1, description="Worker threads (default: one per usable core, at most 8).")
     chunk_elements: int = Field(default=CHUNK_ELEMENTS, ge=1024,
-                                description="Elements per work chunk; scratch memory ~ threads x chunk x 20 bytes.")
+                                description="Elements per work chunk; scratch memory ~ threads x chunk x 26 bytes.")
     max_shard_mb: float = Field(default=5000, gt=0, description="Largest output shard in MB (10^6 bytes).")
 
     @field_validator("models", mode="before")

@@ -11,7 +11,7 @@ import hashlib
 import random
 from typing import Any
 
-from solar_ray.tiny.language import COLOURS, FOODS, TOWNS, Creature, World, WordProblem
+from solar_ray.tiny.language import COLOURS, FOODS, TOWNS, Creature, WordProblem, World, gsm8k_answer
 
 Rows = list[dict[str, Any]]
 LABELS = ["A", "B", "C", "D"]
@@ -138,7 +138,7 @@ def winogrande_items(world: World, rng: random.Random) -> Rows:
 
 
 def gsm8k_row(p: WordProblem) -> dict[str, Any]:
-    return {"question": p.question(), "answer": f"{p.worked()}\n#### {p.answer}"}
+    return {"question": p.question(), "answer": gsm8k_answer(p)}
 
 
 def math_row(p: WordProblem, rng: random.Random) -> dict[str, Any]:

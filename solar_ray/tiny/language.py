@@ -144,9 +144,14 @@ class World:
         return lines
 
 
+def gsm8k_answer(p: WordProblem) -> str:
+    """GSM8K's answer field: the worked line, then `#### n` (what lm-eval's strict-match regex reads)."""
+    return f"{p.worked()}\n#### {p.answer}"
+
+
 def gsm8k_text(p: WordProblem) -> str:
-    """A word problem as GSM8K writes it, the layout lm-eval's gsm8k prompt and strict-match regex expect."""
-    return f"Question: {p.question()}\nAnswer: {p.worked()}\n#### {p.answer}"
+    """A word problem as lm-eval's gsm8k prompt lays it out."""
+    return f"Question: {p.question()}\nAnswer: {gsm8k_answer(p)}"
 
 
 def number_word(n: int) -> str:
