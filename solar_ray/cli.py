@@ -118,10 +118,8 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except (typer.BadParameter, Exception) as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if isinstance(exc, _USAGE_ERRORS):  # bad arguments: click prints its usage line and "Error: ..."
             exc.show()
             sys.exit(exc.exit_code)
         if isinstance(exc, FileNotFoundError) and not debug:
@@ -130,5 +128,12 @@ def main() -> None:
         raise
 
 
-if __name__ == "__main__":
-    main()
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """click's exception base, and typer's own copy of it: recent typer vendors click as `typer._click`."""
+    import click
+
+    vendored = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return tuple({click.ClickException, vendored})
+
+
+_USAGE_ERRORS = _usage_errors()
