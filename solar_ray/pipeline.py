@@ -218,7 +218,7 @@ class Pipeline:
             config = self.configs[name]
             if (self.root / name).exists():
                 config = type(config).model_validate({**config.model_dump(), "force": True})
-            self.reset_stale_ray_state(name, config)
+            self.reset_stale_ray_state(name, config, fresh=name in forced)
             t0, wall_start = time.monotonic(), time.time()
             run_stage(config)
             seconds = round(time.monotonic() - t0, 1)
@@ -235,13 +235,14 @@ class Pipeline:
             console.print(f"report: {path}")
         return state
 
-    def reset_stale_ray_state(self, name: str, config: StageConfig) -> None:
+    def reset_stale_ray_state(self, name: str, config: StageConfig, fresh: bool = False) -> None:
         """Delete the stage's Ray Train / Tune run folders unless they were started with this config and inputs.
 
         Ray resumes a run by its name, so without this a stage rerun after its data changed would resume the old
         run's finished checkpoints and export the old model. The key of what a run started with is kept beside
-        its folders (`.<run>.inputs`); a stage interrupted mid-run finds its own key and resumes. Runs stored
-        at a cloud URI are left alone (name them per attempt with `run.name` there).
+        its folders (`.<run>.inputs`); a stage interrupted mid-run finds its own key and resumes. `fresh` (a
+        stage chosen by --from / --only) always starts over: resuming would only replay the last checkpoint.
+        Runs stored at a cloud URI are left alone (name them per attempt with `run.name` there).
         """
         folders = ray_run_folders(config)
         if not folders:
@@ -250,7 +251,7 @@ class Pipeline:
                    for ref in self.experiment.stages[name].inputs.values()}
         key = json.dumps({"config": _comparable(dump_config(config)), "parents": parents}, sort_keys=True, default=str)
         marker = folders[0].parent / f".{folders[0].name}.inputs"
-        if not (marker.is_file() and marker.read_text() == key):
+        if fresh or not (marker.is_file() and marker.read_text() == key):
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
         marker.parent.mkdir(parents=True, exist_ok=True)

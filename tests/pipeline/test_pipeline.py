@@ -149,6 +149,15 @@ def test_an_interrupted_run_with_the_same_inputs_resumes(experiment, tmp_path):
     assert state["stages"]["c"]["status"] == "ran" and value(root, "c") == 7  # resumed from the checkpoint
 
 
+def test_a_stage_chosen_by_from_or_only_starts_its_run_afresh(experiment, tmp_path):
+    """--from / --only mean "run it again": resuming the finished run would only replay its last checkpoint."""
+    root = tmp_path / "out"
+    Pipeline(experiment, output=str(root)).run(report=False)
+    (root / "ray" / "c" / "checkpoint.txt").write_text("7")  # what a resume would pick up
+    state = Pipeline(experiment, output=str(root)).run(only="c", report=False)
+    assert state["stages"]["c"]["status"] == "ran" and value(root, "c") == 112
+
+
 def test_report_lists_stages_lineage_and_unjudgeable_findings(experiment, tmp_path):
     text = EXPERIMENT + """
 report:
