@@ -60,6 +60,8 @@ def pipeline(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate every config and print the plan.")] = False,
     output: Annotated[str | None, typer.Option(help="Output root (default: the experiment's, or runs/<name>).")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the final report.")] = False,
+    parallel: Annotated[int | None, typer.Option(
+        min=1, help="Stages at once, as the cluster's CPUs/GPUs allow (default: the experiment's `parallel`).")] = None,
 ) -> None:
     """Run a whole experiment as a DAG of stages; completed stages with unchanged inputs are skipped."""
     from solar_ray.pipeline import Pipeline
@@ -72,13 +74,14 @@ def pipeline(
         from rich.table import Table
 
         table = Table(title=f"{pipe.experiment.name}: plan ({pipe.root})")
-        for column in ("stage", "kind", "inputs", "resources", "status"):
+        columns = ("stage", "kind", "inputs", "resources", "reserves", "status")
+        for column in columns:
             table.add_column(column)
         for row in pipe.plan(pipe.select(start, only)):
-            table.add_row(*(str(row[c]) for c in ("stage", "kind", "inputs", "resources", "status")))
+            table.add_row(*(str(row[c]) for c in columns))
         Console(width=200).print(table)
         return
-    pipe.run(start=start, only=only, report=not no_report)
+    pipe.run(start=start, only=only, report=not no_report, parallel=parallel)
 
 
 @app.command()

@@ -14,8 +14,9 @@ Everything lands under one output directory (default `runs/<name>/`): one artifa
 report at `<output>/report/`.
 
 Features:
-1. Order: stages run in topological order of their inputs; a cycle or a reference to an unknown stage is a
-   ConfigError naming the stage.
+1. Order: a stage runs once its inputs are done; a cycle or a reference to an unknown stage is a ConfigError
+   naming the stage. Up to `parallel` independent stages run at once, as far as the CPUs/GPUs they ask Ray for
+   fit the cluster (`stage_demand`); the tiny experiment runs two, since Ray Train's start-up idles a core.
 2. Caching: a stage whose artifact exists, with a lineage.json recording the same config and the same parent
    content hashes, is skipped. Artifacts are written atomically, so an interrupted stage leaves nothing behind
    and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import graphlib
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -72,6 +74,10 @@ class Experiment(Strict):
     description: str = Field(default="", description="What the experiment reproduces, for the report.")
     output: str | None = Field(default=None, description="Output root (local path). Default: runs/<name>.")
     stages: dict[str, StageSpec] = Field(description="Stage name -> spec, in any order (the DAG orders them).")
+    parallel: int = Field(
+        default=1, ge=1,
+        description="Stages run at once, when their inputs are ready and the cluster has the CPUs/GPUs they ask for.",
+    )
     report: ReportSpec = Field(
         default_factory=ReportSpec, description="Report layout: tables, curves and findings (solar_ray.report.spec)."
     )
@@ -185,15 +191,27 @@ class Pipeline:
                 "kind": config.stage,
                 "inputs": ", ".join(f"{k}<-{v}" for k, v in self.experiment.stages[name].inputs.items()) or "-",
                 "resources": stage_resources(config),
+                "reserves": describe_demand(stage_demand(config, {"CPU": math.inf, "GPU": math.inf})),
                 "status": status,
             })
         return rows
 
-    def run(self, start: str | None = None, only: str | None = None, report: bool = True) -> dict[str, Any]:
-        """Run the selected stages in order; returns the state written to pipeline.json."""
+    def run(self, start: str | None = None, only: str | None = None, report: bool = True,
+            parallel: int | None = None) -> dict[str, Any]:
+        """Run the selected stages as their inputs become ready; returns the state written to pipeline.json.
+
+        Up to `parallel` stages (default: the experiment's) run at once, each in a driver thread that waits on its
+        Ray work. A stage starts only when the CPUs/GPUs it asks for (`stage_demand`) fit beside those of the
+        running stages, or when nothing else runs (so a stage larger than the cluster can still make an
+        autoscaler grow it). Ready stages start longest downstream chain first. After a failure no new stage
+        starts; the running ones finish and the first error is raised.
+        """
+        import queue
+        import threading
+
         from rich.console import Console
 
-        from solar_ray.ray_session import init_ray
+        from solar_ray.ray_session import cluster_resources, init_ray
         from solar_ray.stages import run_stage
 
         console = Console(stderr=True)
@@ -205,27 +223,72 @@ class Pipeline:
                 if parent not in selected and not path.exists():
                     raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
         self.root.mkdir(parents=True, exist_ok=True)
-        state = {"experiment": self.experiment.name, "source": str(self.path), "stages": {}}
+        state: dict[str, Any] = {"experiment": self.experiment.name, "source": str(self.path), "stages": {}}
         init_ray()
-        started = time.monotonic()
-        for index, name in enumerate(selected, 1):
-            label = f"[{index}/{len(selected)}] {name} ({self.configs[name].stage})"
-            if name not in forced and self.is_current(name):
-                console.print(f"{label}: cached")
-                state["stages"][name] = {"status": "cached", "seconds": 0.0}
-                continue
-            console.print(f"{label}: running")
-            config = self.configs[name]
-            if (self.root / name).exists():
-                config = type(config).model_validate({**config.model_dump(), "force": True})
-            self.reset_stale_ray_state(name, config, fresh=name in forced)
-            t0, wall_start = time.monotonic(), time.time()
-            run_stage(config)
-            seconds = round(time.monotonic() - t0, 1)
-            console.print(f"{label}: done in {seconds:.0f} s (total {time.monotonic() - started:.0f} s)")
-            # started_at (unix s): lines the stage up with the per-step timestamps in its metrics.jsonl
-            state["stages"][name] = {"status": "ran", "seconds": seconds, "started_at": round(wall_start, 2)}
+        cluster = cluster_resources()
+        limit = parallel or self.experiment.parallel
+        chain = self._downstream_chain()
+        pending = sorted(selected, key=lambda n: (-chain[n], self.order.index(n)))
+        finished: set[str] = set()
+        running: dict[str, dict[str, float]] = {}  # stage -> the resources it holds
+        results: queue.Queue = queue.Queue()
+        failure: BaseException | None = None
+        started, index = time.monotonic(), 0
+        state.update(parallel=limit, started_at=round(time.time(), 2))
+
+        def label(name: str) -> str:
+            return f"[{index}/{len(selected)}] {name} ({self.configs[name].stage})"
+
+        def work(name: str, config: StageConfig) -> None:
+            t0 = time.monotonic()
+            try:
+                run_stage(config)
+                results.put((name, None, time.monotonic() - t0))
+            except BaseException as exc:  # noqa: BLE001 (re-raised in the driver's main thread)
+                results.put((name, exc, time.monotonic() - t0))
+
+        while pending or running:
+            for name in list(pending) if failure is None else []:
+                if not all(p in finished or p not in selected for p in self.parents[name]):
+                    continue
+                if name not in forced and self.is_current(name):
+                    pending.remove(name)
+                    finished.add(name)
+                    index += 1
+                    console.print(f"{label(name)}: cached")
+                    state["stages"][name] = {"status": "cached", "seconds": 0.0}
+                    continue
+                demand = stage_demand(self.configs[name], cluster)
+                if running and (len(running) >= limit or not _fits(demand, running.values(), cluster)):
+                    continue
+                pending.remove(name)
+                index += 1
+                config = self.configs[name]
+                if (self.root / name).exists():
+                    config = type(config).model_validate({**config.model_dump(), "force": True})
+                self.reset_stale_ray_state(name, config, fresh=name in forced)
+                console.print(f"{label(name)}: running")
+                running[name] = demand
+                # started_at (unix s): lines the stage up with the per-step timestamps in its metrics.jsonl
+                state["stages"][name] = {"status": "running", "started_at": round(time.time(), 2)}
+                threading.Thread(target=work, args=(name, config), name=f"stage-{name}", daemon=True).start()
+            if not running:
+                if pending and failure is None:  # cannot happen: with nothing running, the first ready stage starts
+                    raise RuntimeError(f"pipeline stalled with pending stages {pending}")
+                break
+            name, error, seconds = _next_result(results)
+            del running[name]
+            if error is not None:
+                state["stages"][name] = {**state["stages"][name], "status": "failed", "seconds": round(seconds, 1)}
+                console.print(f"{name}: failed after {seconds:.0f} s" + (", waiting for running stages" if running else ""))
+                failure = failure or error
+            else:
+                finished.add(name)
+                state["stages"][name] = {**state["stages"][name], "status": "ran", "seconds": round(seconds, 1)}
+                console.print(f"{name}: done in {seconds:.0f} s (total {time.monotonic() - started:.0f} s)")
             write_json(self.root / "pipeline.json", state)
+        if failure is not None:
+            raise failure
         state["seconds"] = round(time.monotonic() - started, 1)
         write_json(self.root / "pipeline.json", state)
         if report:
@@ -234,6 +297,17 @@ class Pipeline:
             path = write_pipeline_report(self)
             console.print(f"report: {path}")
         return state
+
+    def _downstream_chain(self) -> dict[str, int]:
+        """Stages on the longest path from each stage to the end of the DAG (itself included)."""
+        children: dict[str, list[str]] = {name: [] for name in self.order}
+        for name, parents in self.parents.items():
+            for parent in parents:
+                children[parent].append(name)
+        chain: dict[str, int] = {}
+        for name in reversed(self.order):
+            chain[name] = 1 + max((chain[child] for child in children[name]), default=0)
+        return chain
 
     def reset_stale_ray_state(self, name: str, config: StageConfig, fresh: bool = False) -> None:
         """Delete the stage's Ray Train / Tune run folders unless they were started with this config and inputs.
@@ -288,8 +362,61 @@ def stage_resources(config: StageConfig) -> str:
             gpu = "GPU" if getattr(config, "backend", None) == "vllm" or getattr(config, "engine", None) == "vllm" else "CPU"
             return f"{count} ({gpu})" if isinstance(value, int) else f"{count}, one per {gpu}"
     if getattr(config, "stage", None) == "data":
-        return "Ray Data tasks (all CPUs)"
-    return "driver (1 CPU)"
+        return "Ray Data tasks (on free CPUs)"
+    return "in the driver process"
+
+
+def stage_demand(config: StageConfig, cluster: dict[str, float]) -> dict[str, float]:
+    """The CPUs and GPUs a stage reserves from Ray while it runs, read from its config's common fields.
+
+    A stage that sizes itself to the cluster (a sweep, an evaluation without `workers`) asks for all of it, and
+    so runs alone; a stage that works in the driver (merge, up-scaling) asks for nothing.
+    """
+    whole = {"CPU": cluster.get("CPU", 1.0), "GPU": cluster.get("GPU", 0.0)}
+    scaling = getattr(config, "scaling", None)
+    if scaling is not None:
+        on_gpu = scaling.use_gpu if scaling.use_gpu is not None else whole["GPU"] > 0
+        return {"CPU": scaling.num_workers * scaling.cpus_per_worker, "GPU": float(scaling.num_workers) if on_gpu else 0.0}
+    if _storage_key(getattr(config, "stage", None)) == "storage_path":  # a Tune sweep
+        return whole
+    stage = getattr(config, "stage", None)
+    if stage in ("eval", "contamination"):
+        if config.workers is None:
+            return whole
+        on_gpu = getattr(config, "backend", "hf") == "vllm" or getattr(config, "device", "cpu").startswith("cuda")
+        return {"CPU": config.workers * getattr(config, "cpus_per_worker", 1.0),
+                "GPU": float(config.workers) if on_gpu else 0.0}  # the eval runner gives each GPU actor one GPU
+    if stage == "synth_math":
+        return {"CPU": config.actors * config.num_cpus_per_actor,
+                "GPU": float(config.actors) if config.engine == "vllm" else 0.0}
+    if stage == "data":
+        return {"CPU": 1.0, "GPU": 0.0}  # Ray Data's tasks then spread over whatever CPUs are free
+    return {"CPU": 0.0, "GPU": 0.0}
+
+
+def describe_demand(demand: dict[str, float]) -> str:
+    """'1 CPU', '8 CPU + 8 GPU', 'the whole cluster' (for a demand made against an infinite cluster) or '-'."""
+    if math.inf in demand.values():
+        return "the whole cluster"
+    parts = [f"{demand[kind]:g} {kind}" for kind in ("CPU", "GPU") if demand.get(kind)]
+    return " + ".join(parts) or "-"
+
+
+def _fits(demand: dict[str, float], held: Any, cluster: dict[str, float]) -> bool:
+    held = list(held)
+    return all(demand.get(kind, 0.0) + sum(h.get(kind, 0.0) for h in held) <= cluster.get(kind, 0.0) + 1e-9
+               for kind in ("CPU", "GPU"))
+
+
+def _next_result(results: Any) -> tuple[str, BaseException | None, float]:
+    """The next finished stage; polls so Ctrl-C reaches the main thread while stages run in theirs."""
+    import queue
+
+    while True:
+        try:
+            return results.get(timeout=0.5)
+        except queue.Empty:
+            continue
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

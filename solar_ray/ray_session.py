@@ -57,6 +57,14 @@ def quiet_ray_data_console() -> None:
             handler.setLevel(logging.WARNING)
 
 
+def cluster_resources() -> dict[str, float]:
+    """The cluster's CPUs and GPUs now (an autoscaling cluster may grow past this)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    return {"CPU": float(resources.get("CPU", 1)), "GPU": float(resources.get("GPU", 0))}
+
+
 def cluster_cpus() -> int:
     import ray
 

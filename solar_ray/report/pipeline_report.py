@@ -13,6 +13,7 @@ The experiment's `report:` block names the tables, curves and findings; see expe
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -159,14 +160,20 @@ def write_pipeline_report(pipe) -> Path:
 
     with atomic_dir(root / "report", force=True) as out:
         md = [f"# {pipe.experiment.name}: report", "", pipe.experiment.description, ""]
-        md += ["## Stages", "", "| stage | kind | status | seconds |", "|---|---|---|---|"]
-        for name in pipe.order:
-            entry = state.get("stages", {}).get(name, {})
+        md += ["## Stages", "", "| stage | kind | status | started at (s) | seconds |", "|---|---|---|---|---|"]
+        stages = state.get("stages", {})
+        for name in sorted(pipe.order, key=lambda n: stages.get(n, {}).get("started_at", math.inf)):
+            entry = stages.get(name, {})
             done = (root / name / LINEAGE).is_file()
+            offset = entry.get("started_at", math.nan) - state.get("started_at", math.nan)
             md.append(f"| {name} | {kinds[name]} | {entry.get('status', 'done' if done else 'missing')} | "
-                      f"{entry.get('seconds', '-')} |")
+                      f"{'-' if math.isnan(offset) else f'{offset:.0f}'} | {entry.get('seconds', '-')} |")
         if "seconds" in state:
-            md.append(f"\nTotal wall time of the last run: {state['seconds']:.0f} s.")
+            summed = sum(entry.get("seconds", 0.0) for entry in stages.values())
+            parallel = state.get("parallel", 1)
+            at_once = f"up to {parallel} stages at once" if parallel > 1 else "one stage at a time"
+            md.append(f"\nTotal wall time of the last run: {state['seconds']:.0f} s, for {summed:.0f} s of stage "
+                      f"time ({at_once}).")
 
         md += ["", "## Scores", "", "Scores in %, ± one standard error; best per column in bold."]
         for table in spec.tables:

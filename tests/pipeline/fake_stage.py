@@ -10,6 +10,8 @@ from pydantic import Field
 
 from solar_ray.artifacts import atomic_dir, write_lineage
 from solar_ray.config import StageConfig, Strict, dump_config
+from solar_ray.errors import DataError
+from solar_ray.train.common import ScalingSettings
 
 
 class Run(Strict):
@@ -25,12 +27,17 @@ class Config(StageConfig):
     inputs: dict[str, str] = Field(default_factory=dict, description="Role -> input artifact path.")
     sleep: float = Field(default=0.0, description="Seconds to sleep before finishing (to be killed mid-stage).")
     run: Run = Field(default_factory=Run, description="Checkpointed run settings.")
+    scaling: ScalingSettings | None = Field(default=None, description="Workers it would reserve, as training does.")
+    fail: bool = Field(default=False, description="Fail after sleeping.")
 
     def run_name(self) -> str:
         return self.run.name or Path(self.output or "fake").name
 
 
 def run(config: Config) -> Path:
+    if config.fail:
+        time.sleep(config.sleep)
+        raise DataError(f"{config.output}: bad row 3")
     total = config.value + sum(int((Path(p) / "value.txt").read_text()) for p in config.inputs.values())
     if config.run.storage_path:  # as Ray Train does: a run of this name that has a checkpoint resumes from it
         checkpoint = Path(config.run.storage_path) / config.run_name() / "checkpoint.txt"

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from solar_ray import stages
-from solar_ray.errors import ArtifactError, ConfigError
+from solar_ray.errors import ArtifactError, ConfigError, DataError
 from solar_ray.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,7 @@ stages:
 def experiment(tmp_path, monkeypatch):
     monkeypatch.setitem(stages.STAGES, "fake", "tests.pipeline.fake_stage")
     monkeypatch.setattr("solar_ray.ray_session.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("solar_ray.ray_session.cluster_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
     (tmp_path / "leaf.yaml").write_text("stage: fake\nvalue: 5\n")
     path = tmp_path / "toy.yaml"
     path.write_text(EXPERIMENT)
@@ -158,6 +160,55 @@ def test_a_stage_chosen_by_from_or_only_starts_its_run_afresh(experiment, tmp_pa
     assert state["stages"]["c"]["status"] == "ran" and value(root, "c") == 112
 
 
+PARALLEL = """
+name: wide
+parallel: 2
+stages:
+  root: {config: {stage: fake, value: 1}}
+  left: {config: {stage: fake, value: 2, sleep: 1.5, SCALING}, inputs: {inputs.a: root}}
+  right: {config: {stage: fake, value: 3, sleep: 1.5, SCALING}, inputs: {inputs.a: root}}
+  join: {config: {stage: fake}, inputs: {inputs.l: left, inputs.r: right}}
+"""
+
+
+def overlapped(state, a, b):
+    start_a, start_b = state["stages"][a]["started_at"], state["stages"][b]["started_at"]
+    return start_a < start_b + state["stages"][b]["seconds"] and start_b < start_a + state["stages"][a]["seconds"]
+
+
+@pytest.mark.parametrize("scaling, parallel, together", [
+    ("scaling: {num_workers: 2, cpus_per_worker: 0.5}", None, True),   # 1 + 1 CPU of 2: both fit
+    ("scaling: {num_workers: 2, cpus_per_worker: 1}", None, False),    # 2 + 2 CPUs of 2: one at a time
+    ("scaling: {num_workers: 2, cpus_per_worker: 0.5}", 1, False),     # --parallel 1
+])
+def test_independent_stages_run_together_when_the_cluster_has_room(experiment, tmp_path, scaling, parallel, together):
+    path = tmp_path / "wide.yaml"
+    path.write_text(PARALLEL.replace("SCALING", scaling))
+    state = Pipeline(path, output=str(tmp_path / "out")).run(report=False, parallel=parallel)
+    assert overlapped(state, "left", "right") is together
+    assert value(tmp_path / "out", "join") == 1 + 2 + 1 + 3  # join ran after both, with both inputs
+    assert state["stages"]["join"]["started_at"] >= max(
+        state["stages"][s]["started_at"] + state["stages"][s]["seconds"] for s in ("left", "right")) - 0.1
+
+
+def test_a_failed_stage_lets_running_stages_finish_and_starts_nothing_after(experiment, tmp_path):
+    path = tmp_path / "wide.yaml"
+    path.write_text(PARALLEL.replace("SCALING", "scaling: {num_workers: 1, cpus_per_worker: 1}")
+                    .replace("value: 2, sleep: 1.5", "value: 2, sleep: 0.2, fail: true"))
+    root = tmp_path / "out"
+    with pytest.raises(DataError, match="bad row 3"):
+        Pipeline(path, output=str(root)).run(report=False)
+    assert value(root, "right") == 4  # was running when left failed: it finished
+    assert not (root / "left").exists() and not (root / "join").exists()
+    stages = json.loads((root / "pipeline.json").read_text())["stages"]
+    assert stages["left"]["status"] == "failed" and "join" not in stages
+
+
+def test_ready_stages_start_longest_chain_first(experiment, tmp_path):
+    pipe = Pipeline(experiment)
+    assert pipe._downstream_chain() == {"a": 3, "b": 2, "c": 1}
+
+
 def test_report_lists_stages_lineage_and_unjudgeable_findings(experiment, tmp_path):
     text = EXPERIMENT + """
 report:
@@ -173,8 +224,26 @@ report:
     report = write_report(root)
     md = (report / "report.md").read_text()
     assert "| c | fake | ran |" in md and "a --> b" in md and "b --> c" in md
+    assert "s of stage time (one stage at a time)" in md
     assert "| Merging helps | **cannot tell** |" in md
     assert "emergent" in md
     assert (report / "lineage.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
     assert "<table>" in html and "lineage.png" in html
+
+
+def test_stage_demand_reads_what_each_stage_asks_ray_for():
+    from solar_ray.pipeline import describe_demand, stage_demand
+
+    configs = Pipeline(REPO / "experiments" / "solar_10_7b" / "pipeline.yaml").configs
+    gpus = {"CPU": 256.0, "GPU": 32.0}
+    assert stage_demand(configs["sft_v1"], gpus) == {"CPU": 16 * configs["sft_v1"].scaling.cpus_per_worker, "GPU": 16.0}
+    assert stage_demand(configs["eval_dus"], gpus) == gpus  # sizes itself to the cluster: runs alone
+    assert stage_demand(configs["data_sft_v1"], gpus) == {"CPU": 1.0, "GPU": 0.0}
+    assert stage_demand(configs["merge_v1"], gpus) == {"CPU": 0.0, "GPU": 0.0}
+    assert describe_demand(stage_demand(configs["eval_dus"], {"CPU": math.inf, "GPU": math.inf})) == "the whole cluster"
+    tiny = Pipeline(REPO / "experiments" / "tiny" / "pipeline.yaml").configs
+    cpus = {"CPU": 2.0, "GPU": 0.0}
+    assert stage_demand(tiny["sft_v1"], cpus) == {"CPU": 1.0, "GPU": 0.0}  # two SFT runs fit side by side
+    assert stage_demand(tiny["eval_sft"], cpus) == {"CPU": 1.0, "GPU": 0.0}
+    assert stage_demand(tiny["contamination"], cpus) == {"CPU": 1.0, "GPU": 0.0}
