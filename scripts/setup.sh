@@ -7,13 +7,9 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 GPU=0; command -v nvidia-smi >/dev/null 2>&1 && GPU=1
-# --no-compile: Python compiles a module to bytecode on its first import (and caches it) instead. Compiling every
-# module of every package up front was 22 s of the 31 s that installing torch and transformers took on 2 cores, and a run
-# imports only a fraction of them.
-PIP=(.venv/bin/python -m pip install -q --no-compile)
 # CPU machine: take the CPU wheel first so the project's torch range does not pull a multi-GB CUDA build.
-[ "$GPU" = 1 ] || "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e ".[dev]"
+[ "$GPU" = 1 ] || .venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[dev]"
 if [ "$GPU" = 0 ]; then
   # On CPU, DeepSpeed all-reduces through its shared-memory op, a C++ extension compiled on first use (about
   # 45 s on 2 cores, cached under ~/.cache/torch_extensions). Build it here, not silently in the first stage.
