@@ -140,3 +140,7 @@ def _usage_errors() -> tuple[type[Exception], ...]:
 
 
 _USAGE_ERRORS = _usage_errors()
+
+
+if __name__ == "__main__":
+    main()
