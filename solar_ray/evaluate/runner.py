@@ -30,7 +30,7 @@ def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str 
             dtype: str = "float32", max_length: int | None = None):
     """An lm-eval LM over a model path or a live transformers model."""
     if backend == "hf":
-        from lm_eval.models.huggingface import HFLM
+        from solar_ray.evaluate.shared_context import SharedContextHFLM as HFLM
 
         kwargs: dict[str, Any] = {"device": device, "batch_size": batch_size, "dtype": dtype}
         if max_length:
@@ -67,6 +67,7 @@ def run_tasks(lm, names: list[str], manager, limit: int | None, seed: int = 1234
     from lm_eval import simple_evaluate
 
     _reuse_env_info()
+    _compile_templates_once()
     out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit, log_samples=False,
                           bootstrap_iters=BOOTSTRAP_ITERS, random_seed=seed, fewshot_random_seed=seed)
     return {key: out[key] for key in ("results", "configs", "versions", "n-shot", "n-samples") if key in out}
@@ -90,6 +91,25 @@ def _reuse_env_info() -> None:
 
     add_env_info.reused = True
     evaluator.add_env_info = add_env_info
+
+
+def _compile_templates_once() -> None:
+    """lm-eval renders each prompt field with `env.from_string(template).render(doc)`, compiling the same few
+    jinja templates again for every document and shot: 2,816 compiles, 2.2 s of a tiny model's 16 s H6
+    (measured). Each template is compiled once per process; rendering is unchanged."""
+    import functools
+
+    import lm_eval.utils as utils
+
+    if getattr(utils.apply_template, "compiled_once", False):
+        return
+    compile_template = functools.lru_cache(maxsize=4096)(utils.env.from_string)
+
+    def apply_template(template: str, doc: dict) -> str:
+        return compile_template(template).render(**doc)
+
+    apply_template.compiled_once = True
+    utils.apply_template = apply_template
 
 
 def evaluate_model(model: Any, tokenizer: Any = None, tasks: str | list[str] = "h6", limit: int | None = None,
