@@ -5,15 +5,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q --upgrade pip uv
 GPU=0; command -v nvidia-smi >/dev/null 2>&1 && GPU=1
-# CPU machine: take the CPU wheel first so the project's torch range does not pull a multi-GB CUDA build.
+# CPU machine: take the CPU wheel first so the project's torch range does not pull a multi-GB CUDA build
+# (with pip, whose configuration knows where that wheel lies).
 [ "$GPU" = 1 ] || .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
+# The rest with uv, which downloads and installs in parallel: 24 s against pip's 63 s on 2 cores, the same
+# versions (measured). Bytecode is compiled now: where PYTHONDONTWRITEBYTECODE is set nothing would cache it, and
+# every Ray worker would compile torch and transformers again on import (stages ran about 2x slower).
+.venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode -e ".[dev]"
 if [ "$GPU" = 0 ]; then
-  # On CPU, DeepSpeed all-reduces through its shared-memory op, a C++ extension compiled on first use (about
-  # 45 s on 2 cores, cached under ~/.cache/torch_extensions). Build it here, not silently in the first stage.
-  echo "DeepSpeed's CPU shared-memory all-reduce: building once (cached) ..."
-  DS_ACCELERATOR=cpu .venv/bin/python -c "from deepspeed.accelerator import get_accelerator
-get_accelerator().create_op_builder('ShareMemCommBuilder').load(verbose=False)"
+  # On CPU, DeepSpeed's comm backend loads its shared-memory op, a C++ extension compiled on first use (30-45 s on
+  # 2 cores, cached under ~/.cache/torch_extensions). It builds in the background while the first stages run,
+  # which need no DeepSpeed; a training worker that gets there first waits on the build's lock file.
+  echo "DeepSpeed's CPU shared-memory op: building in the background (log: .venv/deepspeed-op-build.log)"
+  DS_ACCELERATOR=cpu nohup .venv/bin/python -c "from deepspeed.accelerator import get_accelerator
+get_accelerator().create_op_builder('ShareMemCommBuilder').load(verbose=False)" >.venv/deepspeed-op-build.log 2>&1 &
 fi
