@@ -56,6 +56,7 @@ from solar_ray.report.spec import ReportSpec
 
 RAY_STORAGE_DIR = "ray"
 REPORT_DIR = "report"
+EARLIER_RUN = "ran earlier"  # pipeline.json status of a stage a --from / --only run did not select
 
 
 class StageSpec(Strict):
@@ -223,7 +224,8 @@ class Pipeline:
                 if parent not in selected and not path.exists():
                     raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
         self.root.mkdir(parents=True, exist_ok=True)
-        state: dict[str, Any] = {"experiment": self.experiment.name, "source": str(self.path), "stages": {}}
+        state: dict[str, Any] = {"experiment": self.experiment.name, "source": str(self.path),
+                                 "stages": self._earlier_timings(selected)}
         init_ray()
         cluster = cluster_resources()
         limit = parallel or self.experiment.parallel
@@ -297,6 +299,13 @@ class Pipeline:
             path = write_pipeline_report(self)
             console.print(f"report: {path}")
         return state
+
+    def _earlier_timings(self, selected: list[str]) -> dict[str, Any]:
+        """Stages this run leaves alone (--from / --only) keep the time of the last run that ran them."""
+        path = self.root / "pipeline.json"
+        earlier = json.loads(path.read_text()).get("stages", {}) if path.is_file() else {}
+        return {name: {"status": EARLIER_RUN, "seconds": entry["seconds"]} for name, entry in earlier.items()
+                if name in self.configs and name not in selected and entry.get("status") in ("ran", EARLIER_RUN)}
 
     def _downstream_chain(self) -> dict[str, int]:
         """Stages on the longest path from each stage to the end of the DAG (itself included)."""

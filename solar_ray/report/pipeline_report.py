@@ -140,6 +140,7 @@ def contamination_section(root: Path, stages: dict[str, str]) -> str:
 
 def write_pipeline_report(pipe) -> Path:
     """Write `<output>/report/` for a loaded Pipeline; returns the report directory."""
+    from solar_ray.pipeline import EARLIER_RUN
     root = pipe.root
     spec = pipe.experiment.report
     kinds = {name: config.stage for name, config in pipe.configs.items()}
@@ -169,7 +170,7 @@ def write_pipeline_report(pipe) -> Path:
             md.append(f"| {name} | {kinds[name]} | {entry.get('status', 'done' if done else 'missing')} | "
                       f"{'-' if math.isnan(offset) else f'{offset:.0f}'} | {entry.get('seconds', '-')} |")
         if "seconds" in state:
-            summed = sum(entry.get("seconds", 0.0) for entry in stages.values())
+            summed = sum(entry.get("seconds", 0.0) for entry in stages.values() if entry["status"] != EARLIER_RUN)
             parallel = state.get("parallel", 1)
             at_once = f"up to {parallel} stages at once" if parallel > 1 else "one stage at a time"
             md.append(f"\nTotal wall time of the last run: {state['seconds']:.0f} s, for {summed:.0f} s of stage "

@@ -69,6 +69,21 @@ def test_second_run_is_cached_and_config_change_reruns_downstream(experiment, tm
     assert value(root, "c") == 100 + 1 + 8
 
 
+def test_an_only_run_keeps_the_earlier_timings_of_the_stages_it_leaves_alone(experiment, tmp_path):
+    root = tmp_path / "out"
+    first = Pipeline(experiment, output=str(root)).run(report=False)["stages"]
+    state = Pipeline(experiment, output=str(root)).run(only="b", report=False)
+    assert state["stages"]["b"]["status"] == "ran"
+    for name in "ac":
+        assert state["stages"][name] == {"status": "ran earlier", "seconds": first[name]["seconds"]}
+    Pipeline(experiment, output=str(root)).run(only="b", report=True)  # still "ran earlier", not "cached"
+    state = json.loads((root / "pipeline.json").read_text())
+    assert state["stages"]["a"] == {"status": "ran earlier", "seconds": first["a"]["seconds"]}
+    report = (root / "report" / "report.md").read_text()
+    assert f"| a | fake | ran earlier | - | {first['a']['seconds']} |" in report
+    assert f"for {state['stages']['b']['seconds']:.0f} s of stage time" in report  # this run's stages only
+
+
 def test_from_and_only_select_stages(experiment, tmp_path):
     root = tmp_path / "out"
     pipe = Pipeline(experiment, output=str(root))
@@ -79,7 +94,8 @@ def test_from_and_only_select_stages(experiment, tmp_path):
     pipe.run(report=False)
     before = mtime(root, "a")
     state = pipe.run(start="b", report=False)
-    assert set(state["stages"]) == {"b", "c"} and mtime(root, "a") == before
+    assert {name for name, s in state["stages"].items() if s["status"] == "ran"} == {"b", "c"}
+    assert state["stages"]["a"]["status"] == "ran earlier" and mtime(root, "a") == before
 
 
 def test_plan_marks_cached_and_pending(experiment, tmp_path):
