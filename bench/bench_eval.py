@@ -6,6 +6,8 @@ Both sides run the same lm-eval tasks (leaderboard shots), limits and batch size
 (the tiny world's WORLD/data/benchmarks with --world, else tests/evaluate/fixtures.py's files and an 8-layer
 random Llama, hidden 128, head_dim 64). Rows:
   sequential  one `evaluate_model` call in this process (torch on 2 threads), after a warm-up
+  lm-eval's HFLM  the same call with lm-eval's own loglikelihood, which runs a shared few-shot context once per
+              answer choice (solar_ray.evaluate.shared_context runs it once per context); same H6 expected
   fan-out     `evaluate_models` over 2 one-CPU actors, cold: actor start, lm-eval import, model load included
   fan-out xN  N models in one call (the eval stage's case), per model: actor start amortised
 The load average is printed: the machine is shared, so rows are comparable only within one run.
@@ -32,10 +34,14 @@ def main() -> None:
     parser.add_argument("--world", type=Path, default=None)
     args = parser.parse_args()
 
+    from unittest import mock
+
     import ray
     import torch
+    from lm_eval.models.huggingface import HFLM
 
     from solar_ray.evaluate.runner import evaluate_model, evaluate_models
+    from solar_ray.evaluate.shared_context import SharedContextHFLM
     from solar_ray.ray_session import init_ray
     from tests.evaluate.fixtures import benchmark_corpus, build_benchmarks, build_model
 
@@ -55,6 +61,10 @@ def main() -> None:
     scores = evaluate_model(str(model), **common)
     sequential = time.perf_counter() - start
     rows.append(("sequential (1 process, 2 threads)", sequential, scores["H6"]))
+    with mock.patch.object(SharedContextHFLM, "_loglikelihood_tokens", HFLM._loglikelihood_tokens):
+        start = time.perf_counter()
+        scores = evaluate_model(str(model), **common)
+        rows.append(("  the same, lm-eval's HFLM loglikelihood", time.perf_counter() - start, scores["H6"]))
 
     init_ray(num_cpus=2)
     start = time.perf_counter()

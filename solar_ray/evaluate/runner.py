@@ -30,15 +30,15 @@ def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str 
             dtype: str = "float32", max_length: int | None = None):
     """An lm-eval LM over a model path or a live transformers model."""
     if backend == "hf":
-        from solar_ray.evaluate.shared_context import SharedContextHFLM as HFLM
+        from solar_ray.evaluate.shared_context import SharedContextHFLM
 
         kwargs: dict[str, Any] = {"device": device, "batch_size": batch_size, "dtype": dtype}
         if max_length:
             kwargs["max_length"] = max_length
         if isinstance(model, (str, Path)):
-            lm = HFLM(pretrained=str(model), tokenizer=str(tokenizer or model), **kwargs)
+            lm = SharedContextHFLM(pretrained=str(model), tokenizer=str(tokenizer or model), **kwargs)
         else:
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
+            lm = SharedContextHFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
         # lm-eval caps generation with max_length (context + the task's max_gen_toks); a max_new_tokens in the
         # model's generation_config would take precedence and ignore that cap (the tiny models' 64 did).
         lm.model.generation_config.max_new_tokens = None

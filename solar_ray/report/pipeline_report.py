@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from solar_ray.artifacts import LINEAGE, atomic_dir, read_lineage  # noqa: E402
+from solar_ray.evaluate.chance import chance_scores  # noqa: E402
 from solar_ray.report.findings import Scores, judge  # noqa: E402
 from solar_ray.report.html import markdown_to_html  # noqa: E402
 from solar_ray.report.lineage_graph import mermaid, plot_lineage  # noqa: E402
@@ -54,8 +55,9 @@ def read_metrics(stage_dir: Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------- sections
 
 
-def score_table(scores: Scores, models: list[str]) -> str:
-    """Markdown table: one row per model, one column per task plus H6, best per column in bold."""
+def score_table(scores: Scores, models: list[str], chance: dict[str, float] | None = None) -> str:
+    """Markdown table: one row per model, one column per task plus H6, best per column in bold; then, given
+    `chance` (metric -> % a uniform guess scores), a last row with it to read the scores against."""
     models = [m for m in models if m in scores] or sorted(scores)
     metrics = sorted({k for m in models for k in scores[m] if k != "h6"}) + ["h6"]
     best = {k: max((scores[m][k][0] for m in models if k in scores[m]), default=None) for k in metrics}
@@ -71,6 +73,9 @@ def score_table(scores: Scores, models: list[str]) -> str:
             cell = f"{value:.2f} ± {stderr:.2f}"
             cells.append(f"**{cell}**" if value == best[k] else cell)
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if chance:
+        cells = [f"_{chance[k]:.2f}_" if k in chance else "-" for k in metrics]
+        lines.append("| _chance (a uniform guess)_ | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -176,11 +181,17 @@ def write_pipeline_report(pipe) -> Path:
             md.append(f"\nTotal wall time of the last run: {state['seconds']:.0f} s, for {summed:.0f} s of stage "
                       f"time ({at_once}).")
 
-        md += ["", "## Scores", "", "Scores in %, ± one standard error; best per column in bold."]
+        md += ["", "## Scores", "", "Scores in %, ± one standard error; best per column in bold. The last row of "
+               "each table is what a uniform guess scores on the same items: scores near it mean the task was not "
+               "learnt, and differences between such models are noise."]
         for table in spec.tables:
             scores = scores_of(table.eval)
             md += ["", f"### {table.title}", ""]
-            md.append(score_table(scores, table.models) if scores else f"_eval stage '{table.eval}' has not run._")
+            if not scores:
+                md.append(f"_eval stage '{table.eval}' has not run._")
+                continue
+            eval_config = pipe.configs[table.eval]
+            md.append(score_table(scores, table.models, chance_scores(eval_config.data_dir, eval_config.limit)))
 
         if spec.loss_curves:
             md += ["", "## Training curves"]

@@ -1,0 +1,63 @@
+"""What guessing scores on each leaderboard task: the level a score table is read against.
+
+A tiny model can sit at chance on a task (it has not learnt what the task asks), and then differences between
+models are noise whatever their size; the report prints this row under each table so that shows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from solar_ray.evaluate.suites import H6, TASKS
+from solar_ray.evaluate.tasks import read_rows
+
+
+def _item_chance(key: str, row: dict[str, Any]) -> float:
+    """Expected score of one item when every answer choice is equally likely."""
+    if key == "arc_challenge":
+        return 1 / len(row["choices"]["text"])
+    if key == "hellaswag":
+        return 1 / len(row["endings"])
+    if key == "mmlu":
+        return 1 / len(row["choices"])
+    if key == "winogrande":
+        return 1 / 2
+    if key == "truthfulqa_mc2":  # mc2: the probability mass on the true answers
+        labels = row["mc2_targets"]["labels"]
+        return sum(labels) / len(labels)
+    if key == "gsm8k":  # exact match of a generated number: a guess scores nothing
+        return 0.0
+    raise KeyError(f"no chance level for task {key!r}")
+
+
+def chance_scores(data_dir: str | Path, limit: int | None = None) -> dict[str, float]:
+    """Per H6 task (table names, lower case) and `h6`: a uniform guess's expected score in %, over the items an
+    evaluation with this `limit` scores (lm-eval's evaluated split: test, else validation; MMLU per subject,
+    then the plain mean over subjects, as H6 takes it). Tasks without a file under `data_dir` are left out, and
+    then so is `h6`."""
+    out = {}
+    for key in H6:
+        spec = TASKS[key]
+        split = spec.splits.get("test_split") or spec.splits["validation_split"]
+        path = Path(data_dir) / spec.folder / f"{split}.jsonl"
+        if not path.is_file():  # an evaluation of fewer tasks
+            continue
+        rows = read_rows(path)
+        if key == "mmlu":
+            by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for row in rows:
+                by_subject[row["subject"]].append(row)
+            per_subject = [_mean([_item_chance(key, r) for r in items[:limit]]) for items in by_subject.values()]
+            value = _mean(per_subject)
+        else:
+            value = _mean([_item_chance(key, row) for row in rows[:limit]])
+        out[spec.name.lower()] = 100 * value
+    if len(out) == len(H6):
+        out["h6"] = _mean(list(out.values()))
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
