@@ -229,6 +229,8 @@ class Pipeline:
         init_ray()
         cluster = cluster_resources()
         limit = parallel or self.experiment.parallel
+        if limit > 1:
+            import_driver_libraries()
         chain = self._downstream_chain()
         pending = sorted(selected, key=lambda n: (-chain[n], self.order.index(n)))
         finished: set[str] = set()
@@ -339,6 +341,15 @@ class Pipeline:
                 shutil.rmtree(folder, ignore_errors=True)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(key)
+
+
+def import_driver_libraries() -> None:
+    """Import, in the main thread, the libraries that stage drivers import lazily. With `parallel` > 1 the drivers
+    run in threads, and two threads importing transformers' modules at once can hand one a half-initialised module:
+    "ImportError: cannot import name 'TrainingArguments' from 'transformers'" when SFT v3 and v4 started together
+    on a resumed run (seen)."""
+    import datasets  # noqa: F401
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainingArguments  # noqa: F401
 
 
 def ray_run_folders(config: StageConfig) -> list[Path]:

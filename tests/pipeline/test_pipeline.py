@@ -207,6 +207,28 @@ def test_independent_stages_run_together_when_the_cluster_has_room(experiment, t
         state["stages"][s]["started_at"] + state["stages"][s]["seconds"] for s in ("left", "right")) - 0.1
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_driver_libraries_are_imported_in_the_main_thread_before_stages_run_side_by_side(
+        experiment, tmp_path, monkeypatch, parallel):
+    import threading
+
+    import solar_ray.pipeline as pipeline_module
+    import solar_ray.stages as stages
+
+    events = []
+    monkeypatch.setattr(pipeline_module, "import_driver_libraries",
+                        lambda: events.append(("import", threading.current_thread() is threading.main_thread())))
+    run_stage = stages.run_stage
+    monkeypatch.setattr(stages, "run_stage", lambda config: (events.append(("stage", None)), run_stage(config))[1])
+    path = tmp_path / "wide.yaml"
+    path.write_text(PARALLEL.replace("SCALING", "scaling: {num_workers: 1, cpus_per_worker: 1}"))
+    Pipeline(path, output=str(tmp_path / "out")).run(report=False, parallel=parallel)
+    if parallel == 1:  # one stage at a time: no threads race, nothing to import early
+        assert ("import", True) not in events
+    else:
+        assert events[0] == ("import", True) and events.count(("stage", None)) == 4
+
+
 def test_a_failed_stage_lets_running_stages_finish_and_starts_nothing_after(experiment, tmp_path):
     path = tmp_path / "wide.yaml"
     path.write_text(PARALLEL.replace("SCALING", "scaling: {num_workers: 1, cpus_per_worker: 1}")
