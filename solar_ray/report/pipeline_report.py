@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,28 @@ def read_metrics(stage_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+LOSS_WINDOW = 5  # optimiser steps averaged for a stage's starting and final training loss
+
+
+def loss_scores(root: Path, kinds: dict[str, str]) -> Scores:
+    """Training loss as findings read it: `<stage>` -> mean ± standard error of its last LOSS_WINDOW steps, and
+    `<stage>@start` -> of its first ones (for continued pretraining: the up-scaled model before it recovers;
+    steps 2-5 have trained a little, so the start reads slightly low, against the drop)."""
+    out: Scores = {}
+    for name, kind in kinds.items():
+        losses = [row["loss"] for row in read_metrics(root / name) if "loss" in row]
+        if kind in ("pretrain", "sft", "dpo") and len(losses) >= 2 * LOSS_WINDOW:
+            out[name] = {"loss": _mean_and_stderr(losses[-LOSS_WINDOW:])}
+            out[f"{name}@start"] = {"loss": _mean_and_stderr(losses[:LOSS_WINDOW])}
+    return out
+
+
+def _mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
 
 
 # ----------------------------------------------------------------------------------------- sections
@@ -93,7 +116,7 @@ def plot_curves(spec: CurveSpec, root: Path, out: Path) -> bool:
     if plotted:
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(spec.metric)
-        ax.set_title(spec.title)
+        ax.set_title("\n".join(textwrap.wrap(spec.title, 70)), fontsize=10)  # a long title, wrapped, not cut
         ax.legend()
         fig.tight_layout()
         fig.savefig(out, dpi=110)
@@ -164,6 +187,19 @@ def write_pipeline_report(pipe) -> Path:
             scores_cache[stage] = load_scores(root / stage) if scored else {}
         return scores_cache[stage]
 
+    def chance_of(stage: str | None) -> dict[str, float]:
+        """What guessing scores on the items an eval stage scored; empty unless it is an eval stage with scores."""
+        if stage is None or kinds.get(stage) != "eval" or not scores_of(stage):
+            return {}
+        return chance_scores(pipe.configs[stage].data_dir, pipe.configs[stage].limit)
+
+    def verdict(finding) -> dict[str, Any]:
+        if finding.metric == "loss":
+            return judge(finding, loss_scores(root, kinds))
+        first = (finding.models or [finding.treatment])[0]
+        stage = finding.eval or next((n for n, k in kinds.items() if k == "eval" and first in scores_of(n)), None)
+        return judge(finding, scores_of(finding.eval), chance_of(stage).get(finding.metric))
+
     with atomic_dir(root / "report", force=True) as out:
         md = [f"# {pipe.experiment.name}: report", "", pipe.experiment.description, ""]
         md += ["## Stages", "", "| stage | kind | status | started at (s) | seconds |", "|---|---|---|---|---|"]
@@ -190,8 +226,7 @@ def write_pipeline_report(pipe) -> Path:
             if not scores:
                 md.append(f"_eval stage '{table.eval}' has not run._")
                 continue
-            eval_config = pipe.configs[table.eval]
-            md.append(score_table(scores, table.models, chance_scores(eval_config.data_dir, eval_config.limit)))
+            md.append(score_table(scores, table.models, chance_of(table.eval)))
 
         if spec.loss_curves:
             md += ["", "## Training curves"]
@@ -207,7 +242,7 @@ def write_pipeline_report(pipe) -> Path:
 
         if spec.findings:
             md += ["", "## The paper's findings at this scale", "", "| finding | verdict | evidence |", "|---|---|---|"]
-            verdicts = [judge(f, scores_of(f.eval)) for f in spec.findings]
+            verdicts = [verdict(f) for f in spec.findings]
             md += [f"| {v['claim']} | **{v['verdict']}** | {v['evidence']} |" for v in verdicts]
             (out / "findings.json").write_text(json.dumps(verdicts, indent=2) + "\n")
         if spec.limits:

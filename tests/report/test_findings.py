@@ -38,3 +38,44 @@ def test_similar_and_missing_scores():
 def test_unknown_kind_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown finding kind"):
         validate(Finding, {"claim": "c", "kind": "better", "eval": "e"}, "exp.yaml")
+
+
+def test_training_loss_is_lower_is_better():
+    f = finding("drops_then_recovers", metric="loss", models=["base", "cpt@start", "cpt"])
+    loss = {"base": (1.63, 0.01), "cpt@start": (1.70, 0.01), "cpt": (1.20, 0.01)}
+    result = judge(f, {name: {"loss": value} for name, value in loss.items()})
+    assert result["verdict"] == "reproduced"  # the loss rose after up-scaling, then fell below both
+    assert result["evidence"].startswith("loss (lower is better): cpt@start - base = +0.07")
+    flipped = {"base": (1.70, 0.01), "cpt@start": (1.63, 0.01), "cpt": (1.20, 0.01)}
+    assert judge(f, {n: {"loss": v} for n, v in flipped.items()})["verdict"] == "not reproduced"
+    better = finding("improves", metric="loss", baseline=["a", "b"], treatment="m")
+    # the best baseline is the lower loss (b); m beats it clearly
+    assert judge(better, {"a": {"loss": (2.0, 0.01)}, "b": {"loss": (1.5, 0.01)}, "m": {"loss": (1.2, 0.01)}})[
+        "evidence"].endswith("m - b = -0.30 (± 0.03)")
+
+
+def test_loss_scores_average_the_first_and_last_steps_of_training_stages(tmp_path):
+    import json
+
+    from solar_ray.report.pipeline_report import loss_scores
+
+    losses = [3.0, 2.0, 2.2, 1.8, 2.0, 1.0, 1.1, 0.9, 1.0, 1.0, 1.2, 0.8, 1.0]
+    (tmp_path / "cpt").mkdir()
+    rows = [{"step": i + 1, "loss": v} for i, v in enumerate(losses)] + [{"step": 13, "eval_loss": 0.5}]
+    (tmp_path / "cpt" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "short").mkdir()
+    (tmp_path / "short" / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    scores = loss_scores(tmp_path, {"cpt": "pretrain", "short": "sft", "eval_x": "eval"})
+    assert set(scores) == {"cpt", "cpt@start"}  # too few steps, or not a training stage: no loss score
+    assert scores["cpt@start"]["loss"][0] == pytest.approx(2.2)
+    assert scores["cpt"]["loss"][0] == pytest.approx(1.0)
+    assert scores["cpt"]["loss"][1] == pytest.approx((0.02 / 5) ** 0.5)  # sample variance 0.08 / 4, over 5 steps
+
+
+def test_models_alike_at_chance_show_nothing():
+    f = finding("similar", models=["m1", "m2"])
+    alike = scores(m1=(30, 3), m2=(31, 3))
+    assert judge(f, alike)["verdict"] == "reproduced"
+    result = judge(f, alike, chance=29.2)
+    assert result["verdict"] == "cannot tell" and "within the noise of chance (29.20)" in result["evidence"]
+    assert judge(f, scores(m1=(60, 3), m2=(61, 3)), chance=29.2)["verdict"] == "reproduced"  # alike, and learnt
