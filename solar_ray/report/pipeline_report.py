@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,7 @@ def loss_scores(root: Path, kinds: dict[str, str]) -> Scores:
 
 
 def _mean_and_stderr(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(variance / len(values))
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
 # ----------------------------------------------------------------------------------------- sections
@@ -169,6 +168,7 @@ def contamination_section(root: Path, stages: dict[str, str]) -> str:
 def write_pipeline_report(pipe) -> Path:
     """Write `<output>/report/` for a loaded Pipeline; returns the report directory."""
     from solar_ray.pipeline import EARLIER_RUN
+
     root = pipe.root
     spec = pipe.experiment.report
     kinds = {name: config.stage for name, config in pipe.configs.items()}
@@ -187,11 +187,15 @@ def write_pipeline_report(pipe) -> Path:
             scores_cache[stage] = load_scores(root / stage) if scored else {}
         return scores_cache[stage]
 
+    chance_cache: dict[str, dict[str, float]] = {}
+
     def chance_of(stage: str | None) -> dict[str, float]:
         """What guessing scores on the items an eval stage scored; empty unless it is an eval stage with scores."""
         if stage is None or kinds.get(stage) != "eval" or not scores_of(stage):
             return {}
-        return chance_scores(pipe.configs[stage].data_dir, pipe.configs[stage].limit)
+        if stage not in chance_cache:  # a table and the findings on it read the same benchmark files
+            chance_cache[stage] = chance_scores(pipe.configs[stage].data_dir, pipe.configs[stage].limit)
+        return chance_cache[stage]
 
     def verdict(finding) -> dict[str, Any]:
         if finding.metric == "loss":
