@@ -118,7 +118,7 @@ def rows(config: Config, sub: str, models) -> int | None:
     key = f"{config.repo_id}:{config.split}"
     known = models.assume.get("hub_rows", {})
     if key in known:
-        models.note("hub_rows", "rows of hub datasets: {value}")
+        models.used[f"rows {key}"] = f"{key}: {known[key]:,} rows (facts.yaml)"
     return known.get(key)
 
 

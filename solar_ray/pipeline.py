@@ -177,41 +177,56 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------- plan
 
-    def plan(self, selected: list[str]) -> list[dict[str, Any]]:
+    def plan(self, selected: list[str], cluster: Any = None) -> list[dict[str, Any]]:
+        """One row per stage: inputs, what it reserves, status, and the planner's columns (solar_ray.plan.render:
+        devices, memory per device and its parts, work, disk; with a `cluster` spec also fit, hours and cost)."""
+        from solar_ray.plan.planner import make_plan
+        from solar_ray.plan.render import stage_columns
+
+        statuses = {name: "not selected" if name not in selected else "cached" if self.is_current(name)
+                    else "will run" for name in self.order}
+        planned = make_plan(self, cluster, statuses=statuses)
         rows = []
         for name in self.order:
             config = self.configs[name]
-            if name not in selected:
-                status = "not selected"
-            elif self.is_current(name):
-                status = "cached"
-            else:
-                status = "will run"
+            needs = contract.needs(config)
             rows.append({
                 "stage": name,
                 "kind": config.stage,
                 "inputs": ", ".join(f"{k}<-{v}" for k, v in self.experiment.stages[name].inputs.items()) or "-",
-                "resources": contract.needs(config).what,
-                "reserves": contract.describe_demand(contract.needs(config).demand({"CPU": math.inf, "GPU": math.inf})),
-                "status": status,
+                "resources": needs.what,
+                "reserves": contract.describe_demand(needs.demand({"CPU": math.inf, "GPU": math.inf})),
+                "status": statuses[name],
+                **stage_columns(planned, name),
             })
         return rows
 
+    def check_fit(self, selected: list[str], cluster: Any) -> list[str]:
+        """Refuse (ConfigError, one line naming the stage, the figure and the limit) a selected stage that cannot
+        fit `cluster` (a solar_ray.plan.cluster.ClusterSpec); returns warnings for figures near a limit."""
+        from solar_ray.plan.planner import check, make_plan
+
+        statuses = {name: "will run" if name in selected else "not selected" for name in self.order}
+        return check(make_plan(self, cluster, statuses=statuses), selected)
+
     def run(self, start: str | None = None, only: str | None = None, report: bool = True,
-            parallel: int | None = None) -> dict[str, Any]:
+            parallel: int | None = None, cluster: Any = None) -> dict[str, Any]:
         """Run the selected stages as their inputs become ready; returns the state written to pipeline.json.
 
         Up to `parallel` stages (default: the experiment's) run at once, each in a driver thread that waits on its
         Ray work. A stage starts only when the CPUs/GPUs it asks for (its `needs`, solar_ray/contract.py) fit beside those of the
         running stages, or when nothing else runs (so a stage larger than the cluster can still make an
         autoscaler grow it). Ready stages start longest downstream chain first. After a failure no new stage
-        starts; the running ones finish and the first error is raised.
+        starts; the running ones finish and the first error is raised. Before any stage runs, each stage's memory
+        per device and device count is checked against `cluster` (a ClusterSpec), else against the Ray cluster
+        joined (its nodes now); a stage that cannot fit stops the run (ConfigError).
         """
         import queue
         import threading
 
         from rich.console import Console
 
+        from solar_ray.plan.cluster import live_cluster
         from solar_ray.ray_session import cluster_resources, init_ray
         from solar_ray.stages import run_stage
 
@@ -225,7 +240,12 @@ class Pipeline:
                     raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
         self.root.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {**self.description(), "stages": self._earlier_timings(selected)}
+        warnings = self.check_fit(selected, cluster) if cluster is not None else []
         init_ray()
+        if cluster is None and (live := live_cluster()) is not None:
+            warnings = self.check_fit(selected, live)
+        for warning in warnings:
+            console.print(f"near a limit: {warning}")
         cluster = cluster_resources()
         limit = parallel or self.experiment.parallel
         if limit > 1:

@@ -100,7 +100,10 @@ def workload(config: Config, models):
         return unknown(device, config.workers, "models " + ", ".join(n for n, s in shapes.items() if s is None))
     largest = max(shapes.values(), key=lambda s: s.params)
     nbytes = dtype_bytes(getattr(config, "dtype", None), 4)
-    benchmarks = models.note("benchmarks", "H6 items and mean tokens per item with the leaderboard's shots: {value}")
+    benchmarks = models.assume["benchmarks"]
+    models.used["benchmarks"] = "eval items / mean tokens per item with the leaderboard's shots: " + ", ".join(
+        f"{k} {v['items']:,} / {v['tokens']:,}" + (f" + {v['generated']} generated" if "generated" in v else "")
+        for k, v in benchmarks.items())
     tokens = generated = items = 0
     for key in resolve_tasks(config.tasks):
         facts = benchmarks[key]

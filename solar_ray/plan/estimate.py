@@ -128,7 +128,7 @@ def training(config: Any, ctx: PlanContext, *, packed: bool = False, pairs: bool
         host_memory=offload_host_memory(shape, ds.zero_stage, devices) if ds.offload_optimizer else None,
         disk={f"Ray storage ({config.run.keep_checkpoints} checkpoints)": config.run.keep_checkpoints * checkpoint,
               "export": nbytes * shape.params},
-        notes=[f"{config.model}: {shape.params / 1e9:.2f}B parameters"],
+        notes=[f"model {shape.params / 1e9:.2f}B parameters, {shape.layers} layers"],
     )
 
 

@@ -297,4 +297,4 @@ def workload(config: Config, models):
 
     shape = shape_of(new)
     return Workload(work=f"{shape.params / 1e9:.2f}B parameters written", disk={"export": 2 * shape.params},
-                    notes=[f"{config.output}: {shape.layers} layers, {shape.params / 1e9:.2f}B parameters (bf16)"])
+                    notes=[f"writes {shape.layers} layers, {shape.params / 1e9:.2f}B parameters (bf16)"])
