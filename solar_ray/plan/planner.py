@@ -158,7 +158,8 @@ def _try(stage: StagePlan, node: NodeType, mfu: float, inference_mfu: float, ctx
     if trial.fits is False:
         unit = {"gpu": f"per GPU ({node.gpu})", "cpu": f"per actor ({node.name} memory / actors on a node)",
                 "driver": f"on the head ({node.name})"}[w.device]
-        parts = " + ".join(f"{k} {v / GB:.1f}" for k, v in trial.memory.items() if v)
+        needed = {**w.memory, **({w.fill[0]: w.fill[2]} if w.fill else {})}  # the filled part at its minimum
+        parts = " + ".join(f"{k} {v / GB:.1f}" for k, v in needed.items() if v)
         trial.problem = (f"stage '{stage.name}': {trial.need / GB:.1f} GB {unit} needed ({parts}), "
                          f"limit {trial.limit / GB:.1f} GB")
     elif w.host_memory is not None and trial.nodes and w.host_memory(trial.nodes) > node.memory:
