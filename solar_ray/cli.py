@@ -89,7 +89,7 @@ def pipeline(
             table.add_column(column, overflow="fold")
         for row in pipe.plan(pipe.select(start, only), spec):
             table.add_row(*(str(row[c]) for c in columns))
-        Console(width=260).print(table)
+        Console(width=260, emoji=False).print(table)
         return
     pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster=spec)
 

@@ -245,4 +245,4 @@ def workload(config: Config, models):
     return Workload(device="cpu", devices=config.workers, cpus_per_device=1.0,
                     memory={"model (float32)": 4 * model.params, "reference (float32)": 4 * reference.params},
                     infer_flops=2 * (model.params + reference.params) * tokens,
-                    work=f"{examples} examples x {config.neighbours} neighbours ({tokens / 1e6:.1f}M tokens)")
+                    work=f"{examples} examples x {config.neighbours} neighbours")

@@ -119,5 +119,5 @@ def workload(config: Config, models):
     flops = sum(2 * shape.params * (tokens + generated) for shape in shapes.values())
     return Workload(device=device, devices=config.workers, memory=memory, fill=fill,
                     cpus_per_device=config.cpus_per_worker, infer_flops=flops,
-                    work=f"{len(shapes)} models x {items:,} items ({(tokens + generated) / 1e6:.0f}M tokens each)",
+                    work=f"{len(shapes)} models x {items:,} items, {(tokens + generated) / 1e6:.0f}M tokens",
                     notes=[f"eval weights in {'float32' if nbytes == 4 else 'a 16-bit dtype'} ({nbytes} B/param)"])

@@ -122,7 +122,7 @@ def training(config: Any, ctx: PlanContext, *, packed: bool = False, pairs: bool
     tokens = sequences * seq_tokens * (2 if pairs else 1)
     flops = 6 * shape.params * tokens + (2 * shape.params * tokens if reference else 0)
     checkpoint = (nbytes + (12 if bf16 else 8)) * shape.params  # weights + fp32 master copy and Adam moments
-    work = f"{tokens / 1e9:.2f}B tokens ({sequences:,} {'pairs' if pairs else 'sequences'})"
+    work = f"{tokens / 1e9:.2f}B tokens, {sequences:,} {'pairs' if pairs else 'seqs'}"
     return Workload(
         device=device, devices=devices, memory=memory, work=work, train_flops=flops,
         host_memory=offload_host_memory(shape, ds.zero_stage, devices) if ds.offload_optimizer else None,

@@ -8,7 +8,7 @@ from rich.table import Table
 from solar_ray.plan.cluster import GB
 from solar_ray.plan.planner import SHORT, Plan
 
-COLUMNS = ("node type", "devices", "memory / device (GB)", "parts (GB)", "fits", "work", "hours", "disk (GB)", "cost ($)")
+COLUMNS = ("node type", "devices", "GB/device", "parts (GB)", "fits", "work", "hours", "disk GB", "cost $")
 
 
 def _num(value: float | None, fmt: str = "{:,.1f}") -> str:
@@ -20,7 +20,7 @@ def stage_columns(plan: Plan, name: str) -> dict[str, str]:
     s = plan.stages[name]
     memory = "-"
     if s.need:
-        memory = f"{s.need / GB:.1f}" + (f" / {s.limit / GB:.1f}" if s.limit else "")
+        memory = f"{s.need / GB:.1f}" + (f" / {s.limit / GB:.0f}" if s.limit else "")
     parts = " + ".join(f"{SHORT.get(k, k)} {v / GB:.1f}" for k, v in s.memory.items() if v >= 0.05 * GB) or "-"
     devices = "-"
     if s.workload.device == "gpu":
@@ -29,18 +29,16 @@ def stage_columns(plan: Plan, name: str) -> dict[str, str]:
         devices = f"{s.devices or s.workload.devices or 'all'} actors"
     fits = {True: "yes", False: "NO", None: "-"}[s.fits] + (" (near)" if s.warning else "")
     return {"node type": f"{s.node.name} x{s.nodes}" if s.node and s.nodes else (s.node.name if s.node else "-"),
-            "devices": devices, "memory / device (GB)": memory, "parts (GB)": parts, "fits": fits,
-            "work": s.workload.work, "hours": _num(s.hours), "disk (GB)": _num(s.disk / GB if s.disk else None, "{:,.0f}"),
-            "cost ($)": _num(s.cost, "{:,.0f}")}
+            "devices": devices, "GB/device": memory, "parts (GB)": parts, "fits": fits,
+            "work": s.workload.work, "hours": _num(s.hours), "disk GB": _num(s.disk / GB if s.disk else None, "{:,.0f}"),
+            "cost $": _num(s.cost, "{:,.0f}")}
 
 
 def print_plan(plan: Plan, title: str, console: Console | None = None) -> None:
-    console = console or Console(width=220)
+    console = console or Console(width=220, emoji=False)  # emoji=False: "dataset:train" is no emoji
     table = Table(title=title, show_lines=False)
-    table.add_column("stage")
-    table.add_column("kind")
-    for column in COLUMNS:
-        table.add_column(column, overflow="fold")
+    for column in ("stage", "kind", *COLUMNS):
+        table.add_column(column, no_wrap=True)
     for name in plan.stages:
         row = stage_columns(plan, name)
         table.add_row(name, plan.stages[name].kind, *(row[c] for c in COLUMNS))

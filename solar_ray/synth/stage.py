@@ -245,6 +245,6 @@ def workload(config: Config, models):
     return Workload(
         device=device, devices=config.actors * tp, per_worker=tp, memory=memory, fill=fill,
         cpus_per_device=config.num_cpus_per_actor, infer_flops=2 * shape.params * (prompt + generated),
-        work=f"{seeds:,} seeds x {config.sampling.n}: <= {generated / 1e6:.0f}M generated tokens",
+        work=f"{seeds:,} seeds x {config.sampling.n}, <= {generated / 1e6:.0f}M tokens out",
         notes=[f"{config.model}: {shape.params / 1e9:.1f}B parameters; generated tokens counted at max_tokens"],
     )

@@ -296,5 +296,5 @@ def workload(config: Config, models):
     from solar_ray.plan.models import shape_of
 
     shape = shape_of(new)
-    return Workload(work=f"{shape.params / 1e9:.2f}B parameters written", disk={"export": 2 * shape.params},
+    return Workload(work=f"{shape.params / 1e9:.2f}B parameters", disk={"export": 2 * shape.params},
                     notes=[f"writes {shape.layers} layers, {shape.params / 1e9:.2f}B parameters (bf16)"])

@@ -93,7 +93,7 @@ def test_a_new_stage_kind_is_scheduled_from_its_contract(experiment, tmp_path):
     assert pipe.configs["b"].storage == str(root / "ray")  # RAY_STORAGE_KEY pointed at the experiment's root
     rows = {row["stage"]: row for row in pipe.plan(pipe.select())}
     assert rows["b"]["resources"] == "2 stand-in GPU workers" and rows["b"]["reserves"] == "1 CPU + 2 GPU"
-    assert rows["b"]["memory / device (GB)"] == "8.0" and rows["b"]["devices"] == "2 GPU"
+    assert rows["b"]["GB/device"] == "8.0" and rows["b"]["devices"] == "2 GPU"
     (root / "ray" / "standin-run").mkdir(parents=True)  # a stale run from other inputs: ray_state finds it
     state = pipe.run(report=False)
     assert state["stages"]["b"]["status"] == "ran" and not (root / "ray" / "standin-run").exists()

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 LLAMA_10_7B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 48,
                "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
                "max_position_embeddings": 4096, "tie_word_embeddings": False}
-H, I, L, KV_DIM, V = 4096, 14336, 48, 8 * 128, 32000
+H, FFN, L, KV_DIM, V = 4096, 14336, 48, 8 * 128, 32000
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def solar():
 
 def test_parameters_come_from_the_config_and_match_hand_arithmetic(solar):
     attention = H * H + 2 * H * KV_DIM + H * H     # q, k, v, o (no biases)
-    mlp = 3 * H * I                                # gate, up, down
+    mlp = 3 * H * FFN                              # gate, up, down
     per_layer = attention + mlp + 2 * H            # + two RMSNorm weights
     assert solar.params == L * per_layer + 2 * V * H + H == 10_731_524_096  # + embeddings, lm_head, final norm
     assert solar.largest_layer == V * H  # the embedding (and lm_head): DeepSpeed's "largest layer"
@@ -79,7 +79,7 @@ def test_zero2_model_states_match_deepspeeds_printed_estimate(solar):
 
 
 def test_activations_by_hand(solar):
-    block = (5 * H + 2 * KV_DIM + 4 * I) * 2  # bytes per token kept by one Llama block in bf16
+    block = (5 * H + 2 * KV_DIM + 4 * FFN) * 2  # bytes per token kept by one Llama block in bf16
     assert activation_bytes(solar, 1, 4096, False, 2) == 4096 * L * block  # 31.4 GB: every block's activations
     assert activation_bytes(solar, 1, 4096, True, 2) == 4096 * (L * H * 2 + block)  # inputs + one block recomputed
 

@@ -33,7 +33,7 @@ def test_each_stage_is_placed_where_it_fits(plan):
     # ZeRO-3 training of 10.7B over 16 GPUs: two p5 nodes
     cpt = s["cpt"]
     assert (cpt.devices, cpt.nodes, cpt.fits) == (16, 2, True) and cpt.memory["weights"] == 2 * 10_731_524_096 / 16
-    assert cpt.workload.work.startswith("2.10B tokens")  # 2000 steps x 256 sequences x 4096 tokens
+    assert cpt.workload.work.startswith("2.10B tokens, 512,000 seqs")  # 2000 steps x 256 sequences x 4096 tokens
     # the evaluations load float32 weights (42.9 GB): no room on the 48 GB L40S nodes, so they go to H100s
     assert "not on eval_1xl40s: 47.5 GB per GPU (L40S-48GB) needed (weights 42.9 + vLLM overhead 3.0 + KV cache 1.6), " \
         "limit 43.2 GB" in s["eval_dus"].workload.notes  # 90% of 48 GB; KV cache for one 4096-token sequence
@@ -43,7 +43,7 @@ def test_each_stage_is_placed_where_it_fits(plan):
     assert result.problems() == ["stage 'contamination': 71.9 GB per actor (data_cpu_spot memory / actors on a node) "
                                  "needed (model (float32) 42.9 + reference (float32) 29.0), limit 4.0 GB"]
     # the critical path runs through continued pretraining; parallel 4 cannot beat it
-    assert result.critical_path[:3] == ["mistral_7b", "dus", "cpt"]
+    assert "cpt" in result.critical_path and result.critical_path[-1] == "contamination"
     longest = sum(s[n].hours or 0.0 for n in result.critical_path)
     assert longest <= result.makespan <= sum(st.hours or 0.0 for st in s.values())
 
