@@ -128,7 +128,10 @@ def _launcher(tree: dict[str, Any], path: Path) -> ClusterSpec:
             (node_config.get("scheduling") or {}).get("provisioningModel") == "SPOT"
         is_head = name == head_type
         notes.append(f"{instance}: {f'{gpus} x {gpu}, ' if gpus else ''}{hw['cpus']} vCPU, {hw['memory_gb']} GB, "
-                     f"${hw['price_per_hour']}/h on demand (facts.yaml){'; spot price not modelled' if spot else ''}")
+                     f"${hw['price_per_hour']}/h on demand (facts.yaml)")
+        if spot:
+            notes.append("spot node types are priced as on demand, and used only with --spot or where no other "
+                         "type can run a stage")
         nodes.append(NodeType(name, gpus, gpu, known["memory_gb"] * GB, known["bf16_tflops"],
                               float(resources.get("CPU", hw["cpus"])), hw["memory_gb"] * GB,
                               1 if is_head else int(entry.get("max_workers", 1)), hw["price_per_hour"], spot, is_head))

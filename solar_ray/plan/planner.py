@@ -198,7 +198,7 @@ def _place(stage: StagePlan, cluster: ClusterSpec, mfu: float, inference_mfu: fl
     if fitting:
         best = min(fitting, key=lambda t: (t.cost if t.cost is not None else math.inf, t.hours or 0.0))
         stage.workload.notes += [f"not on {t.node.name}: {t.problem.split(': ', 1)[1]}" for t in trials
-                                 if t.fits is False and t.node is not None and t.node.name != best.node.name]
+                                 if t.limit and t.need > t.limit]  # memory misfits: what a cheaper node lacks
     else:  # the closest miss: the most memory per device
         best = max(trials, key=lambda t: (t.limit or 0.0) - t.need)
     stage.__dict__.update({k: v for k, v in best.__dict__.items() if k not in ("name", "kind", "status")})
@@ -212,9 +212,14 @@ def critical_path(plan: Plan) -> list[str]:
     best: dict[str, tuple[float, list[str]]] = {}
     for name in plan.stages:  # in pipeline order: parents first
         hours = plan.stages[name].hours or 0.0
-        before = max((best[p] for p in plan.parents[name]), key=lambda b: b[0], default=(0.0, []))
+        before = max((best[p] for p in sorted(plan.parents[name])), key=_longest, default=(0.0, []))
         best[name] = (before[0] + hours, before[1] + [name])
-    return max(best.values(), key=lambda b: b[0])[1] if best else []
+    return max(best.values(), key=_longest)[1] if best else []
+
+
+def _longest(entry: tuple[float, list[str]]) -> tuple[float, int, list[str]]:
+    """Hours, then stages, then names: ties between zero-hour chains resolve the same way every time."""
+    return entry[0], len(entry[1]), entry[1]
 
 
 def schedule(plan: Plan) -> float:
@@ -230,7 +235,7 @@ def schedule(plan: Plan) -> float:
         chain[name] = hours[name] + max((chain[c] for c in children[name]), default=0.0)
     free = {n.name: n.count for n in plan.cluster.nodes} if plan.cluster else {}
     done: set[str] = set()
-    pending = sorted(plan.stages, key=lambda n: -chain[n])
+    pending = sorted(plan.stages, key=lambda n: (-chain[n], n))
     running: list[tuple[float, str]] = []
     now = 0.0
     while pending or running:

@@ -8,7 +8,7 @@ from rich.table import Table
 from solar_ray.plan.cluster import GB
 from solar_ray.plan.planner import SHORT, Plan
 
-COLUMNS = ("node type", "devices", "GB/device", "parts (GB)", "fits", "work", "hours", "disk GB", "cost $")
+COLUMNS = ("node type", "devices", "GB/device", "parts (GB)", "fits", "work", "hours", "disk GB", "USD")
 
 
 def _num(value: float | None, fmt: str = "{:,.1f}") -> str:
@@ -31,7 +31,7 @@ def stage_columns(plan: Plan, name: str) -> dict[str, str]:
     return {"node type": f"{s.node.name} x{s.nodes}" if s.node and s.nodes else (s.node.name if s.node else "-"),
             "devices": devices, "GB/device": memory, "parts (GB)": parts, "fits": fits,
             "work": s.workload.work, "hours": _num(s.hours), "disk GB": _num(s.disk / GB if s.disk else None, "{:,.0f}"),
-            "cost $": _num(s.cost, "{:,.0f}")}
+            "USD": _num(s.cost, "{:,.0f}")}
 
 
 def print_plan(plan: Plan, title: str, console: Console | None = None) -> None:
