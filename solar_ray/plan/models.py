@@ -125,7 +125,13 @@ class PlanContext:
 
     def shape(self, model: str | Path) -> ModelShape | None:
         config = self.config(model)
-        return shape_of(config) if config else None
+        if not config:
+            return None
+        try:
+            return shape_of(config)
+        except (ValueError, KeyError, TypeError) as exc:  # a model type this transformers cannot build
+            self.used[f"unsized {model}"] = f"{model}: not sized ({type(exc).__name__}: {str(exc)[:80]})"
+            return None
 
     def rows(self, dataset: str | Path) -> int | None:
         """Rows of a dataset artifact (train split): from the stage that writes it, else its parquet metadata."""

@@ -113,3 +113,10 @@ def test_an_unknown_instance_type_is_one_line_naming_it(tmp_path):
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"node type eval_1xl40s: instance type 'x9.huge' is not in"):
         load_cluster(path)
+
+
+def test_a_model_type_transformers_cannot_build_is_left_unsized_with_a_note(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "not-a-model", "hidden_size": 8}')
+    ctx = PlanContext()
+    assert ctx.shape(tmp_path) is None
+    assert any("not sized" in note and str(tmp_path) in note for note in ctx.used.values())
