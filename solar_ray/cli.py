@@ -91,7 +91,7 @@ def pipeline(
             table.add_row(*(str(row[c]) for c in columns))
         Console(width=260, emoji=False).print(table)
         return
-    pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster=spec)
+    pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster_spec=spec)
 
 
 @app.command()

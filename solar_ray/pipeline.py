@@ -16,7 +16,8 @@ report at `<output>/report/`.
 Features:
 1. Order: a stage runs once its inputs are done; a cycle or a reference to an unknown stage is a ConfigError
    naming the stage. Up to `parallel` independent stages run at once, as far as the CPUs/GPUs they ask Ray for
-   fit the cluster (each stage's `needs`, solar_ray/contract.py); the tiny experiment runs two, since Ray Train's start-up idles a core.
+   fit the cluster (each stage's `needs`, solar_ray/contract.py); the tiny experiment runs two, since Ray
+   Train's start-up idles a core.
 2. Caching: a stage whose artifact exists, with a lineage.json recording the same config and the same parent
    content hashes, is skipped. Artifacts are written atomically, so an interrupted stage leaves nothing behind
    and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
@@ -210,15 +211,15 @@ class Pipeline:
         return check(make_plan(self, cluster, statuses=statuses), selected)
 
     def run(self, start: str | None = None, only: str | None = None, report: bool = True,
-            parallel: int | None = None, cluster: Any = None) -> dict[str, Any]:
+            parallel: int | None = None, cluster_spec: Any = None) -> dict[str, Any]:
         """Run the selected stages as their inputs become ready; returns the state written to pipeline.json.
 
         Up to `parallel` stages (default: the experiment's) run at once, each in a driver thread that waits on its
-        Ray work. A stage starts only when the CPUs/GPUs it asks for (its `needs`, solar_ray/contract.py) fit beside those of the
-        running stages, or when nothing else runs (so a stage larger than the cluster can still make an
-        autoscaler grow it). Ready stages start longest downstream chain first. After a failure no new stage
+        Ray work. A stage starts only when the CPUs/GPUs it asks for (its `needs`, solar_ray/contract.py) fit
+        beside those of the running stages, or when nothing else runs (so a stage larger than the cluster can
+        still make an autoscaler grow it). Ready stages start longest downstream chain first. After a failure no new stage
         starts; the running ones finish and the first error is raised. Before any stage runs, each stage's memory
-        per device and device count is checked against `cluster` (a ClusterSpec), else against the Ray cluster
+        per device and device count is checked against `cluster_spec` (a ClusterSpec), else against the Ray cluster
         joined (its nodes now); a stage that cannot fit stops the run (ConfigError).
         """
         import queue
@@ -238,11 +239,11 @@ class Pipeline:
                 parent = self.experiment.stages[name].inputs[key].split(":", 1)[0]
                 if parent not in selected and not path.exists():
                     raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
+        warnings = self.check_fit(selected, cluster_spec) if cluster_spec is not None else []
         self.root.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {**self.description(), "stages": self._earlier_timings(selected)}
-        warnings = self.check_fit(selected, cluster) if cluster is not None else []
         init_ray()
-        if cluster is None and (live := live_cluster()) is not None:
+        if cluster_spec is None and (live := live_cluster()) is not None:
             warnings = self.check_fit(selected, live)
         for warning in warnings:
             console.print(f"near a limit: {warning}")

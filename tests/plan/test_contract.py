@@ -114,7 +114,7 @@ def test_a_stage_that_cannot_fit_stops_the_run_before_any_stage(experiment, tmp_
     root = tmp_path / "out"
     pipe = Pipeline(experiment(12), output=str(root))
     with pytest.raises(ConfigError) as error:
-        pipe.run(report=False, cluster=load_cluster(tmp_path / "spec.yaml"))
+        pipe.run(report=False, cluster_spec=load_cluster(tmp_path / "spec.yaml"))
     assert str(error.value) == "stage 'b': 12.0 GB per GPU (tiny) needed (weights 12.0), limit 10.0 GB"
     assert not (root / "a").exists()  # a fits, but nothing ran
 

@@ -51,8 +51,8 @@ def test_each_stage_is_placed_where_it_fits(plan):
 def test_the_pipeline_refuses_the_stage_that_cannot_fit(plan):
     pipe, _ = plan
     with pytest.raises(ConfigError, match=r"^stage 'contamination': 71.9 GB per actor .* limit 4.0 GB$"):
-        pipe.run(cluster=load_cluster(AWS))
-    assert not pipe.root.exists() or not any(pipe.root.iterdir())  # refused before anything ran
+        pipe.run(cluster_spec=load_cluster(AWS))
+    assert not any(pipe.root.iterdir())  # refused before anything ran, pipeline.json included
 
 
 def test_plan_command_prints_stages_totals_and_assumptions(plan, tmp_path):
