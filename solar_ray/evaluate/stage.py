@@ -105,13 +105,14 @@ def workload(config: Config, models):
         f"{k} {v['items']:,} / {v['tokens']:,}" + (f" + {v['generated']} generated" if "generated" in v else "")
         for k, v in benchmarks.items())
     tokens = generated = items = 0
-    for key in resolve_tasks(config.tasks):
+    keys = [key for key in resolve_tasks(config.tasks) if key in benchmarks]  # others: sizes not known to the plan
+    for key in keys:
         facts = benchmarks[key]
         count = facts["items"] if config.limit is None else min(facts["items"], config.limit * facts.get("subjects", 1))
         items += count
         tokens += count * facts["tokens"]
         generated += count * min(facts.get("generated", 0), config.max_gen_toks or 256)
-    seq = max(benchmarks[key]["tokens"] + benchmarks[key].get("generated", 0) for key in resolve_tasks(config.tasks))
+    seq = max((benchmarks[key]["tokens"] + benchmarks[key].get("generated", 0) for key in keys), default=2048)
     if config.backend == "vllm":
         memory, fill = vllm_engine(largest, models, tensor_parallel=1, share=0.9, max_len=None, nbytes=nbytes)
     else:
