@@ -1,7 +1,7 @@
 """Cluster specs for the planner: node types with their GPUs, CPUs, memory, count and price.
 
 Accepted, told apart by their keys:
-- a small spec (`node_types:`, see cluster/plan/h100x16.yaml);
+- a small spec (`node_types:`, see solar_ray/plan/cluster_example.yaml);
 - a Ray cluster launcher YAML (`available_node_types:`, as cluster/aws and cluster/gcp): each type's instance or
   machine type is looked up in solar_ray/plan/facts.yaml (GPU model, memory, price), its count is `max_workers`;
 - a KubeRay RayCluster (`kind: RayCluster`): each group's container limits, `nvidia.com/gpu.product` node

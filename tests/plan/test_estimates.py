@@ -105,6 +105,9 @@ def test_launcher_and_kuberay_yamls_are_cluster_specs():
     assert (kube["train-8xh100"].gpus, kube["train-8xh100"].memory, kube["infer-1xgpu"].gpu) == (
         8, 1500 * 2**30, "L40S-48GB")
     assert kube["data-cpu"].gpus == 0 and kube["train-8xh100"].count == 2
+    small = {n.name: n for n in load_cluster(REPO / "solar_ray/plan/cluster_example.yaml").nodes}
+    assert (small["infer"].gpu_memory, small["infer"].gpu_tflops, small["train"].count) == (48e9, 362, 2)
+    assert small["head"].head
 
 
 def test_an_unknown_instance_type_is_one_line_naming_it(tmp_path):
