@@ -52,6 +52,7 @@ class Workload:
     device: Literal["gpu", "cpu", "driver"] = "driver"
     devices: int | None = 0          # GPUs (gpu) or actors (cpu) it takes; None: as many as the cluster has
     per_worker: int = 1              # devices one worker needs on one node (a tensor-parallel engine's GPUs)
+    gpu_optional: bool = False       # gpu, but on CPUs where the cluster has no GPU (training with use_gpu null)
     cpus_per_device: float = 1.0     # cpu: CPUs each actor reserves (actors per node = node CPUs / this)
     memory: dict[str, float] = field(default_factory=dict)   # part -> bytes per device
     fill: tuple[str, float, float] | None = None  # (part, share, at least): the part takes what is left of

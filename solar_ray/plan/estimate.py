@@ -8,7 +8,6 @@ bytes. Activations, KV cache and logits are counted from the model's config (for
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from solar_ray.contract import Workload
@@ -94,9 +93,11 @@ def training(config: Any, ctx: PlanContext, *, packed: bool = False, pairs: bool
     s, ds, o = config.scaling, config.deepspeed, config.optim
     devices = s.num_workers
     device = "cpu" if s.use_gpu is False else "gpu"
+    optional = s.use_gpu is None
     shape = ctx.shape(config.model)
     if shape is None:
-        return unknown(device, devices, f"model {config.model}")
+        return Workload(device=device, devices=devices, gpu_optional=optional,
+                        notes=[f"model {config.model}: size unknown, not estimated"])
     bf16 = ds.bf16 if ds.bf16 is not None else device == "gpu"
     nbytes = 2 if bf16 else 4
     memory = model_states(shape, ds.zero_stage, ds.offload_optimizer, devices, bf16)
@@ -113,7 +114,8 @@ def training(config: Any, ctx: PlanContext, *, packed: bool = False, pairs: bool
     elif rows is not None:
         sequences = max(1, int(o.epochs * (rows // global_batch))) * global_batch
     else:
-        return Workload(device=device, devices=devices, memory=memory, notes=[f"{config.dataset}: rows unknown"])
+        return Workload(device=device, devices=devices, gpu_optional=optional, memory=memory,
+                        notes=[f"{config.dataset}: rows unknown"])
     if packed:
         seq_tokens = o.max_length
     else:
@@ -122,13 +124,13 @@ def training(config: Any, ctx: PlanContext, *, packed: bool = False, pairs: bool
     tokens = sequences * seq_tokens * (2 if pairs else 1)
     flops = 6 * shape.params * tokens + (2 * shape.params * tokens if reference else 0)
     checkpoint = (nbytes + (12 if bf16 else 8)) * shape.params  # weights + fp32 master copy and Adam moments
-    work = f"{tokens / 1e9:.2f}B tokens, {sequences:,} {'pairs' if pairs else 'seqs'}"
+    work = f"{count(tokens)} tokens, {sequences:,} {'pairs' if pairs else 'seqs'}"
     return Workload(
-        device=device, devices=devices, memory=memory, work=work, train_flops=flops,
+        device=device, devices=devices, gpu_optional=optional, memory=memory, work=work, train_flops=flops,
         host_memory=offload_host_memory(shape, ds.zero_stage, devices) if ds.offload_optimizer else None,
         disk={f"Ray storage ({config.run.keep_checkpoints} checkpoints)": config.run.keep_checkpoints * checkpoint,
               "export": nbytes * shape.params},
-        notes=[f"model {shape.params / 1e9:.2f}B parameters, {shape.layers} layers"],
+        notes=[f"model {count(shape.params)} parameters, {shape.layers} layers"],
     )
 
 
@@ -152,5 +154,9 @@ def dtype_bytes(dtype: str | None, default: int) -> int:
     return {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2}.get(str(dtype), default)
 
 
-def ceil_div(a: float, b: float) -> int:
-    return int(math.ceil(a / b))
+def count(n: float) -> str:
+    """10.73B, 12.6M, 950K."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.2f}B" if unit == "B" else f"{n / scale:.1f}{unit}"
+    return f"{n:g}"

@@ -23,10 +23,11 @@ def stage_columns(plan: Plan, name: str) -> dict[str, str]:
         memory = f"{s.need / GB:.1f}" + (f" / {s.limit / GB:.0f}" if s.limit else "")
     parts = " + ".join(f"{SHORT.get(k, k)} {v / GB:.1f}" for k, v in s.memory.items() if v >= 0.05 * GB) or "-"
     devices = "-"
+    n = s.devices or s.workload.devices or "all"
     if s.workload.device == "gpu":
-        devices = f"{s.devices or s.workload.devices or 'all'} GPU"
+        devices = f"{n} GPU" + (" (or CPU)" if s.workload.gpu_optional and s.node is None else "")
     elif s.workload.device == "cpu":
-        devices = f"{s.devices or s.workload.devices or 'all'} actors"
+        devices = f"{n} actor" + ("" if n == 1 else "s")
     fits = {True: "yes", False: "NO", None: "-"}[s.fits] + (" (near)" if s.warning else "")
     return {"node type": f"{s.node.name} x{s.nodes}" if s.node and s.nodes else (s.node.name if s.node else "-"),
             "devices": devices, "GB/device": memory, "parts (GB)": parts, "fits": fits,

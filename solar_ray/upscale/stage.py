@@ -293,8 +293,9 @@ def workload(config: Config, models):
     new = model_config(config, "", models)
     if new is None:
         return Workload()
+    from solar_ray.plan.estimate import count
     from solar_ray.plan.models import shape_of
 
     shape = shape_of(new)
-    return Workload(work=f"{shape.params / 1e9:.2f}B parameters", disk={"export": 2 * shape.params},
-                    notes=[f"writes {shape.layers} layers, {shape.params / 1e9:.2f}B parameters (bf16)"])
+    return Workload(work=f"{count(shape.params)} parameters", disk={"export": 2 * shape.params},
+                    notes=[f"writes {shape.layers} layers, {count(shape.params)} parameters (bf16)"])
