@@ -62,6 +62,9 @@ def pipeline(
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the final report.")] = False,
     parallel: Annotated[int | None, typer.Option(
         min=1, help="Stages at once, as the cluster's CPUs/GPUs allow (default: the experiment's `parallel`).")] = None,
+    cluster: Annotated[Path | None, typer.Option(
+        "--cluster", help="Cluster spec (as for `solar-ray plan`): the dry-run adds fit, hours and cost; a run "
+                          "checks each stage fits it before starting (default: the Ray cluster joined).")] = None,
 ) -> None:
     """Run a whole experiment as a DAG of stages; completed stages with unchanged inputs are skipped."""
     from solar_ray.pipeline import Pipeline
@@ -69,19 +72,50 @@ def pipeline(
     if start and only:
         raise typer.BadParameter("use --from or --only, not both")
     pipe = Pipeline(experiment, output=output)
+    spec = None
+    if cluster is not None:
+        from solar_ray.plan.cluster import load_cluster
+
+        spec = load_cluster(cluster)
     if dry_run:
         from rich.console import Console
         from rich.table import Table
 
+        from solar_ray.plan.render import COLUMNS
+
         table = Table(title=f"{pipe.experiment.name}: plan ({pipe.root})")
-        columns = ("stage", "kind", "inputs", "resources", "reserves", "status")
+        columns = ("stage", "kind", "inputs", "resources", "reserves", "status", *COLUMNS)
         for column in columns:
-            table.add_column(column)
-        for row in pipe.plan(pipe.select(start, only)):
+            table.add_column(column, overflow="fold")
+        for row in pipe.plan(pipe.select(start, only), spec):
             table.add_row(*(str(row[c]) for c in columns))
-        Console(width=200).print(table)
+        Console(width=260, emoji=False).print(table)
         return
-    pipe.run(start=start, only=only, report=not no_report, parallel=parallel)
+    pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster_spec=spec)
+
+
+@app.command()
+def plan(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML naming its stages, configs and inputs.")],
+    cluster: Annotated[Path, typer.Option(
+        "--cluster", help="Cluster spec: a small node_types YAML, a Ray launcher YAML (cluster/aws, cluster/gcp) "
+                          "or a KubeRay RayCluster.")],
+    mfu: Annotated[float, typer.Option(min=0.01, max=1.0, help="Training model-FLOPs utilisation.")] = 0.4,
+    inference_mfu: Annotated[float, typer.Option(
+        min=0.01, max=1.0, help="Inference (generation, scoring) model-FLOPs utilisation.")] = 0.15,
+    spot: Annotated[bool, typer.Option(help="Also place stages on spot node types.")] = False,
+    output: Annotated[str | None, typer.Option(help="Output root (default: the experiment's, or runs/<name>).")] = None,
+) -> None:
+    """Plan an experiment on a cluster: per stage memory per device, fit, work, hours, disk and cost; totals."""
+    from solar_ray.pipeline import Pipeline
+    from solar_ray.plan.cluster import load_cluster
+    from solar_ray.plan.planner import make_plan
+    from solar_ray.plan.render import print_plan
+
+    pipe = Pipeline(experiment, output=output)
+    spec = load_cluster(cluster)
+    result = make_plan(pipe, spec, mfu=mfu, inference_mfu=inference_mfu, spot=spot)
+    print_plan(result, f"{pipe.experiment.name} on {spec.name} ({cluster})")
 
 
 @app.command()

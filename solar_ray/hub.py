@@ -102,3 +102,28 @@ def _fetch_benchmarks(out: Path) -> dict[str, int]:
         for name, (hub_id, subset, splits) in BENCHMARKS.items()
         for split in splits
     }
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def model_config(config: Config, sub: str, models) -> dict | None:
+    """Before the download: the architecture from the hub config shipped with the planner (solar_ray/plan/hub/)."""
+    return models.config(config.repo_id) if config.kind == "model" and config.repo_id else None
+
+
+def rows(config: Config, sub: str, models) -> int | None:
+    if config.kind != "dataset" or not config.repo_id:
+        return None
+    key = f"{config.repo_id}:{config.split}"
+    known = models.assume.get("hub_rows", {})
+    if key in known:
+        models.used[f"rows {key}"] = f"{key}: {known[key]:,} rows (facts.yaml)"
+    return known.get(key)
+
+
+def workload(config: Config, models):
+    from solar_ray.contract import Workload
+
+    shape = models.shape(config.repo_id) if config.kind == "model" and config.repo_id else None
+    return Workload(disk={"download": 2 * shape.params}) if shape else Workload()

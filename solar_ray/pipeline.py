@@ -16,7 +16,8 @@ report at `<output>/report/`.
 Features:
 1. Order: a stage runs once its inputs are done; a cycle or a reference to an unknown stage is a ConfigError
    naming the stage. Up to `parallel` independent stages run at once, as far as the CPUs/GPUs they ask Ray for
-   fit the cluster (`stage_demand`); the tiny experiment runs two, since Ray Train's start-up idles a core.
+   fit the cluster (each stage's `needs`, solar_ray/contract.py); the tiny experiment runs two, since Ray
+   Train's start-up idles a core.
 2. Caching: a stage whose artifact exists, with a lineage.json recording the same config and the same parent
    content hashes, is skipped. Artifacts are written atomically, so an interrupted stage leaves nothing behind
    and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
@@ -39,6 +40,7 @@ from typing import Any
 
 from pydantic import Field
 
+from solar_ray import contract
 from solar_ray.artifacts import LINEAGE, artifact_hash, read_lineage, write_json
 from solar_ray.config import (
     StageConfig,
@@ -52,11 +54,10 @@ from solar_ray.config import (
     validate,
 )
 from solar_ray.errors import ArtifactError, ConfigError
-from solar_ray.report.spec import ReportSpec
+from solar_ray.report.spec import EARLIER_RUN, ReportSpec
 
 RAY_STORAGE_DIR = "ray"
 REPORT_DIR = "report"
-EARLIER_RUN = "ran earlier"  # pipeline.json status of a stage a --from / --only run did not select
 
 
 class StageSpec(Strict):
@@ -137,7 +138,7 @@ class Pipeline:
             set_dotted(tree, key, str(self.artifact(ref)))
         tree["output"] = str(self.root / name)
         # Every stage that keeps Ray Train / Tune state keeps it under the experiment's output root.
-        key = _storage_key(tree.get("stage"))
+        key = contract.storage_key(tree.get("stage"))
         if key and key not in spec.overrides:
             set_dotted(tree, key, str(self.root / RAY_STORAGE_DIR))
         return build_config(tree, source)
@@ -177,41 +178,56 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------- plan
 
-    def plan(self, selected: list[str]) -> list[dict[str, Any]]:
+    def plan(self, selected: list[str], cluster: Any = None) -> list[dict[str, Any]]:
+        """One row per stage: inputs, what it reserves, status, and the planner's columns (solar_ray.plan.render:
+        devices, memory per device and its parts, work, disk; with a `cluster` spec also fit, hours and cost)."""
+        from solar_ray.plan.planner import make_plan
+        from solar_ray.plan.render import stage_columns
+
+        statuses = {name: "not selected" if name not in selected else "cached" if self.is_current(name)
+                    else "will run" for name in self.order}
+        planned = make_plan(self, cluster, statuses=statuses)
         rows = []
         for name in self.order:
             config = self.configs[name]
-            if name not in selected:
-                status = "not selected"
-            elif self.is_current(name):
-                status = "cached"
-            else:
-                status = "will run"
+            needs = contract.needs(config)
             rows.append({
                 "stage": name,
                 "kind": config.stage,
                 "inputs": ", ".join(f"{k}<-{v}" for k, v in self.experiment.stages[name].inputs.items()) or "-",
-                "resources": stage_resources(config),
-                "reserves": describe_demand(stage_demand(config, {"CPU": math.inf, "GPU": math.inf})),
-                "status": status,
+                "resources": needs.what,
+                "reserves": contract.describe_demand(needs.demand({"CPU": math.inf, "GPU": math.inf})),
+                "status": statuses[name],
+                **stage_columns(planned, name),
             })
         return rows
 
+    def check_fit(self, selected: list[str], cluster: Any) -> list[str]:
+        """Refuse (ConfigError, one line naming the stage, the figure and the limit) a selected stage that cannot
+        fit `cluster` (a solar_ray.plan.cluster.ClusterSpec); returns warnings for figures near a limit."""
+        from solar_ray.plan.planner import check, make_plan
+
+        statuses = {name: "will run" if name in selected else "not selected" for name in self.order}
+        return check(make_plan(self, cluster, statuses=statuses), selected)
+
     def run(self, start: str | None = None, only: str | None = None, report: bool = True,
-            parallel: int | None = None) -> dict[str, Any]:
+            parallel: int | None = None, cluster_spec: Any = None) -> dict[str, Any]:
         """Run the selected stages as their inputs become ready; returns the state written to pipeline.json.
 
         Up to `parallel` stages (default: the experiment's) run at once, each in a driver thread that waits on its
-        Ray work. A stage starts only when the CPUs/GPUs it asks for (`stage_demand`) fit beside those of the
-        running stages, or when nothing else runs (so a stage larger than the cluster can still make an
-        autoscaler grow it). Ready stages start longest downstream chain first. After a failure no new stage
-        starts; the running ones finish and the first error is raised.
+        Ray work. A stage starts only when the CPUs/GPUs it asks for (its `needs`, solar_ray/contract.py) fit
+        beside those of the running stages, or when nothing else runs (so a stage larger than the cluster can
+        still make an autoscaler grow it). Ready stages start longest downstream chain first. After a failure no new stage
+        starts; the running ones finish and the first error is raised. Before any stage runs, each stage's memory
+        per device and device count is checked against `cluster_spec` (a ClusterSpec), else against the Ray cluster
+        joined (its nodes now); a stage that cannot fit stops the run (ConfigError).
         """
         import queue
         import threading
 
         from rich.console import Console
 
+        from solar_ray.plan.cluster import live_cluster
         from solar_ray.ray_session import cluster_resources, init_ray
         from solar_ray.stages import run_stage
 
@@ -223,10 +239,14 @@ class Pipeline:
                 parent = self.experiment.stages[name].inputs[key].split(":", 1)[0]
                 if parent not in selected and not path.exists():
                     raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
+        warnings = self.check_fit(selected, cluster_spec) if cluster_spec is not None else []
         self.root.mkdir(parents=True, exist_ok=True)
-        state: dict[str, Any] = {"experiment": self.experiment.name, "source": str(self.path),
-                                 "stages": self._earlier_timings(selected)}
+        state: dict[str, Any] = {**self.description(), "stages": self._earlier_timings(selected)}
         init_ray()
+        if cluster_spec is None and (live := live_cluster()) is not None:
+            warnings = self.check_fit(selected, live)
+        for warning in warnings:
+            console.print(f"near a limit: {warning}")
         cluster = cluster_resources()
         limit = parallel or self.experiment.parallel
         if limit > 1:
@@ -262,7 +282,7 @@ class Pipeline:
                     console.print(f"{label(name)}: cached")
                     state["stages"][name] = {"status": "cached", "seconds": 0.0}
                     continue
-                demand = stage_demand(self.configs[name], cluster)
+                demand = contract.needs(self.configs[name]).demand(cluster)
                 if running and (len(running) >= limit or not _fits(demand, running.values(), cluster)):
                     continue
                 pending.remove(name)
@@ -298,9 +318,16 @@ class Pipeline:
         if report:
             from solar_ray.report import write_pipeline_report
 
-            path = write_pipeline_report(self)
+            path = write_pipeline_report(self.root)
             console.print(f"report: {path}")
         return state
+
+    def description(self) -> dict[str, Any]:
+        """What pipeline.json records of the experiment, for the report (which never loads the experiment)."""
+        return {"experiment": self.experiment.name, "description": self.experiment.description,
+                "source": str(self.path), "report": self.experiment.report.model_dump(mode="json"),
+                "graph": {name: {"kind": self.configs[name].stage, "parents": sorted(self.parents[name])}
+                          for name in self.order}}
 
     def _earlier_timings(self, selected: list[str]) -> dict[str, Any]:
         """Stages this run leaves alone (--from / --only) keep the time of the last run that ran them."""
@@ -329,7 +356,7 @@ class Pipeline:
         stage chosen by --from / --only) always starts over: resuming would only replay the last checkpoint.
         Runs stored at a cloud URI are left alone (name them per attempt with `run.name` there).
         """
-        folders = ray_run_folders(config)
+        folders = contract.ray_state(config)
         if not folders:
             return
         parents = {ref: artifact_hash(self.root / ref.split(":", 1)[0])
@@ -352,76 +379,6 @@ def import_driver_libraries() -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainingArguments  # noqa: F401
 
 
-def ray_run_folders(config: StageConfig) -> list[Path]:
-    """The local folders where a stage's Ray Train run or Tune experiment keeps its state (none for a URI)."""
-    key = _storage_key(getattr(config, "stage", None))
-    if key == "run.storage_path":  # a training stage: <storage>/<run name>/
-        storage, names = config.run.storage_path, [config.run_name()]
-    elif key == "storage_path":  # a sweep: <storage>/<experiment>/ and its trials' training runs
-        storage, names = config.storage_path, [config.experiment_name(), f"{config.experiment_name()}-train"]
-    else:
-        return []
-    if "://" in storage:
-        return []
-    return [Path(storage) / name for name in names]
-
-
-def stage_resources(config: StageConfig) -> str:
-    """A short description of what a stage asks of the cluster, read from its config's common fields."""
-    scaling = getattr(config, "scaling", None)
-    if scaling is not None:
-        workers = getattr(scaling, "num_workers", 1)
-        gpu = getattr(scaling, "use_gpu", False)
-        unit = "GPU" if gpu is True else "CPU" if gpu is False else "GPU if present"
-        zero = getattr(getattr(config, "deepspeed", None), "zero_stage", None)
-        return f"{workers} x {unit} worker" + ("s" if workers != 1 else "") + (f", ZeRO-{zero}" if zero is not None else "")
-    for field in ("actors", "workers", "num_actors"):
-        if field in type(config).model_fields:
-            value = getattr(config, field)
-            count = f"{value} Ray actor" + ("s" if value != 1 else "") if isinstance(value, int) else "Ray actors"
-            gpu = "GPU" if getattr(config, "backend", None) == "vllm" or getattr(config, "engine", None) == "vllm" else "CPU"
-            return f"{count} ({gpu})" if isinstance(value, int) else f"{count}, one per {gpu}"
-    if getattr(config, "stage", None) == "data":
-        return "Ray Data tasks (on free CPUs)"
-    return "in the driver process"
-
-
-def stage_demand(config: StageConfig, cluster: dict[str, float]) -> dict[str, float]:
-    """The CPUs and GPUs a stage reserves from Ray while it runs, read from its config's common fields.
-
-    A stage that sizes itself to the cluster (a sweep, an evaluation without `workers`) asks for all of it, and
-    so runs alone; a stage that works in the driver (merge, up-scaling) asks for nothing.
-    """
-    whole = {"CPU": cluster.get("CPU", 1.0), "GPU": cluster.get("GPU", 0.0)}
-    scaling = getattr(config, "scaling", None)
-    if scaling is not None:
-        on_gpu = scaling.use_gpu if scaling.use_gpu is not None else whole["GPU"] > 0
-        return {"CPU": scaling.num_workers * scaling.cpus_per_worker, "GPU": float(scaling.num_workers) if on_gpu else 0.0}
-    if _storage_key(getattr(config, "stage", None)) == "storage_path":  # a Tune sweep
-        return whole
-    stage = getattr(config, "stage", None)
-    if stage in ("eval", "contamination"):
-        if config.workers is None:
-            return whole
-        on_gpu = getattr(config, "backend", "hf") == "vllm" or getattr(config, "device", "cpu").startswith("cuda")
-        return {"CPU": config.workers * getattr(config, "cpus_per_worker", 1.0),
-                "GPU": float(config.workers) if on_gpu else 0.0}  # the eval runner gives each GPU actor one GPU
-    if stage == "synth_math":
-        return {"CPU": config.actors * config.num_cpus_per_actor,
-                "GPU": float(config.actors) if config.engine == "vllm" else 0.0}
-    if stage == "data":
-        return {"CPU": 1.0, "GPU": 0.0}  # Ray Data's tasks then spread over whatever CPUs are free
-    return {"CPU": 0.0, "GPU": 0.0}
-
-
-def describe_demand(demand: dict[str, float]) -> str:
-    """'1 CPU', '8 CPU + 8 GPU', 'the whole cluster' (for a demand made against an infinite cluster) or '-'."""
-    if math.inf in demand.values():
-        return "the whole cluster"
-    parts = [f"{demand[kind]:g} {kind}" for kind in ("CPU", "GPU") if demand.get(kind)]
-    return " + ".join(parts) or "-"
-
-
 def _fits(demand: dict[str, float], held: Any, cluster: dict[str, float]) -> bool:
     held = list(held)
     return all(demand.get(kind, 0.0) + sum(h.get(kind, 0.0) for h in held) <= cluster.get(kind, 0.0) + 1e-9
@@ -441,18 +398,3 @@ def _next_result(results: Any) -> tuple[str, BaseException | None, float]:
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key != "force"}
-
-
-def _storage_key(stage: Any) -> str | None:
-    """The dotted key of a stage config's Ray storage path (`storage_path` or `run.storage_path`), if any."""
-    from solar_ray.stages import STAGES, stage_module
-
-    if stage not in STAGES:
-        return None  # build_config reports the unknown stage
-    fields = stage_module(stage).Config.model_fields
-    if "storage_path" in fields:
-        return "storage_path"
-    run = fields.get("run")
-    if run is not None and "storage_path" in getattr(run.annotation, "model_fields", {}):
-        return "run.storage_path"
-    return None

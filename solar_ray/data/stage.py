@@ -243,3 +243,31 @@ def run(config: Config) -> Path:
     finally:
         context.execution_options.preserve_order = preserve_order
     return Path(config.output)
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def needs(config: Config):
+    from solar_ray.contract import StageNeeds
+
+    return StageNeeds(driver_cpus=1.0, what="Ray Data tasks (on free CPUs)")  # they spread over free CPUs
+
+
+def rows(config: Config, sub: str, models) -> int | None:
+    """Training rows: each source's cap (or its input's rows, if fewer), less the held-out test rows."""
+    total = 0
+    for source in config.sources.values():
+        available = models.rows(source.path) if source.path else None
+        counts = [n for n in (source.cap, available) if n is not None]
+        if not counts:
+            return None
+        total += min(counts)
+    return max(0, total - config.test_size)
+
+
+def workload(config: Config, models):
+    from solar_ray.contract import Workload
+
+    count = rows(config, "", models)
+    return Workload(work=f"<= {count:,} rows" if count is not None else "-")

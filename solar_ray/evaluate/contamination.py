@@ -216,3 +216,33 @@ def run(config: Config) -> Path:
                       metrics={f"{r['name']}/result_below_0.1_pct": r["figure"] for r in results.values()})
     print(table(results, Path(config.model).name))
     return out
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def needs(config: Config):
+    from solar_ray.contract import StageNeeds
+
+    if config.workers is None:
+        return StageNeeds(whole_cluster=True, what="Ray actors, one per CPU")
+    return StageNeeds(workers=config.workers, cpus_per_worker=1.0,
+                      what=f"{config.workers} Ray actor{'s' if config.workers != 1 else ''} (CPU)")
+
+
+def workload(config: Config, models):
+    """Each CPU actor holds both models in float32; the reference samples `neighbours` continuations of every
+    example's prefix and both models score them (2 FLOPs per parameter per token)."""
+    from solar_ray.contract import Workload
+    from solar_ray.plan.estimate import unknown
+
+    model, reference = models.shape(config.model), models.shape(config.reference)
+    if model is None or reference is None:
+        return unknown("cpu", config.workers, "model or reference")
+    text = models.note("contamination_tokens", "{value} tokens per benchmark example and per neighbour")
+    examples = len(config.benchmarks) * config.examples
+    tokens = examples * (config.neighbours + 1) * text
+    return Workload(device="cpu", devices=config.workers, cpus_per_device=1.0,
+                    memory={"model (float32)": 4 * model.params, "reference (float32)": 4 * reference.params},
+                    infer_flops=2 * (model.params + reference.params) * tokens,
+                    work=f"{examples} examples x {config.neighbours} neighbours")

@@ -68,3 +68,57 @@ def run(config: Config) -> Path:
         write_lineage(tmp, "eval", config.model_dump(mode="json"), parents=config.models, metrics=metrics)
     print(markdown_table(summaries))
     return out
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def _on_gpu(config: Config) -> bool:
+    return config.backend == "vllm" or config.device.startswith("cuda")  # the runner gives each GPU actor one GPU
+
+
+def needs(config: Config):
+    from solar_ray.contract import StageNeeds
+
+    unit = "GPU" if _on_gpu(config) else "CPU"
+    if config.workers is None:
+        return StageNeeds(whole_cluster=True, what=f"Ray actors, one per {unit}")
+    return StageNeeds(workers=config.workers, cpus_per_worker=config.cpus_per_worker, gpus_per_worker=1,
+                      on_gpu=_on_gpu(config), what=f"{config.workers} Ray actor{'s' if config.workers != 1 else ''} ({unit})")
+
+
+def workload(config: Config, models):
+    """Each actor loads every model in turn (weights in the runner's dtype, float32 unless the config says) and
+    scores its share of the items; FLOPs are 2 per parameter per scored or generated token."""
+    from solar_ray.contract import Workload
+    from solar_ray.evaluate.suites import resolve_tasks
+    from solar_ray.plan.estimate import dtype_bytes, hf_inference, unknown, vllm_engine
+
+    device = "gpu" if _on_gpu(config) else "cpu"
+    shapes = {name: models.shape(path) for name, path in config.models.items()}
+    if any(shape is None for shape in shapes.values()):
+        return unknown(device, config.workers, "models " + ", ".join(n for n, s in shapes.items() if s is None))
+    largest = max(shapes.values(), key=lambda s: s.params)
+    nbytes = dtype_bytes(getattr(config, "dtype", None), 4)
+    benchmarks = models.assume["benchmarks"]
+    models.used["benchmarks"] = "eval items / mean tokens per item with the leaderboard's shots: " + ", ".join(
+        f"{k} {v['items']:,} / {v['tokens']:,}" + (f" + {v['generated']} generated" if "generated" in v else "")
+        for k, v in benchmarks.items())
+    tokens = generated = items = 0
+    keys = [key for key in resolve_tasks(config.tasks) if key in benchmarks]  # others: sizes not known to the plan
+    for key in keys:
+        facts = benchmarks[key]
+        count = facts["items"] if config.limit is None else min(facts["items"], config.limit * facts.get("subjects", 1))
+        items += count
+        tokens += count * facts["tokens"]
+        generated += count * min(facts.get("generated", 0), config.max_gen_toks or 256)
+    seq = max((benchmarks[key]["tokens"] + benchmarks[key].get("generated", 0) for key in keys), default=2048)
+    if config.backend == "vllm":
+        memory, fill = vllm_engine(largest, models, tensor_parallel=1, share=0.9, max_len=None, nbytes=nbytes)
+    else:
+        memory, fill = hf_inference(largest, batch=config.batch_size, seq=seq, nbytes=nbytes), None
+    flops = sum(2 * shape.params * (tokens + generated) for shape in shapes.values())
+    return Workload(device=device, devices=config.workers, memory=memory, fill=fill,
+                    cpus_per_device=config.cpus_per_worker, infer_flops=flops,
+                    work=f"{len(shapes)} models x {items:,} items, {(tokens + generated) / 1e6:.0f}M tokens",
+                    notes=[f"eval weights in {'float32' if nbytes == 4 else 'a 16-bit dtype'} ({nbytes} B/param)"])

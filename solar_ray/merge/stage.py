@@ -155,3 +155,19 @@ def model_card(config: Config, spec: MergeSpec, models: list[dict]) -> str:
     lines += ["", f"Config, tokenizer and dtypes from the base model ({models[0]['name']}); "
               "arithmetic in float32. Lineage: lineage.json.", ""]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def model_config(config: Config, sub: str, models):
+    return models.config(next(iter(config.models.values())).path)  # merged models share one architecture
+
+
+def workload(config: Config, models):
+    from solar_ray.contract import Workload
+
+    shape = models.shape(next(iter(config.models.values())).path)
+    if shape is None:
+        return Workload()
+    return Workload(work=f"{len(config.models)} models streamed", disk={"export": 2 * shape.params})

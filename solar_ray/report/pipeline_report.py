@@ -25,11 +25,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from solar_ray.artifacts import LINEAGE, atomic_dir, read_lineage  # noqa: E402
+from solar_ray.errors import ArtifactError  # noqa: E402
 from solar_ray.evaluate.chance import chance_scores  # noqa: E402
 from solar_ray.report.findings import Scores, judge  # noqa: E402
 from solar_ray.report.html import markdown_to_html  # noqa: E402
 from solar_ray.report.lineage_graph import mermaid, plot_lineage  # noqa: E402
-from solar_ray.report.spec import CurveSpec  # noqa: E402
+from solar_ray.report.spec import EARLIER_RUN, CurveSpec, ReportSpec  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ readers
 
@@ -165,14 +166,15 @@ def contamination_section(root: Path, stages: dict[str, str]) -> str:
 # ------------------------------------------------------------------------------------------- writer
 
 
-def write_pipeline_report(pipe) -> Path:
-    """Write `<output>/report/` for a loaded Pipeline; returns the report directory."""
-    from solar_ray.pipeline import EARLIER_RUN
-
-    root = pipe.root
-    spec = pipe.experiment.report
-    kinds = {name: config.stage for name, config in pipe.configs.items()}
-    state = json.loads((root / "pipeline.json").read_text()) if (root / "pipeline.json").is_file() else {}
+def write_pipeline_report(root: Path) -> Path:
+    """Write `<root>/report/` from the pipeline.json a run left there and the stages' artifacts; returns it."""
+    state = json.loads((root / "pipeline.json").read_text())
+    if "graph" not in state:
+        raise ArtifactError(f"{root / 'pipeline.json'}: written by an older solar-ray (no stage graph); "
+                            "run the pipeline again to rewrite it")
+    spec = ReportSpec.model_validate(state.get("report", {}))
+    kinds = {name: entry["kind"] for name, entry in state["graph"].items()}
+    order = list(kinds)
     scores_cache: dict[str, Scores] = {}
 
     def scores_of(stage: str | None) -> Scores:
@@ -194,7 +196,8 @@ def write_pipeline_report(pipe) -> Path:
         if stage is None or kinds.get(stage) != "eval" or not scores_of(stage):
             return {}
         if stage not in chance_cache:  # a table and the findings on it read the same benchmark files
-            chance_cache[stage] = chance_scores(pipe.configs[stage].data_dir, pipe.configs[stage].limit)
+            config = read_lineage(root / stage)["config"]  # the settings the eval stage ran with
+            chance_cache[stage] = chance_scores(config["data_dir"], config.get("limit"))
         return chance_cache[stage]
 
     def verdict(finding) -> dict[str, Any]:
@@ -205,10 +208,10 @@ def write_pipeline_report(pipe) -> Path:
         return judge(finding, scores_of(finding.eval), chance_of(stage).get(finding.metric))
 
     with atomic_dir(root / "report", force=True) as out:
-        md = [f"# {pipe.experiment.name}: report", "", pipe.experiment.description, ""]
+        md = [f"# {state['experiment']}: report", "", state.get("description", ""), ""]
         md += ["## Stages", "", "| stage | kind | status | started at (s) | seconds |", "|---|---|---|---|---|"]
         stages = state.get("stages", {})
-        for name in sorted(pipe.order, key=lambda n: stages.get(n, {}).get("started_at", math.inf)):
+        for name in sorted(order, key=lambda n: stages.get(n, {}).get("started_at", math.inf)):
             entry = stages.get(name, {})
             done = (root / name / LINEAGE).is_file()
             offset = entry.get("started_at", math.nan) - state.get("started_at", math.nan)
@@ -252,16 +255,16 @@ def write_pipeline_report(pipe) -> Path:
         if spec.limits:
             md += ["", "What this scale cannot show:", ""] + [f"- {limit}" for limit in spec.limits]
 
-        parents = {name: {p for p in pipe.parents[name]} for name in pipe.order}
+        parents = {name: set(state["graph"][name]["parents"]) for name in order}
         plot_lineage(parents, kinds, out / "lineage.png")
         md += ["", "## Lineage", "", "![lineage](lineage.png)", "", mermaid(parents), ""]
         hashes = []
-        for name in pipe.order:
+        for name in order:
             if (root / name / LINEAGE).is_file():
                 hashes.append(f"| {name} | `{read_lineage(root / name).get('content_hash', '')[:16]}` |")
         md += ["| artifact | content hash |", "|---|---|"] + hashes
 
         text = "\n".join(md) + "\n"
         (out / "report.md").write_text(text)
-        (out / "report.html").write_text(markdown_to_html(text, f"{pipe.experiment.name} report"))
+        (out / "report.html").write_text(markdown_to_html(text, f"{state['experiment']} report"))
     return root / "report"

@@ -7,6 +7,11 @@ from pydantic import Field
 from solar_ray.config import Strict
 from solar_ray.report.findings import Finding
 
+# pipeline.json, which the pipeline writes and the report reads (the report never loads the experiment):
+#   experiment, description, source, report (this module's ReportSpec), started_at, parallel, seconds,
+#   graph: {stage: {"kind", "parents"}} in run order, stages: {stage: {"status", "started_at", "seconds"}}.
+EARLIER_RUN = "ran earlier"  # the status of a stage that a --from / --only run did not select
+
 
 class TableSpec(Strict):
     title: str = Field(description="Caption, e.g. 'Table 3: instruction-tuning ablations'.")

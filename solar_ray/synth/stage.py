@@ -195,3 +195,56 @@ def run(config: Config) -> Path:
         write_lineage(tmp, "synth_math", config_dict, parents=parents, metrics={**counts, **stats}, **provenance)
     shutil.rmtree(work_dir, ignore_errors=True)  # the artifact now holds everything the blocks did
     return out
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def needs(config: Config):
+    from solar_ray.contract import StageNeeds
+
+    gpus = config.engine_options.tensor_parallel_size if config.engine == "vllm" else 0
+    engine = f"{config.engine} engine" + (f", {gpus} GPU{'s' if gpus != 1 else ''} each" if gpus else " (CPU)")
+    return StageNeeds(workers=config.actors, cpus_per_worker=config.num_cpus_per_actor, gpus_per_worker=gpus,
+                      on_gpu=bool(gpus), what=f"{config.actors} Ray actor{'s' if config.actors != 1 else ''} ({engine})")
+
+
+def _seeds(config: Config, models) -> int | None:
+    rows = models.rows(config.seed_data)
+    return min(rows, config.max_seed_rows) if rows is not None and config.max_seed_rows else rows
+
+
+def rows(config: Config, sub: str, models) -> int | None:
+    """At most one row per sample (validation drops the wrong ones)."""
+    seeds = _seeds(config, models)
+    return None if seeds is None else seeds * config.sampling.n
+
+
+def workload(config: Config, models):
+    from solar_ray.contract import Workload
+    from solar_ray.plan.estimate import dtype_bytes, unknown, vllm_engine
+
+    tp = config.engine_options.tensor_parallel_size if config.engine == "vllm" else 1
+    device = "gpu" if config.engine == "vllm" else "cpu"
+    shape = models.shape(config.model)
+    if shape is None:
+        return unknown(device, config.actors * tp, f"model {config.model}")
+    nbytes = dtype_bytes(config.engine_options.dtype, 2 if device == "gpu" else 4)
+    if device == "gpu":
+        memory, fill = vllm_engine(shape, models, tensor_parallel=tp, share=config.engine_options.gpu_memory_utilization,
+                                   max_len=config.engine_options.max_model_len, nbytes=nbytes)
+    else:
+        memory, fill = {"weights": nbytes * shape.params}, None
+    seeds = _seeds(config, models)
+    if seeds is None:
+        return Workload(device=device, devices=config.actors * tp, per_worker=tp, memory=memory, fill=fill,
+                        cpus_per_device=config.num_cpus_per_actor, notes=[f"{config.seed_data}: rows unknown"])
+    shot = models.note("tokens_per_shot", "{value} prompt tokens per worked example and per seed question (synth)")
+    prompt = seeds * shot * (config.few_shot + 1)
+    generated = seeds * config.sampling.n * config.sampling.max_tokens  # an upper bound: every sample runs to the end
+    return Workload(
+        device=device, devices=config.actors * tp, per_worker=tp, memory=memory, fill=fill,
+        cpus_per_device=config.num_cpus_per_actor, infer_flops=2 * shape.params * (prompt + generated),
+        work=f"{seeds:,} seeds x {config.sampling.n}, <= {generated / 1e6:.0f}M tokens out",
+        notes=[f"{config.model}: {shape.params / 1e9:.1f}B parameters; generated tokens counted at max_tokens"],
+    )

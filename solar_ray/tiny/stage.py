@@ -20,3 +20,13 @@ def run(config: Config) -> Path:
 
     return build_tiny_world(Path(config.output or "runs/tiny"), seed=config.seed, force=config.force,
                             config=config)
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def model_config(config: Config, sub: str, models) -> dict | None:
+    """The base model's config before the world is built (its vocabulary at most the BPE trainer's target)."""
+    from solar_ray.tiny.model import MODEL_SHAPE, VOCAB_SIZE
+
+    return {"model_type": "llama", "vocab_size": VOCAB_SIZE, **MODEL_SHAPE} if sub == "base" else None

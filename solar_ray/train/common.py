@@ -198,3 +198,28 @@ def planned_steps(config: TrainStageConfig, train_rows: int) -> int:
             "lower optim.per_device_batch_size / gradient accumulation or add data"
         )
     return steps
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+RAY_STORAGE_KEY = "run.storage_path"
+
+
+def needs(config: TrainStageConfig):
+    from solar_ray.contract import StageNeeds
+
+    s = config.scaling
+    unit = "GPU" if s.use_gpu is True else "CPU" if s.use_gpu is False else "GPU if present"
+    what = f"{s.num_workers} x {unit} worker{'s' if s.num_workers != 1 else ''}, ZeRO-{config.deepspeed.zero_stage}"
+    return StageNeeds(workers=s.num_workers, cpus_per_worker=s.cpus_per_worker, gpus_per_worker=1,
+                      on_gpu=s.use_gpu, what=what)
+
+
+def ray_state(config: TrainStageConfig) -> list[Path]:
+    from solar_ray.contract import local_runs
+
+    return local_runs(config.run.storage_path, [config.run_name()])
+
+
+def model_config(config: TrainStageConfig, sub: str, models):
+    return models.config(config.model)  # training keeps its input model's architecture

@@ -268,3 +268,13 @@ def load_checkpoint(engine, checkpoint, rank: int) -> tuple[dict[str, Any], list
         worker.load_rng(Path(directory) / f"rng_rank{rank}.pt")
         history = worker.read_metrics(directory)
     return dict(client_state["solar_ray"]), history
+
+
+# The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
+from solar_ray.train.common import RAY_STORAGE_KEY, model_config, needs, ray_state  # noqa: E402,F401
+
+
+def workload(config: Config, models):
+    from solar_ray.plan.estimate import training
+
+    return training(config, models, packed=True)

@@ -65,3 +65,13 @@ def train_loop(cfg: dict[str, Any]) -> None:
         )
 
     train_with_ray(cfg, build)
+
+
+# The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
+from solar_ray.train.common import RAY_STORAGE_KEY, model_config, needs, ray_state  # noqa: E402,F401
+
+
+def workload(config: Config, models):
+    from solar_ray.plan.estimate import training
+
+    return training(config, models)

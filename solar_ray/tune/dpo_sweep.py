@@ -188,3 +188,19 @@ def run(config: Config) -> Path:
                       metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},
                       best=best, experiment=experiment_path(config))
     return Path(config.output)
+
+
+# The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
+RAY_STORAGE_KEY = "storage_path"
+
+
+def needs(config: Config):
+    from solar_ray.tune.space import sweep_needs
+
+    return sweep_needs(config)
+
+
+def ray_state(config: Config):
+    from solar_ray.tune.space import sweep_ray_state
+
+    return sweep_ray_state(config)

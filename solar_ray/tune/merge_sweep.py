@@ -104,9 +104,8 @@ def load_candidates(config: Config) -> list[dict[str, Any]]:
 
 def trial(params: dict[str, Any], config_dict: dict[str, Any], state_dicts: list[dict[str, Any]]) -> None:
     """Tune trial: merge in memory into an uninitialised base model, evaluate, report the scores once."""
-    from ray import tune
-
     import torch
+    from ray import tune
 
     scores = merge_and_evaluate(Config(**config_dict), params, state_dicts, torch.get_num_threads())
     tune.report(scores)
@@ -174,3 +173,19 @@ def run(config: Config) -> Path:
                       metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},
                       best=best, experiment=experiment_path(config))
     return Path(config.output)
+
+
+# The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
+RAY_STORAGE_KEY = "storage_path"
+
+
+def needs(config: Config):
+    from solar_ray.tune.space import sweep_needs
+
+    return sweep_needs(config)
+
+
+def ray_state(config: Config):
+    from solar_ray.tune.space import sweep_ray_state
+
+    return sweep_ray_state(config)

@@ -107,3 +107,18 @@ class SweepConfig(StageConfig):
         from pathlib import Path
 
         return self.name or Path(self.output or "sweep").name
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+def sweep_needs(config: SweepConfig):
+    from solar_ray.contract import StageNeeds
+
+    return StageNeeds(whole_cluster=True, what=f"Ray Tune trials ({config.search.num_samples}), sized to the cluster")
+
+
+def sweep_ray_state(config: SweepConfig):
+    """The Tune experiment, and the Ray Train runs its trials start (`<experiment>-train`)."""
+    from solar_ray.contract import local_runs
+
+    return local_runs(config.storage_path, [config.experiment_name(), f"{config.experiment_name()}-train"])

@@ -15,7 +15,6 @@ from typing import Any
 from solar_ray.errors import ConfigError
 from solar_ray.tune.space import SweepConfig, param_space, search_algorithm
 
-
 # Keys Tune adds to every result; left out when listing what a trial reported.
 TUNE_BOOKKEEPING = {
     "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",

@@ -270,3 +270,32 @@ def model_card(base: Path, plan: layout.LayerPlan, metrics: dict[str, Any], conf
         f"- parameters: {metrics['params_before']:,} -> {metrics['params_after']:,}\n\n"
         "The seam between the two copies is untrained: continue pretraining before use.\n"
     )
+
+
+# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+
+def model_config(config: Config, sub: str, models) -> dict[str, Any] | None:
+    """The up-scaled config, built from the base's by the same layout helpers `upscale` writes it with."""
+    base = models.config(config.base)
+    if base is None:
+        return None
+    arch = layout.architecture_for(base, config.base)
+    n = layout.layer_count(base, arch, config.base)
+    new = layout.upscale_config(base, arch, layout.LayerPlan(n, layout.resolve_drop(n, config.drop, config.layers,
+                                                                                    config.base)))
+    return layout.as_llama_config(new, config.max_position_embeddings) if config.as_llama else new
+
+
+def workload(config: Config, models):
+    from solar_ray.contract import Workload
+
+    new = model_config(config, "", models)
+    if new is None:
+        return Workload()
+    from solar_ray.plan.estimate import count
+    from solar_ray.plan.models import shape_of
+
+    shape = shape_of(new)
+    return Workload(work=f"{count(shape.params)} parameters", disk={"export": 2 * shape.params},
+                    notes=[f"writes {shape.layers} layers, {count(shape.params)} parameters (bf16)"])

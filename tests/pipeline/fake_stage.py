@@ -50,3 +50,21 @@ def run(config: Config) -> Path:
         time.sleep(config.sleep)
         write_lineage(tmp, "fake", dump_config(config), parents=config.inputs)
     return Path(config.output)
+
+
+# The stage contract (solar_ray/contract.py), as a real stage declares it.
+RAY_STORAGE_KEY = "run.storage_path"
+
+
+def needs(config: Config):
+    from solar_ray.contract import StageNeeds
+
+    if config.scaling is None:
+        return StageNeeds()
+    s = config.scaling
+    return StageNeeds(workers=s.num_workers, cpus_per_worker=s.cpus_per_worker, gpus_per_worker=1, on_gpu=s.use_gpu,
+                      what=f"{s.num_workers} x fake workers")
+
+
+def ray_state(config: Config) -> list[Path]:
+    return [Path(config.run.storage_path) / config.run_name()] if config.run.storage_path else []
