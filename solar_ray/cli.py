@@ -62,6 +62,8 @@ def pipeline(
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the final report.")] = False,
     parallel: Annotated[int | None, typer.Option(
         min=1, help="Stages at once, as the cluster's CPUs/GPUs allow (default: the experiment's `parallel`).")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Stream all output (Ray workers, libraries) instead of writing it to <output>/logs/.")] = False,
 ) -> None:
     """Run a whole experiment as a DAG of stages; completed stages with unchanged inputs are skipped."""
     from solar_ray.pipeline import Pipeline
@@ -81,7 +83,21 @@ def pipeline(
             table.add_row(*(str(row[c]) for c in columns))
         Console(width=200).print(table)
         return
-    pipe.run(start=start, only=only, report=not no_report, parallel=parallel)
+    from solar_ray.console import pipeline_console
+
+    with pipeline_console(pipe, verbose=verbose):
+        pipe.run(start=start, only=only, report=not no_report, parallel=parallel)
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A pipeline's output directory (runs/<experiment>).")],
+    lines: Annotated[int, typer.Option(help="Log lines shown per running or failed stage.")] = 3,
+) -> None:
+    """What a running or finished pipeline is doing, read from its files (stage states, times, progress, logs)."""
+    from solar_ray.console.status import print_status
+
+    print_status(run_dir, lines=lines)
 
 
 @app.command()
