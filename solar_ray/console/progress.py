@@ -164,5 +164,5 @@ def _chance(pipe: Any, stage: str) -> float | None:
     config = pipe.configs[stage]
     try:
         return chance_scores(config.data_dir, config.limit).get("h6")
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AttributeError):
         return None

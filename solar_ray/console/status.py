@@ -39,6 +39,6 @@ def print_status(root: Path, lines: int = 3) -> None:
     console.print(table)
     for name, entry in stages.items():
         if entry.get("state") in ("running", "failed") and entry["log"].is_file():
-            console.print(f"{name}: {entry['log']}", markup=False)
+            console.print(f"{name}: {entry['log']}", markup=False, soft_wrap=True)
             for line in log_tail(entry["log"], lines):
-                console.print(f"  | {line}", markup=False)
+                console.print(f"  | {line}", markup=False, soft_wrap=True)

@@ -21,12 +21,26 @@ class Config(StageConfig):
     inputs: dict[str, str] = Field(default_factory=dict, description="Role -> input artifact path.")
     fail: bool = Field(default=False, description="Fail after making noise.")
     sleep: float = Field(default=0.0, description="Seconds to sleep before finishing.")
+    ray: bool = Field(default=True, description="Make noise in Ray workers too (needs Ray).")
 
 
 def run(config: Config) -> Path:
-    import ray
-
     name = Path(config.output).name
+    if config.ray:
+        ray_noise(name)
+    print(f"noise from the driver thread of {name}")
+    warnings.warn(f"a library warning in {name}", UserWarning, stacklevel=1)
+    time.sleep(config.sleep)
+    if config.fail:
+        raise DataError(f"{config.output}: bad row 3")
+    with atomic_dir(config.output, force=config.force) as tmp:
+        (tmp / "value.txt").write_text("1")
+        write_lineage(tmp, "noisy", dump_config(config), parents=config.inputs)
+    return Path(config.output)
+
+
+def ray_noise(name: str) -> None:
+    import ray
 
     @ray.remote
     def task() -> None:
@@ -43,12 +57,4 @@ def run(config: Config) -> Path:
     ray.get(actor.speak.remote())
     ray.kill(actor)
     rows = ray.data.range(64).map_batches(lambda batch: batch).take_all()
-    print(f"noise from the driver thread of {name}: {len(rows)} rows")
-    warnings.warn(f"a library warning in {name}", UserWarning, stacklevel=1)
-    time.sleep(config.sleep)
-    if config.fail:
-        raise DataError(f"{config.output}: bad row 3")
-    with atomic_dir(config.output, force=config.force) as tmp:
-        (tmp / "value.txt").write_text("1")
-        write_lineage(tmp, "noisy", dump_config(config), parents=config.inputs)
-    return Path(config.output)
+    print(f"noise from the driver thread of {name}: {len(rows)} rows from Ray Data")
