@@ -32,6 +32,8 @@ STAGE_LOG_ENV = "SOLAR_RAY_STAGE_LOG"  # in a worker's environment: the stage lo
 JOB_HOOK_ENV = "SOLAR_RAY_JOB_SETUP_HOOK"  # the job's own worker setup hook, run after the redirection
 STAGE_THREAD_PREFIX = "stage-"  # Pipeline.run names each stage's thread stage-<name>
 DRIVER_LOG = "driver.log"
+RAY_DATA_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
+RAY_DATA_PROGRESS_TAG = "ray.data progress:"
 
 _active: OutputCapture | None = None
 _patched = False
@@ -110,6 +112,15 @@ class OutputCapture:
         self.handlers = [h for h in _stream_handlers() if h.stream in self.saved_streams]
         for handler in self.handlers:
             handler.stream = sys.stderr if handler.stream is self.saved_streams[1] else sys.stdout
+        # Ray Data's progress off a terminal: log lines, which its console handler hides; into the stage logs, every
+        # 2 s, with a time stamp (the console's rows/s).
+        os.environ.setdefault("RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL", "2")
+        self.progress_logger = logging.getLogger(RAY_DATA_PROGRESS_LOGGER)
+        self.progress_handler = logging.StreamHandler(sys.stderr)
+        self.progress_handler.setFormatter(logging.Formatter(f"%(created).1f {RAY_DATA_PROGRESS_TAG} %(message)s"))
+        self.progress_level = self.progress_logger.level
+        self.progress_logger.setLevel(logging.INFO)
+        self.progress_logger.addHandler(self.progress_handler)
         _patch_thread_start()
         _patch_ray_submission()
         _active = self
@@ -118,6 +129,8 @@ class OutputCapture:
     def stop(self) -> None:
         global _active
         _active = None
+        self.progress_logger.removeHandler(self.progress_handler)
+        self.progress_logger.setLevel(self.progress_level)
         for handler in self.handlers:
             handler.stream = self.saved_streams[1] if handler.stream is sys.stderr else self.saved_streams[0]
         sys.stdout, sys.stderr = self.saved_streams

@@ -4,7 +4,7 @@ The console writes `<run>/logs/events.jsonl` (one JSON object per stage event, a
 `solar-ray status RUN_DIR` and the live view both read a running stage's key figure from the tail of its log:
 - training (pretrain, sft, dpo): the last `[solar-ray train] step=N loss=X ...` line rank 0 printed;
 - evaluation: the last `eval [k/N] model: task` line (the (model, task) pairs done of total);
-- Ray Data stages: the rows per second of the last progress line Ray Data printed.
+- Ray Data stages: rows done of total and rows per second, from Ray Data's progress lines (capture.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ RAY_MARKERS = (":job_id:", ":task_name:", ":actor_name:")  # Ray's log-attributi
 
 TRAIN_LINE = re.compile(r"\[solar-ray train\] (?:.*\s)?step=(\d+)(?:.*\sloss=([-\d.e+na]+))?")
 EVAL_LINE = re.compile(r"eval \[(\d+)/(\d+)\] (\S+): (\S+)")
-ROWS_LINE = re.compile(r"([\d.]+[kKM]?) ?rows?/s")
+ROWS_LINE = re.compile(r"^([\d.]+) ray\.data progress: Total Progress: (\d+)/(\d+|\?)")  # capture.py writes these
 
 
 def write_event(root: Path, **event: Any) -> None:
@@ -74,8 +74,18 @@ def key_figure(kind: str, log: Path) -> str:
         else:
             match = ROWS_LINE.search(line)
             if match:
-                return f"{match.group(1)} rows/s"
+                return _rows_figure(match, log)
     return ""
+
+
+def _rows_figure(last: re.Match, log: Path) -> str:
+    """'rows done/total, rows per second' from the last two of Ray Data's progress lines of the current dataset."""
+    when, done, total = float(last.group(1)), int(last.group(2)), last.group(3)
+    figure = f"{done}/{total} rows"
+    earlier = [m for m in map(ROWS_LINE.search, log_tail(log, lines=200)) if m and int(m.group(2)) < done]
+    if earlier and when > float(earlier[-1].group(1)):
+        figure += f", {(done - int(earlier[-1].group(2))) / (when - float(earlier[-1].group(1))):.0f} rows/s"
+    return figure
 
 
 def driver_alive(start: dict[str, Any]) -> bool | None:

@@ -139,7 +139,8 @@ def test_the_live_table_shows_running_stages_with_their_key_figure_and_the_waiti
 @pytest.mark.parametrize("kind, lines, figure", [
     ("sft", ["[solar-ray train] step=10  loss=3.1", "[solar-ray train] resuming from x"], "step 10, loss 3.100"),
     ("eval", ["  eval [3/12] base: arc_challenge (8 s)", "other"], "3/12 (model, task) done: base arc_challenge"),
-    ("data", ["Running Dataset: 100%|██| 512/512 [00:01<00:00, 1.2k row/s]\r"], "1.2k rows/s"),
+    ("data", ["100.0 ray.data progress: Total Progress: 100/900", "x", "102.0 ray.data progress: Total Progress: 500/900",
+              "102.0 ray.data progress:     - ReadText: 500/900"], "500/900 rows, 200 rows/s"),
     ("merge", ["merged 12 tensors"], ""),
 ])
 def test_key_figure_reads_the_last_progress_line_of_a_stage_log(tmp_path, kind, lines, figure):
