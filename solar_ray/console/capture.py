@@ -25,8 +25,9 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 STAGE_LOG_ENV = "SOLAR_RAY_STAGE_LOG"  # in a worker's environment: the stage log file to write into
 JOB_HOOK_ENV = "SOLAR_RAY_JOB_SETUP_HOOK"  # the job's own worker setup hook, run after the redirection
@@ -136,7 +137,7 @@ class OutputCapture:
         sys.stdout, sys.stderr = self.saved_streams
         sys.stdout.flush()
         sys.stderr.flush()
-        for fd, saved in zip((1, 2), self.saved_fds):
+        for fd, saved in zip((1, 2), self.saved_fds, strict=True):
             os.dup2(saved, fd)
             os.close(saved)
         with self.lock:
@@ -146,13 +147,14 @@ class OutputCapture:
         self.console.close()
 
     def runtime_env_vars(self, stage: str) -> dict[str, str]:
-        """What a task submitted from `stage` adds to its runtime_env's env_vars."""
+        """What a task submitted from `stage` adds to its runtime_env's env_vars (Ray Data submits many)."""
         from ray._private.ray_constants import WORKER_PROCESS_SETUP_HOOK_ENV_VAR as HOOK
 
-        job_vars = _job_env_vars()
+        if not hasattr(self, "job_hook"):
+            self.job_hook = _job_env_vars().get(HOOK)
         env = {STAGE_LOG_ENV: str(self.log_path(stage)), HOOK: f"{__name__}.redirect_worker_output"}
-        if job_vars.get(HOOK):
-            env[JOB_HOOK_ENV] = job_vars[HOOK]
+        if self.job_hook:
+            env[JOB_HOOK_ENV] = self.job_hook
         return env
 
 

@@ -15,8 +15,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 from solar_ray.console.progress import LOGS_DIR, headline, key_figure, log_tail, write_event
 
