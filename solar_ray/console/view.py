@@ -100,7 +100,7 @@ class StageReporter:
         if self.logs:
             summary = ", ".join(f"{n} {s}" for s, n in counts.items())
             self.console.print(f"{self.pipe.experiment.name}: {summary} in {time.monotonic() - self.started:.0f} s;"
-                               f" logs in {self.pipe.root / LOGS_DIR}", markup=False, highlight=False)
+                               f" logs in {self.pipe.root / LOGS_DIR}", markup=False, highlight=False, soft_wrap=True)
 
     # ------------------------------------------------------------------------------------ rendering
 
@@ -115,7 +115,7 @@ class StageReporter:
             if self.live is None:
                 self.console.print(plain, markup=False, highlight=False)
             elif markup:
-                self.console.print(markup)
+                self.console.print(markup, soft_wrap=True)  # a log path stays whole, to copy
 
     def _table(self) -> Any:
         from rich.table import Table

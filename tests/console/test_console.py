@@ -167,3 +167,20 @@ def test_the_end_of_a_run_prints_the_final_model_h6_and_the_findings_verdicts(qu
     assert lines[0] == "final model: m2, H6 35.0 ± 3.0 %, best of 'Merges'"
     assert lines[1] == "findings: 1 cannot tell, 1 reproduced"
     assert lines[2:] == ["  cannot tell: Merging helps", "  reproduced: Loss drops"]
+
+
+def test_in_the_live_view_a_failed_stage_shows_its_error_and_log_path_above_the_table(quiet_pipeline):
+    from solar_ray.console.view import StageReporter
+
+    pipe = quiet_pipeline
+    (pipe.root / "logs").mkdir(parents=True)
+    (pipe.root / "logs" / "right.log").write_text("loading [data]\nTraceback ...\nDataError: bad row 3\n")
+    screen = io.StringIO()
+    reporter = StageReporter(pipe, pipe.order, screen, live=True, logs=True)
+    reporter.running("right")
+    reporter.failed("right", DataError("data.jsonl: bad row 3"), 2.0)
+    reporter.close(DataError("bad row 3"))
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "right: failed after 2 s: DataError: data.jsonl: bad row 3" in text
+    assert "  | loading [data]" in text  # log lines are shown as written, not read as rich markup
+    assert f"  log: {pipe.root / 'logs' / 'right.log'}" in text
