@@ -184,3 +184,14 @@ def test_in_the_live_view_a_failed_stage_shows_its_error_and_log_path_above_the_
     assert "right: failed after 2 s: DataError: data.jsonl: bad row 3" in text
     assert "  | loading [data]" in text  # log lines are shown as written, not read as rich markup
     assert f"  log: {pipe.root / 'logs' / 'right.log'}" in text
+
+
+def test_verbose_streams_the_stages_output_and_writes_no_stage_logs(quiet_pipeline, capfd):
+    pipe = quiet_pipeline
+    with pytest.raises(DataError):
+        with pipeline_console(pipe, verbose=True):
+            pipe.run(report=False)
+    out, err = capfd.readouterr()
+    assert "noise from the driver thread of left" in out + err
+    assert "right: failed after" in err
+    assert not (pipe.root / "logs" / "left.log").exists()
