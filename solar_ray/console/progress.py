@@ -117,7 +117,9 @@ def run_state(root: Path) -> dict[str, Any]:
     else:
         path = root / "pipeline.json"
         if not path.is_file():
-            raise FileNotFoundError(path)
+            from solar_ray.errors import ArtifactError
+
+            raise ArtifactError(f"{root}: not a pipeline run (no {LOGS_DIR}/{EVENTS} or pipeline.json)")
         for name, entry in json.loads(path.read_text()).get("stages", {}).items():
             stages[name] = {"state": {"ran": "done"}.get(entry["status"], entry["status"]),
                             "seconds": entry.get("seconds")}

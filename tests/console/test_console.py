@@ -195,3 +195,10 @@ def test_verbose_streams_the_stages_output_and_writes_no_stage_logs(quiet_pipeli
     assert "noise from the driver thread of left" in out + err
     assert "right: failed after" in err
     assert not (pipe.root / "logs" / "left.log").exists()
+
+
+def test_status_of_a_directory_without_a_run_is_a_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "solar_ray.cli", "status", str(tmp_path)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"error: {tmp_path}: not a pipeline run (no logs/events.jsonl or pipeline.json)"
