@@ -85,6 +85,10 @@ class StageReporter:
             lines.append(f"  log: {self.log(name)}")
         self._line("\n".join(lines), "[red]✗[/red] " + "\n".join(_escape(line) for line in lines))
 
+    def note(self, text: str) -> None:
+        """A line of the pipeline's own that is no stage event (e.g. a warning about the plan)."""
+        self._line(text, _escape(text))
+
     def report(self, path: Path) -> None:
         lines = [f"report: {Path(path) / 'report.md'} (and report.html)"] + headline(self.pipe, Path(path))
         self._line("\n".join(lines), "\n".join(_escape(line) for line in lines))
