@@ -81,11 +81,23 @@ def key_figure(kind: str, log: Path) -> str:
 def _rows_figure(last: re.Match, log: Path) -> str:
     """'rows done/total, rows per second' from the last two of Ray Data's progress lines of the current dataset."""
     when, done, total = float(last.group(1)), int(last.group(2)), last.group(3)
+    if done == 0:  # a small dataset's progress says 0/? until it is done
+        return ""
     figure = f"{done}/{total} rows"
     earlier = [m for m in map(ROWS_LINE.search, log_tail(log, lines=200)) if m and int(m.group(2)) < done]
     if earlier and when > float(earlier[-1].group(1)):
         figure += f", {(done - int(earlier[-1].group(2))) / (when - float(earlier[-1].group(1))):.0f} rows/s"
     return figure
+
+
+def final_figure(root: Path, name: str, kind: str, seconds: float) -> str:
+    """A finished stage's figure: a data stage's rows read and rows per second (its report.json), else the last
+    key figure of its log."""
+    report = Path(root) / name / "report.json"
+    if kind == "data" and report.is_file():
+        rows = sum(source.get("rows_read", 0) for source in json.loads(report.read_text()).get("sources", {}).values())
+        return f"{rows} rows read, {rows / max(seconds, 1e-9):.0f} rows/s"
+    return key_figure(kind, Path(root) / LOGS_DIR / f"{name}.log")
 
 
 def driver_alive(start: dict[str, Any]) -> bool | None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from solar_ray.console.progress import LOGS_DIR, headline, key_figure, log_tail, write_event
+from solar_ray.console.progress import LOGS_DIR, final_figure, headline, key_figure, log_tail, write_event
 
 TAIL_LINES = 12  # of a failed stage's log, on the console
 _session: ConsoleSession | None = None
@@ -64,7 +64,7 @@ class StageReporter:
             self._line(f"{self._label(name)}: running", "")
 
     def done(self, name: str, seconds: float) -> None:
-        figure = key_figure(self.kinds[name], self.log(name)) if self.logs else ""
+        figure = final_figure(self.pipe.root, name, self.kinds[name], seconds) if self.logs else ""
         self.state[name] = {"state": "done", "seconds": seconds, "figure": figure}
         write_event(self.pipe.root, event="done", stage=name, seconds=round(seconds, 1), figure=figure)
         total = time.monotonic() - self.started

@@ -141,6 +141,7 @@ def test_the_live_table_shows_running_stages_with_their_key_figure_and_the_waiti
     ("eval", ["  eval [3/12] base: arc_challenge (8 s)", "other"], "3/12 (model, task) done: base arc_challenge"),
     ("data", ["100.0 ray.data progress: Total Progress: 100/900", "x", "102.0 ray.data progress: Total Progress: 500/900",
               "102.0 ray.data progress:     - ReadText: 500/900"], "500/900 rows, 200 rows/s"),
+    ("data", ["100.0 ray.data progress: Total Progress: 0/?"], ""),  # nothing done yet: no figure
     ("merge", ["merged 12 tensors"], ""),
 ])
 def test_key_figure_reads_the_last_progress_line_of_a_stage_log(tmp_path, kind, lines, figure):
@@ -202,3 +203,12 @@ def test_status_of_a_directory_without_a_run_is_a_one_line_error(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert result.stderr.strip() == f"error: {tmp_path}: not a pipeline run (no logs/events.jsonl or pipeline.json)"
+
+
+def test_a_finished_data_stage_shows_its_rows_read_and_rows_per_second(tmp_path):
+    from solar_ray.console.progress import final_figure
+
+    (tmp_path / "data_sft").mkdir()
+    (tmp_path / "data_sft" / "report.json").write_text(json.dumps(
+        {"sources": {"a": {"rows_read": 300}, "b": {"rows_read": 100}}, "totals": {"train": 390}}))
+    assert final_figure(tmp_path, "data_sft", "data", 8.0) == "400 rows read, 50 rows/s"
