@@ -65,6 +65,8 @@ def pipeline(
     cluster: Annotated[Path | None, typer.Option(
         "--cluster", help="Cluster spec (as for `solar-ray plan`): the dry-run adds fit, hours and cost; a run "
                           "checks each stage fits it before starting (default: the Ray cluster joined).")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Stream all output (Ray workers, libraries) instead of writing it to <output>/logs/.")] = False,
 ) -> None:
     """Run a whole experiment as a DAG of stages; completed stages with unchanged inputs are skipped."""
     from solar_ray.pipeline import Pipeline
@@ -91,7 +93,10 @@ def pipeline(
             table.add_row(*(str(row[c]) for c in columns))
         Console(width=260, emoji=False).print(table)
         return
-    pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster_spec=spec)
+    from solar_ray.console import pipeline_console
+
+    with pipeline_console(pipe, verbose=verbose):
+        pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster_spec=spec)
 
 
 @app.command()
@@ -116,6 +121,17 @@ def plan(
     spec = load_cluster(cluster)
     result = make_plan(pipe, spec, mfu=mfu, inference_mfu=inference_mfu, spot=spot)
     print_plan(result, f"{pipe.experiment.name} on {spec.name} ({cluster})")
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A pipeline's output directory (runs/<experiment>).")],
+    lines: Annotated[int, typer.Option(help="Log lines shown per running or failed stage.")] = 3,
+) -> None:
+    """What a running or finished pipeline is doing, read from its files (stage states, times, progress, logs)."""
+    from solar_ray.console.status import print_status
+
+    print_status(run_dir, lines=lines)
 
 
 @app.command()

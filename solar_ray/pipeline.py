@@ -225,14 +225,13 @@ class Pipeline:
         import queue
         import threading
 
-        from rich.console import Console
-
+        from solar_ray.console import stage_reporter
         from solar_ray.plan.cluster import live_cluster
         from solar_ray.ray_session import cluster_resources, init_ray
         from solar_ray.stages import run_stage
 
-        console = Console(stderr=True)
         selected = self.select(start, only)
+        reporter = stage_reporter(self, selected)  # the console: a live view on a terminal, else plain lines
         forced = set(selected) if (start or only) else set()
         for name in selected:  # inputs of the first selected stages must exist before anything runs
             for key, path in self.input_paths(name).items():
@@ -246,7 +245,7 @@ class Pipeline:
         if cluster_spec is None and (live := live_cluster()) is not None:
             warnings = self.check_fit(selected, live)
         for warning in warnings:
-            console.print(f"near a limit: {warning}")
+            reporter.note(f"near a limit: {warning}")
         cluster = cluster_resources()
         limit = parallel or self.experiment.parallel
         if limit > 1:
@@ -257,11 +256,8 @@ class Pipeline:
         running: dict[str, dict[str, float]] = {}  # stage -> the resources it holds
         results: queue.Queue = queue.Queue()
         failure: BaseException | None = None
-        started, index = time.monotonic(), 0
+        started = time.monotonic()
         state.update(parallel=limit, started_at=round(time.time(), 2))
-
-        def label(name: str) -> str:
-            return f"[{index}/{len(selected)}] {name} ({self.configs[name].stage})"
 
         def work(name: str, config: StageConfig) -> None:
             t0 = time.monotonic()
@@ -278,20 +274,18 @@ class Pipeline:
                 if name not in forced and self.is_current(name):
                     pending.remove(name)
                     finished.add(name)
-                    index += 1
-                    console.print(f"{label(name)}: cached")
+                    reporter.cached(name)
                     state["stages"][name] = {"status": "cached", "seconds": 0.0}
                     continue
                 demand = contract.needs(self.configs[name]).demand(cluster)
                 if running and (len(running) >= limit or not _fits(demand, running.values(), cluster)):
                     continue
                 pending.remove(name)
-                index += 1
                 config = self.configs[name]
                 if (self.root / name).exists():
                     config = type(config).model_validate({**config.model_dump(), "force": True})
                 self.reset_stale_ray_state(name, config, fresh=name in forced)
-                console.print(f"{label(name)}: running")
+                reporter.running(name)
                 running[name] = demand
                 # started_at (unix s): lines the stage up with the per-step timestamps in its metrics.jsonl
                 state["stages"][name] = {"status": "running", "started_at": round(time.time(), 2)}
@@ -304,12 +298,12 @@ class Pipeline:
             del running[name]
             if error is not None:
                 state["stages"][name] = {**state["stages"][name], "status": "failed", "seconds": round(seconds, 1)}
-                console.print(f"{name}: failed after {seconds:.0f} s" + (", waiting for running stages" if running else ""))
+                reporter.failed(name, error, seconds, waiting=bool(running))
                 failure = failure or error
             else:
                 finished.add(name)
                 state["stages"][name] = {**state["stages"][name], "status": "ran", "seconds": round(seconds, 1)}
-                console.print(f"{name}: done in {seconds:.0f} s (total {time.monotonic() - started:.0f} s)")
+                reporter.done(name, seconds)
             write_json(self.root / "pipeline.json", state)
         if failure is not None:
             raise failure
@@ -319,7 +313,7 @@ class Pipeline:
             from solar_ray.report import write_pipeline_report
 
             path = write_pipeline_report(self.root)
-            console.print(f"report: {path}")
+            reporter.report(path)
         return state
 
     def description(self) -> dict[str, Any]:

@@ -1,0 +1,193 @@
+"""The pipeline's console: what `Pipeline.run` reports per stage event, shown live on a terminal or as lines.
+
+On a terminal (rich.live): a table of the running stages (state, elapsed time, key figure) and the waiting
+ones, redrawn twice a second; a stage that finishes collapses into one line above the table. Off a terminal (CI,
+`ray job logs`, a pipe): one plain line per stage event, no escape sequences. Either way a failed stage shows its
+error, the last lines of its log and the log's path, and the end of a run shows the report and its headline
+numbers. Every event is also appended to `<run>/logs/events.jsonl`, which `solar-ray status` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from solar_ray.console.progress import LOGS_DIR, final_figure, headline, key_figure, log_tail, write_event
+
+TAIL_LINES = 12  # of a failed stage's log, on the console
+_session: ConsoleSession | None = None
+
+
+class StageReporter:
+    """The events of one pipeline run. `live` draws the rich view (a terminal only); else plain lines."""
+
+    def __init__(self, pipe: Any, selected: list[str], stream: TextIO, live: bool = False, logs: bool = False):
+        self.pipe, self.selected, self.stream, self.logs = pipe, list(selected), stream, logs
+        self.kinds = {name: pipe.configs[name].stage for name in pipe.order}
+        self.state: dict[str, dict[str, Any]] = {name: {"state": "waiting"} for name in self.selected}
+        self.index, self.started = 0, time.monotonic()
+        self.lock = threading.Lock()
+        self.live = None
+        from rich.console import Console
+
+        self.console = Console(file=stream, force_terminal=live or None, no_color=not live and None,
+                               highlight=False, soft_wrap=not live)
+        if live:
+            from rich.live import Live
+
+            self.live = Live(get_renderable=self._table, console=self.console, refresh_per_second=2,
+                             transient=True, redirect_stdout=False, redirect_stderr=False)
+            self.live.start()
+        write_event(pipe.root, event="start", experiment=pipe.experiment.name, stages=self.selected,
+                    kinds={n: self.kinds[n] for n in self.selected}, pid=os.getpid(), host=socket.gethostname())
+
+    # ------------------------------------------------------------------------------------ the events
+
+    def cached(self, name: str) -> None:
+        self.index += 1
+        self.state[name] = {"state": "cached"}
+        write_event(self.pipe.root, event="cached", stage=name)
+        self._line(f"{self._label(name)}: cached", f"[dim]· {name} ({self.kinds[name]}): cached[/dim]")
+
+    def running(self, name: str) -> None:
+        self.index += 1
+        self.state[name] = {"state": "running", "since": time.monotonic()}
+        write_event(self.pipe.root, event="running", stage=name)
+        if self.live is None:
+            self._line(f"{self._label(name)}: running", "")
+
+    def done(self, name: str, seconds: float) -> None:
+        figure = final_figure(self.pipe.root, name, self.kinds[name], seconds) if self.logs else ""
+        self.state[name] = {"state": "done", "seconds": seconds, "figure": figure}
+        write_event(self.pipe.root, event="done", stage=name, seconds=round(seconds, 1), figure=figure)
+        total = time.monotonic() - self.started
+        extra = f"; {figure}" if figure else ""
+        self._line(f"{name}: done in {seconds:.0f} s (total {total:.0f} s){extra}",
+                   f"[green]✓[/green] {name} ({self.kinds[name]}): done in {seconds:.0f} s{extra}")
+
+    def failed(self, name: str, error: BaseException, seconds: float, waiting: bool = False) -> None:
+        message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+        self.state[name] = {"state": "failed", "seconds": seconds}
+        write_event(self.pipe.root, event="failed", stage=name, seconds=round(seconds, 1), error=message)
+        wait = ", waiting for running stages" if waiting else ""
+        lines = [f"{name}: failed after {seconds:.0f} s{wait}: {message}"]
+        if self.logs:
+            tail = log_tail(self.log(name), TAIL_LINES)
+            if tail:
+                lines += [f"  last lines of {self.log(name)}:"] + [f"  | {line}" for line in tail]
+            lines.append(f"  log: {self.log(name)}")
+        self._line("\n".join(lines), "[red]✗[/red] " + "\n".join(_escape(line) for line in lines))
+
+    def note(self, text: str) -> None:
+        """A line of the pipeline's own that is no stage event (e.g. a warning about the plan)."""
+        self._line(text, _escape(text))
+
+    def report(self, path: Path) -> None:
+        lines = [f"report: {Path(path) / 'report.md'} (and report.html)"] + headline(self.pipe, Path(path))
+        self._line("\n".join(lines), "\n".join(_escape(line) for line in lines))
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        counts: dict[str, int] = {}
+        for entry in self.state.values():
+            counts[entry["state"]] = counts.get(entry["state"], 0) + 1
+        write_event(self.pipe.root, event="end", ok=error is None, seconds=round(time.monotonic() - self.started, 1))
+        if self.logs:
+            summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+            self.console.print(f"{self.pipe.experiment.name}: {summary} in {time.monotonic() - self.started:.0f} s;"
+                               f" logs in {self.pipe.root / LOGS_DIR}", markup=False, highlight=False, soft_wrap=True)
+
+    # ------------------------------------------------------------------------------------ rendering
+
+    def log(self, name: str) -> Path:
+        return self.pipe.root / LOGS_DIR / f"{name}.log"
+
+    def _label(self, name: str) -> str:
+        return f"[{self.index}/{len(self.selected)}] {name} ({self.kinds[name]})"
+
+    def _line(self, plain: str, markup: str) -> None:
+        with self.lock:
+            if self.live is None:
+                self.console.print(plain, markup=False, highlight=False)
+            elif markup:
+                self.console.print(markup, soft_wrap=True)  # a log path stays whole, to copy
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        now = time.monotonic()
+        states = [entry["state"] for entry in self.state.values()]
+        finished = sum(s in ("done", "cached") for s in states)
+        table = Table(title=f"{self.pipe.experiment.name}: {finished}/{len(self.selected)} stages done, "
+                            f"{now - self.started:.0f} s", title_justify="left", expand=False)
+        for column in ("stage", "kind", "state", "elapsed", "progress"):
+            table.add_column(column, no_wrap=True)
+        for name, entry in self.state.items():
+            if entry["state"] == "running":
+                figure = key_figure(self.kinds[name], self.log(name)) if self.logs else ""
+                table.add_row(name, self.kinds[name], "[yellow]running[/yellow]",
+                              f"{now - entry['since']:.0f} s", _escape(figure))
+        waiting = [name for name, entry in self.state.items() if entry["state"] == "waiting"]
+        if waiting:
+            shown = ", ".join(waiting[:4]) + (", ..." if len(waiting) > 4 else "")
+            table.add_row(f"{len(waiting)} waiting", "", "[dim]waiting[/dim]", "", f"[dim]{shown}[/dim]")
+        return table
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class ConsoleSession:
+    """One pipeline run's console: output capture (unless verbose) and the reporter Pipeline.run asks for."""
+
+    def __init__(self, root: Path, stream: TextIO, live: bool, logs: bool):
+        self.root, self.stream, self.live, self.logs = root, stream, live, logs
+        self.reporter: StageReporter | None = None
+
+    def reporter_for(self, pipe: Any, selected: list[str]) -> StageReporter:
+        self.reporter = StageReporter(pipe, selected, self.stream, live=self.live, logs=self.logs)
+        return self.reporter
+
+
+@contextlib.contextmanager
+def pipeline_console(pipe: Any, verbose: bool = False) -> Iterator[ConsoleSession]:
+    """The console of one `solar-ray pipeline` run: everything but the stage events goes to `<run>/logs/`
+    (unless `verbose`, which streams everything as it comes, with plain event lines)."""
+    global _session
+    from solar_ray.console.capture import OutputCapture
+
+    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    capture = None if verbose else OutputCapture(pipe.root / LOGS_DIR, pipe.order)
+    stream = capture.start() if capture else sys.stderr
+    _session = ConsoleSession(pipe.root, stream, live=terminal and not verbose, logs=capture is not None)
+    error: BaseException | None = None
+    try:
+        yield _session
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if _session.reporter is not None:
+            _session.reporter.close(error)
+        _session = None
+        if capture:
+            capture.stop()
+
+
+def stage_reporter(pipe: Any, selected: list[str]) -> StageReporter:
+    """The reporter for `Pipeline.run`: the open console's, or plain lines on stderr (a library call, a test)."""
+    if _session is not None and _session.root == pipe.root:
+        return _session.reporter_for(pipe, selected)
+    return StageReporter(pipe, selected, sys.stderr)

@@ -1,0 +1,214 @@
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solar_ray import stages
+from solar_ray.console import pipeline_console
+from solar_ray.console.progress import key_figure, run_state
+from solar_ray.errors import DataError
+from solar_ray.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+NOISY = "tests.console.noisy_stage"
+
+WIDE = """
+name: noisy
+parallel: 2
+stages:
+  first: {config: {stage: noisy, RAY}}
+  left: {config: {stage: noisy, RAY}, inputs: {inputs.a: first}}
+  right: {config: {stage: noisy, RAY}, inputs: {inputs.a: first}}
+  last: {config: {stage: noisy, RAY}, inputs: {inputs.l: left, inputs.r: right}}
+"""
+# What the console prints off a terminal: the stage events, the run's summary, a failure's log tail.
+EVENT_LINE = re.compile(r"^(\[\d+/\d+\] \w+ \(\w+\): (running|cached)|\w+: done in \d+ s \(total \d+ s\)(; .*)?"
+                        r"|\w+: \d+ done in \d+ s; logs in \S+)$")
+
+
+def solar_ray(*args, cwd=REPO):
+    """The CLI in a subprocess, its stdout and stderr into a pipe (no terminal), with the noisy stage known."""
+    launcher = (f"import sys, solar_ray.stages as s; s.STAGES['noisy'] = '{NOISY}';"
+                "from solar_ray.cli import main; sys.argv = ['solar-ray'] + sys.argv[1:]; main()")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": "local"}  # a Ray of its own, not a shared one
+    return subprocess.run([sys.executable, "-c", launcher, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_off_a_terminal_the_console_shows_stage_events_only_and_the_logs_hold_the_rest(tmp_path):
+    experiment = tmp_path / "noisy.yaml"
+    experiment.write_text(WIDE.replace(", RAY", ""))
+    root = tmp_path / "out"
+    result = solar_ray("pipeline", str(experiment), "--output", str(root), "--no-report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = (result.stdout + result.stderr).splitlines()
+    assert len(console) <= 2 * 4 + 1  # running + done per stage, and the summary
+    assert [line for line in console if not EVENT_LINE.match(line)] == []  # no worker line, warning or bar
+    assert "\x1b" not in result.stdout + result.stderr  # no escape sequences off a terminal
+    logs = {name: (root / "logs" / f"{name}.log").read_text() for name in ("first", "left", "right", "last")}
+    for name, text in logs.items():
+        for noise in ("a Ray task", "a Ray task's stderr", "a Ray actor", "the driver thread"):
+            assert f"noise from {noise} of {name}" in text or f"noise on {noise} of {name}" in text, (name, noise)
+        assert f"a library warning in {name}" in text
+        assert f"{name}: 64 rows from Ray Data" in text
+        others = [other for other in logs if other != name]
+        assert not any(f"of {other}\n" in text for other in others)  # left and right ran side by side
+    assert (root / "logs" / "driver.log").is_file()
+
+    status = solar_ray("status", str(root))
+    assert status.returncode == 0, status.stderr
+    assert "noisy: finished" in status.stdout
+    assert all(re.search(rf"{name}\s.*\sdone\s", status.stdout) for name in logs)
+
+
+@pytest.fixture
+def quiet_pipeline(tmp_path, monkeypatch):
+    """A noisy pipeline without Ray (the stages print and warn in the driver); `right` fails, mid-run."""
+    monkeypatch.setitem(stages.STAGES, "noisy", NOISY)
+    monkeypatch.setattr("solar_ray.ray_session.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("solar_ray.ray_session.cluster_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
+    path = tmp_path / "noisy.yaml"
+    text = WIDE.replace("RAY", "ray: false")
+    path.write_text(text.replace("right: {config: {stage: noisy, ray: false}",
+                                 "right: {config: {stage: noisy, ray: false, fail: true}"))
+    return Pipeline(path, output=str(tmp_path / "out"))
+
+
+def test_a_failing_stage_shows_its_error_its_last_log_lines_and_the_log_path(quiet_pipeline, capfd):
+    pipe = quiet_pipeline
+    with pytest.raises(DataError, match="bad row 3"):
+        with pipeline_console(pipe):
+            pipe.run(report=False)
+    out, err = capfd.readouterr()
+    console = out + err
+    log = pipe.root / "logs" / "right.log"
+    assert re.search(r"^right: failed after \d+ s(, waiting for running stages)?: DataError: .*bad row 3$",
+                     console, re.M)
+    assert "  | noise from the driver thread of right" in console  # the log's last lines ...
+    assert f"  log: {log}" in console  # ... and where the rest is
+    assert "noise from the driver thread of left" not in console  # other stages' output stays in their logs
+    assert "noise from the driver thread of left" in (pipe.root / "logs" / "left.log").read_text()
+    assert "[4/4] last" not in console and not (pipe.root / "last").exists()  # nothing started after the failure
+
+    state = run_state(pipe.root)
+    assert state["info"]["end"]["ok"] is False
+    assert state["stages"]["right"]["state"] == "failed" and "bad row 3" in state["stages"]["right"]["error"]
+    assert state["stages"]["left"]["state"] == "done" and state["stages"]["last"]["state"] == "waiting"
+
+
+def test_status_of_a_failed_run_names_the_error_and_the_log(quiet_pipeline, capsys):
+    from solar_ray.console.status import print_status
+
+    pipe = quiet_pipeline
+    with pytest.raises(DataError):
+        with pipeline_console(pipe):
+            pipe.run(report=False)
+    capsys.readouterr()
+    print_status(pipe.root)
+    out = capsys.readouterr().out
+    assert "stopped with a failure" in out
+    assert re.search(r"right\s+.*failed", out) and "bad row 3" in out
+    assert f"right: {pipe.root / 'logs' / 'right.log'}" in out
+
+
+def test_the_live_table_shows_running_stages_with_their_key_figure_and_the_waiting_ones(quiet_pipeline):
+    from rich.console import Console
+
+    from solar_ray.console.view import StageReporter
+
+    pipe = quiet_pipeline
+    logs = pipe.root / "logs"
+    logs.mkdir(parents=True)
+    (logs / "first.log").write_text("[solar-ray train] step=30  loss=2.71\n:task_name:x\n"
+                                    "(noise)\n[solar-ray train] step=40  loss=2.5  lr=0.001\nwarning: x\n")
+    reporter = StageReporter(pipe, pipe.order, io.StringIO(), live=False, logs=True)
+    reporter.kinds["first"] = "pretrain"  # read its log as a training stage's
+    reporter.running("first")
+    screen = Console(record=True, width=120, file=io.StringIO())
+    screen.print(reporter._table())
+    text = screen.export_text()
+    assert re.search(r"first\s+│ pretrain\s+│ running\s+│ \d+ s\s+│ step 40, loss 2\.500", text)
+    assert "3 waiting" in text and "left, right, last" in text
+
+
+@pytest.mark.parametrize("kind, lines, figure", [
+    ("sft", ["[solar-ray train] step=10  loss=3.1", "[solar-ray train] resuming from x"], "step 10, loss 3.100"),
+    ("eval", ["  eval [3/12] base: arc_challenge (8 s)", "other"], "3/12 (model, task) done: base arc_challenge"),
+    ("data", ["100.0 ray.data progress: Total Progress: 100/900", "x", "102.0 ray.data progress: Total Progress: 500/900",
+              "102.0 ray.data progress:     - ReadText: 500/900"], "500/900 rows, 200 rows/s"),
+    ("data", ["100.0 ray.data progress: Total Progress: 0/?"], ""),  # nothing done yet: no figure
+    ("merge", ["merged 12 tensors"], ""),
+])
+def test_key_figure_reads_the_last_progress_line_of_a_stage_log(tmp_path, kind, lines, figure):
+    log = tmp_path / "stage.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert key_figure(kind, log) == figure
+
+
+def test_the_end_of_a_run_prints_the_final_model_h6_and_the_findings_verdicts(quiet_pipeline, tmp_path):
+    from solar_ray.console.progress import headline
+
+    pipe = quiet_pipeline
+    pipe.experiment.report.tables = [type(pipe.experiment.report).model_fields["tables"].annotation.__args__[0](
+        title="Merges", eval="last", models=["m1", "m2"])]
+    (pipe.root / "last").mkdir(parents=True)
+    summary = {"m1": {"H6": {"value": 0.31, "stderr": 0.02}}, "m2": {"H6": {"value": 0.35, "stderr": 0.03}}}
+    (pipe.root / "last" / "summary.json").write_text(json.dumps(summary))
+    report = pipe.root / "report"
+    report.mkdir()
+    (report / "findings.json").write_text(json.dumps([
+        {"claim": "Merging helps", "verdict": "cannot tell", "evidence": ""},
+        {"claim": "Loss drops", "verdict": "reproduced", "evidence": ""}]))
+    lines = headline(pipe, report)
+    assert lines[0] == "final model: m2, H6 35.0 ± 3.0 %, best of 'Merges'"
+    assert lines[1] == "findings: 1 cannot tell, 1 reproduced"
+    assert lines[2:] == ["  cannot tell: Merging helps", "  reproduced: Loss drops"]
+
+
+def test_in_the_live_view_a_failed_stage_shows_its_error_and_log_path_above_the_table(quiet_pipeline):
+    from solar_ray.console.view import StageReporter
+
+    pipe = quiet_pipeline
+    (pipe.root / "logs").mkdir(parents=True)
+    (pipe.root / "logs" / "right.log").write_text("loading [data]\nTraceback ...\nDataError: bad row 3\n")
+    screen = io.StringIO()
+    reporter = StageReporter(pipe, pipe.order, screen, live=True, logs=True)
+    reporter.running("right")
+    reporter.failed("right", DataError("data.jsonl: bad row 3"), 2.0)
+    reporter.close(DataError("bad row 3"))
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "right: failed after 2 s: DataError: data.jsonl: bad row 3" in text
+    assert "  | loading [data]" in text  # log lines are shown as written, not read as rich markup
+    assert f"  log: {pipe.root / 'logs' / 'right.log'}" in text
+
+
+def test_verbose_streams_the_stages_output_and_writes_no_stage_logs(quiet_pipeline, capfd):
+    pipe = quiet_pipeline
+    with pytest.raises(DataError):
+        with pipeline_console(pipe, verbose=True):
+            pipe.run(report=False)
+    out, err = capfd.readouterr()
+    assert "noise from the driver thread of left" in out + err
+    assert "right: failed after" in err
+    assert not (pipe.root / "logs" / "left.log").exists()
+
+
+def test_status_of_a_directory_without_a_run_is_a_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "solar_ray.cli", "status", str(tmp_path)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"error: {tmp_path}: not a pipeline run (no logs/events.jsonl or pipeline.json)"
+
+
+def test_a_finished_data_stage_shows_its_rows_read_and_rows_per_second(tmp_path):
+    from solar_ray.console.progress import final_figure
+
+    (tmp_path / "data_sft").mkdir()
+    (tmp_path / "data_sft" / "report.json").write_text(json.dumps(
+        {"sources": {"a": {"rows_read": 300}, "b": {"rows_read": 100}}, "totals": {"train": 390}}))
+    assert final_figure(tmp_path, "data_sft", "data", 8.0) == "400 rows read, 50 rows/s"
