@@ -175,6 +175,10 @@ def main() -> None:
         if isinstance(exc, _USAGE_ERRORS):  # bad arguments: click prints its usage line and "Error: ..."
             exc.show()
             sys.exit(exc.exit_code)
+        reported = getattr(exc, "solar_ray_reported", None)  # a failed pipeline stage the console has shown
+        if reported and not debug:
+            typer.echo(f"error: {reported}", err=True)
+            sys.exit(1)
         if isinstance(exc, FileNotFoundError) and not debug:
             typer.echo(f"error: {exc.filename}: file not found", err=True)
             sys.exit(2)

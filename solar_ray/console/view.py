@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from solar_ray.console.progress import LOGS_DIR, final_figure, headline, key_figure, log_tail, write_event
 
 TAIL_LINES = 12  # of a failed stage's log, on the console
+MESSAGE_CHARS = 240  # of a failed stage's error, on the console
 _session: ConsoleSession | None = None
 
 
@@ -74,6 +75,11 @@ class StageReporter:
 
     def failed(self, name: str, error: BaseException, seconds: float, waiting: bool = False) -> None:
         message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+        if len(message) > MESSAGE_CHARS:  # Ray's errors run to a paragraph on one line; the log has all of it
+            message = message[:MESSAGE_CHARS] + " ..."
+        if self.logs:  # the CLI then ends with this line instead of a traceback the console has summed up
+            with contextlib.suppress(AttributeError):
+                error.solar_ray_reported = f"stage '{name}' failed: {message} (log: {self.log(name)})"
         self.state[name] = {"state": "failed", "seconds": seconds}
         write_event(self.pipe.root, event="failed", stage=name, seconds=round(seconds, 1), error=message)
         wait = ", waiting for running stages" if waiting else ""

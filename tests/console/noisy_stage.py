@@ -22,6 +22,7 @@ class Config(StageConfig):
     fail: bool = Field(default=False, description="Fail after making noise.")
     sleep: float = Field(default=0.0, description="Seconds to sleep before finishing.")
     ray: bool = Field(default=True, description="Make noise in Ray workers too (needs Ray).")
+    crash: bool = Field(default=False, description="Fail with an unexpected error (not a SolarRayError).")
 
 
 def run(config: Config) -> Path:
@@ -33,6 +34,8 @@ def run(config: Config) -> Path:
     time.sleep(config.sleep)
     if config.fail:
         raise DataError(f"{config.output}: bad row 3")
+    if config.crash:
+        raise RuntimeError("worker died: " + "x" * 400)
     with atomic_dir(config.output, force=config.force) as tmp:
         (tmp / "value.txt").write_text("1")
         write_lineage(tmp, "noisy", dump_config(config), parents=config.inputs)

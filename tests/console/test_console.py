@@ -212,3 +212,22 @@ def test_a_finished_data_stage_shows_its_rows_read_and_rows_per_second(tmp_path)
     (tmp_path / "data_sft" / "report.json").write_text(json.dumps(
         {"sources": {"a": {"rows_read": 300}, "b": {"rows_read": 100}}, "totals": {"train": 390}}))
     assert final_figure(tmp_path, "data_sft", "data", 8.0) == "400 rows read, 50 rows/s"
+
+
+def test_an_unexpected_stage_error_ends_the_cli_with_one_line_not_a_traceback(tmp_path):
+    experiment = tmp_path / "noisy.yaml"
+    experiment.write_text(WIDE.replace("RAY", "ray: false").replace(
+        "left: {config: {stage: noisy, ray: false}", "left: {config: {stage: noisy, ray: false, crash: true}"))
+    launcher = (f"import sys, solar_ray.stages as s, solar_ray.ray_session as r; s.STAGES['noisy'] = '{NOISY}';"
+                "r.init_ray = lambda *a, **k: None; r.cluster_resources = lambda: {'CPU': 2.0, 'GPU': 0.0};"
+                "from solar_ray.cli import main; sys.argv = ['solar-ray'] + sys.argv[1:]; main()")
+    result = subprocess.run([sys.executable, "-c", launcher, "pipeline", str(experiment), "--output",
+                             str(tmp_path / "out"), "--no-report"], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    log = tmp_path / "out" / "logs" / "left.log"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stage 'left' failed: RuntimeError: worker died: xxx") and last.endswith(
+        f" ... (log: {log})")
+    assert len(last) < 240 + 100 + len(str(log))  # the message cut short; the log keeps all of it
