@@ -231,7 +231,6 @@ class Pipeline:
         from solar_ray.stages import run_stage
 
         selected = self.select(start, only)
-        reporter = stage_reporter(self, selected)  # the console: a live view on a terminal, else plain lines
         forced = set(selected) if (start or only) else set()
         for name in selected:  # inputs of the first selected stages must exist before anything runs
             for key, path in self.input_paths(name).items():
@@ -239,6 +238,7 @@ class Pipeline:
                 if parent not in selected and not path.exists():
                     raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
         warnings = self.check_fit(selected, cluster_spec) if cluster_spec is not None else []
+        reporter = stage_reporter(self, selected)  # the console: a live view on a terminal, else plain lines
         self.root.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {**self.description(), "stages": self._earlier_timings(selected)}
         init_ray()
