@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from solar_ray.evaluate.suites import H6, TASKS
 from solar_ray.tiny.build import generate_datasets
 
 SCHEMAS = {
@@ -22,8 +23,7 @@ SCHEMAS = {
     "benchmarks/winogrande": {"sentence", "option1", "option2", "answer"},
     "benchmarks/gsm8k": {"question", "answer"},
 }
-EVAL_SPLITS = {"arc_challenge/test", "hellaswag/validation", "mmlu/test", "truthfulqa_mc/validation",
-               "winogrande/validation", "gsm8k/test"}
+EVAL_SPLITS = {f"{TASKS[key].folder}/{TASKS[key].eval_split}" for key in H6}
 
 
 def read(world, key):
