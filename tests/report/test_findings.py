@@ -103,3 +103,19 @@ def test_models_alike_at_chance_show_nothing():
     result = judge(f, alike, chance=29.2)
     assert result["verdict"] == "cannot tell" and "within the noise of chance (29.20)" in result["evidence"]
     assert judge(f, scores(m1=(60, 3), m2=(61, 3)), chance=29.2)["verdict"] == "reproduced"  # alike, and learnt
+
+
+@pytest.mark.parametrize("experiment", ["tiny", "solar_10_7b"])
+def test_shipped_experiments_judge_every_claim_on_models_they_score(experiment):
+    from pathlib import Path
+
+    from solar_ray.pipeline import Pipeline
+
+    pipe = Pipeline(Path(__file__).parents[2] / "experiments" / experiment / "pipeline.yaml")
+    scored = {model for config in pipe.configs.values() if config.stage == "eval" for model in config.models}
+    findings = pipe.experiment.report.findings
+    assert len([f for f in findings if f.metric != "loss"]) >= 13
+    assert {f.kind for f in findings} >= {"improves", "trade_off", "drops_then_recovers", "similar"}
+    for f in findings:
+        if f.metric != "loss":
+            assert set(f.models + f.baseline + [f.treatment] * bool(f.treatment)) <= scored, f.claim
