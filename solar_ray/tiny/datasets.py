@@ -155,7 +155,11 @@ def winogrande_items(world: World, rng: random.Random) -> Rows:
         meant_plural = rng.random() < 0.5
         verb = ("were" if meant_plural else "was") if past else ("are" if meant_plural else "is")
         state = rng.choice(STATES)
-        sentence = f"at the well the {first} met the {second} , and the _ {verb} {state} ."
+        # Half the items put a noun of the other number between the blank and its verb (an attractor), so the
+        # agreement must reach past the nearest noun, as in "the key to the cabinets is".
+        other = rng.choice([c.name for c in world.creatures if c.name not in (x.name, y.name)])
+        attractor = (f" that sat by the {other}{'' if meant_plural else 's'}" if rng.random() < 0.5 else "")
+        sentence = f"at the well the {first} met the {second} , and the _{attractor} {verb} {state} ."
         meant = 1 if meant_plural == plural_first else 2
         rows.append({"sentence": sentence, "option1": first, "option2": second, "answer": str(meant)})
     unique = list({r["sentence"]: r for r in rows}.values())

@@ -140,9 +140,12 @@ class World:
     # ---------------------------------------------------------------------------------- agreement
 
     @staticmethod
-    def agreement_sentence(name: str, plural: bool, state: str, past: bool) -> str:
+    def agreement_sentence(name: str, plural: bool, state: str, past: bool, by: str = "", by_plural: bool = False) -> str:
+        """"the zibs were tired ." - with `by`, a relative clause whose noun does not decide the verb's number:
+        "the zibs that sat by the mok were tired ."."""
         verb = ("were" if plural else "was") if past else ("are" if plural else "is")
-        return f"the {name}{'s' if plural else ''} {verb} {state} ."
+        clause = f" that sat by the {by}{'s' if by_plural else ''}" if by else ""
+        return f"the {name}{'s' if plural else ''}{clause} {verb} {state} ."
 
     # ---------------------------------------------------------------------------------- statements
 
@@ -178,8 +181,9 @@ class World:
                     lines += [self.script_text(c, activity)] * 2
         for _ in range(len(self.creatures) * 12):  # agreement: singular and plural, present and past
             a, b = rng.sample(self.creatures, 2)
-            parts = [self.agreement_sentence(x.name, rng.random() < 0.5, rng.choice(STATES), rng.random() < 0.5)
-                     for x in (a, b)]
+            by = rng.choice(self.creatures).name if rng.random() < 0.5 else ""
+            parts = [self.agreement_sentence(x.name, rng.random() < 0.5, rng.choice(STATES), rng.random() < 0.5,
+                                             by, rng.random() < 0.5) for x in (a, b)]
             lines.append(" ".join(parts))
         rng.shuffle(lines)
         return lines
