@@ -205,3 +205,23 @@ def judge(finding: Finding, evidence: IndependentScores | Scores, chance: float 
     label = f"{finding.metric} (lower is better)" if finding.metric in LOWER_IS_BETTER else finding.metric
     how = "paired over the same items" if evidence.paired else "independent"
     return {**out, "verdict": verdict, "evidence": f"{label}: {text} [{how}]", **numbers}
+
+
+def verdict_table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: one row per claim, one column per run (e.g. per seed), each cell the verdict and its difference;
+    `runs` maps a run's label to its report's findings.json."""
+    labels = list(runs)
+    claims = list(dict.fromkeys(v["claim"] for verdicts in runs.values() for v in verdicts))
+    lines = ["| claim | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for claim in claims:
+        cells = []
+        for label in labels:
+            found = next((v for v in runs[label] if v["claim"] == claim), None)
+            if found is None:
+                cells.append("-")
+            elif "difference" in found:
+                cells.append(f"{found['verdict']} ({found['difference']:+.2f} ± {found['stderr']:.2f} se)")
+            else:
+                cells.append(found["verdict"])
+        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

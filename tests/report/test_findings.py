@@ -119,3 +119,15 @@ def test_shipped_experiments_judge_every_claim_on_models_they_score(experiment):
     for f in findings:
         if f.metric != "loss":
             assert set(f.models + f.baseline + [f.treatment] * bool(f.treatment)) <= scored, f.claim
+
+
+def test_verdict_table_puts_runs_side_by_side():
+    from solar_ray.report.findings import verdict_table
+
+    f = finding("improves", baseline=["a"], treatment="m")
+    one = [judge(f, scores(a=(40, 1), m=(50, 1)))]
+    two = [judge(f, scores(a=(40, 1), m=(41, 1))), {"claim": "other", "verdict": "error", "evidence": "x"}]
+    lines = verdict_table({"seed 0": one, "seed 1": two}).splitlines()
+    assert lines[0] == "| claim | seed 0 | seed 1 |"
+    assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | cannot tell (+1.00 ± 1.41 se) |"
+    assert lines[3] == "| other | - | error |"
