@@ -40,7 +40,7 @@ def test_cli_takes_the_seed(tmp_path, monkeypatch):
     from solar_ray.cli import app
 
     built = []
-    monkeypatch.setattr(pipeline.Pipeline, "plan", lambda self, selected: built.append(self.experiment.seed) or [])
+    monkeypatch.setattr(pipeline.Pipeline, "plan", lambda self, *args, **kwargs: built.append(self.experiment.seed) or [])
     result = CliRunner().invoke(app, ["pipeline", str(TINY), "--seed", "2", "--dry-run", "--output", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert built == [2]
