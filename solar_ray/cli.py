@@ -67,13 +67,15 @@ def pipeline(
                           "checks each stage fits it before starting (default: the Ray cluster joined).")] = None,
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="Stream all output (Ray workers, libraries) instead of writing it to <output>/logs/.")] = False,
+    seed: Annotated[int | None, typer.Option(
+        min=0, help="The experiment's seed, added to every stage's seeds (default: the experiment's `seed`, 0).")] = None,
 ) -> None:
     """Run a whole experiment as a DAG of stages; completed stages with unchanged inputs are skipped."""
     from solar_ray.pipeline import Pipeline
 
     if start and only:
         raise typer.BadParameter("use --from or --only, not both")
-    pipe = Pipeline(experiment, output=output)
+    pipe = Pipeline(experiment, output=output, seed=seed)
     spec = None
     if cluster is not None:
         from solar_ray.plan.cluster import load_cluster

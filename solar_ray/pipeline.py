@@ -80,19 +80,49 @@ class Experiment(Strict):
         default=1, ge=1,
         description="Stages run at once, when their inputs are ready and the cluster has the CPUs/GPUs they ask for.",
     )
+    seed: int = Field(
+        default=0, ge=0,
+        description="The experiment's seed: added to every stage's own seeds (world, data sampling, model init and "
+                    "data order, synthetic-data sampling, sweeps, the contamination test's sampling), so one "
+                    "override (`seed=1` or --seed 1) re-runs the whole recipe with other randomness.",
+    )
     report: ReportSpec = Field(
         default_factory=ReportSpec, description="Report layout: tables, curves and findings (solar_ray.report.spec)."
     )
 
 
+def offset_seeds(config: Any, offset: int) -> Any:
+    """The config with `offset` added to every int field named `seed`, nested settings included (optim.seed,
+    engine.seed, search.seed): one experiment seed reaches every stage's randomness, each stage keeping its own
+    distinct seed."""
+    from pydantic import BaseModel
+
+    if not offset or not isinstance(config, BaseModel):
+        return config
+    update = {}
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if name == "seed" and isinstance(value, int) and not isinstance(value, bool):
+            update[name] = value + offset
+        elif isinstance(value, BaseModel):
+            update[name] = offset_seeds(value, offset)
+        elif isinstance(value, dict) and any(isinstance(v, BaseModel) for v in value.values()):
+            update[name] = {k: offset_seeds(v, offset) for k, v in value.items()}
+    return config.model_copy(update=update)
+
+
 class Pipeline:
     """A loaded experiment: validated stage configs, their dependency graph and output locations."""
 
-    def __init__(self, path: str | Path, output: str | None = None):
+    def __init__(self, path: str | Path, output: str | None = None, seed: int | None = None):
         self.path = Path(path)
         self.experiment = validate(Experiment, read_yaml(self.path), str(self.path))  # type: ignore[arg-type]
+        if seed is not None:
+            self.experiment.seed = seed
+        default = Path("runs") / (f"{self.experiment.name}_seed{self.experiment.seed}" if self.experiment.seed
+                                  else self.experiment.name)  # a run with another seed does not overwrite seed 0's
         # Absolute, because Ray workers do not share the driver's working directory.
-        self.root = Path(output or self.experiment.output or Path("runs") / self.experiment.name).resolve()
+        self.root = Path(output or self.experiment.output or default).resolve()
         self.parents = self._dependency_graph()
         self.order = self._topological_order()
         self.configs = {name: self._stage_config(name) for name in self.order}
@@ -141,7 +171,7 @@ class Pipeline:
         key = contract.storage_key(tree.get("stage"))
         if key and key not in spec.overrides:
             set_dotted(tree, key, str(self.root / RAY_STORAGE_DIR))
-        return build_config(tree, source)
+        return offset_seeds(build_config(tree, source), self.experiment.seed)
 
     # ------------------------------------------------------------------------------------------ state
 
@@ -240,7 +270,7 @@ class Pipeline:
         warnings = self.check_fit(selected, cluster_spec) if cluster_spec is not None else []
         reporter = stage_reporter(self, selected)  # the console: a live view on a terminal, else plain lines
         self.root.mkdir(parents=True, exist_ok=True)
-        state: dict[str, Any] = {**self.description(), "stages": self._earlier_timings(selected)}
+        state: dict[str, Any] = {**self.description(), "seed": self.experiment.seed, "stages": self._earlier_timings(selected)}
         init_ray()
         if cluster_spec is None and (live := live_cluster()) is not None:
             warnings = self.check_fit(selected, live)

@@ -32,16 +32,8 @@ import numpy as np
 
 from solar_ray.data.quarantine import set_rows
 from solar_ray.errors import DataError
+from solar_ray.evaluate.suites import TASKS, gold_text, task_of_folder
 
-# The split lm-eval scores for each Open LLM Leaderboard v1 benchmark (test where labelled, else validation).
-EVAL_SPLITS: dict[str, tuple[str, ...]] = {
-    "arc_challenge": ("test",),
-    "hellaswag": ("validation",),
-    "mmlu": ("test",),
-    "truthfulqa_mc": ("validation",),
-    "winogrande": ("validation",),
-    "gsm8k": ("test",),
-}
 DEFAULT_NGRAM = 13
 WORD_SPLIT = r"[^\p{L}\p{N}]+"  # RE2 syntax: anything that is not a letter or a digit separates words
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for the rolling hash
@@ -50,30 +42,15 @@ _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio
 # ----------------------------------------------------------------------------------------- benchmark texts
 
 
-def _gold_text(benchmark: str, row: dict, where: str) -> str:
-    """Question + gold answer of one lm-eval-schema row (DESIGN.md section 2)."""
+def _gold_text(folder: str, row: dict, where: str) -> str:
+    """Question + gold answer of one lm-eval-schema row, as the benchmark registry reads it."""
+    key = task_of_folder(folder)
+    if key is None:  # not a registered benchmark: every string field, so a new benchmark is still indexed
+        return " ".join(str(v) for v in row.values() if isinstance(v, str))
     try:
-        if benchmark.startswith("arc"):
-            labels = list(row["choices"]["label"])
-            return f"{row['question']} {row['choices']['text'][labels.index(row['answerKey'])]}"
-        if benchmark == "hellaswag":
-            return f"{row['ctx']} {row['endings'][int(row['label'])]}"
-        if benchmark == "mmlu":
-            answer = row["answer"]
-            index = "ABCD".index(answer) if isinstance(answer, str) else int(answer)
-            return f"{row['question']} {row['choices'][index]}"
-        if benchmark.startswith("truthfulqa"):
-            targets = row["mc1_targets"]
-            return f"{row['question']} {targets['choices'][list(targets['labels']).index(1)]}"
-        if benchmark == "winogrande":
-            option = row["option1"] if str(row["answer"]) == "1" else row["option2"]
-            return row["sentence"].replace("_", option)
-        if benchmark == "gsm8k":
-            return f"{row['question']} {row['answer']}"
+        return gold_text(key, row)
     except (KeyError, ValueError, IndexError, TypeError) as exc:
-        raise DataError(f"{where}: cannot read question + gold answer for {benchmark} ({exc!r})") from None
-    # Unknown benchmark: fall back to every string field, so a new benchmark is still indexed.
-    return " ".join(str(v) for v in row.values() if isinstance(v, str))
+        raise DataError(f"{where}: cannot read question + gold answer for {folder} ({exc!r})") from None
 
 
 def load_benchmark_texts(
@@ -89,7 +66,8 @@ def load_benchmark_texts(
     names = benchmarks if benchmarks is not None else sorted(p.name for p in root.iterdir() if p.is_dir())
     texts: dict[str, list[str]] = {}
     for name in names:
-        splits = EVAL_SPLITS.get(name, ("test", "validation"))
+        key = task_of_folder(name)
+        splits = (TASKS[key].eval_split,) if key else ("test", "validation")
         files = [root / name / f"{split}.jsonl" for split in splits if (root / name / f"{split}.jsonl").is_file()]
         if not files:
             raise DataError(

@@ -10,26 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from solar_ray.evaluate.suites import H6, TASKS
+from solar_ray.evaluate.suites import H6, TASKS, item_chance
 from solar_ray.evaluate.tasks import read_rows
-
-
-def _item_chance(key: str, row: dict[str, Any]) -> float:
-    """Expected score of one item when every answer choice is equally likely."""
-    if key == "arc_challenge":
-        return 1 / len(row["choices"]["text"])
-    if key == "hellaswag":
-        return 1 / len(row["endings"])
-    if key == "mmlu":
-        return 1 / len(row["choices"])
-    if key == "winogrande":
-        return 1 / 2
-    if key == "truthfulqa_mc2":  # mc2: the probability mass on the true answers
-        labels = row["mc2_targets"]["labels"]
-        return sum(labels) / len(labels)
-    if key == "gsm8k":  # exact match of a generated number: a guess scores nothing
-        return 0.0
-    raise KeyError(f"no chance level for task {key!r}")
 
 
 def chance_scores(data_dir: str | Path, limit: int | None = None) -> dict[str, float]:
@@ -40,8 +22,7 @@ def chance_scores(data_dir: str | Path, limit: int | None = None) -> dict[str, f
     out = {}
     for key in H6:
         spec = TASKS[key]
-        split = spec.splits.get("test_split") or spec.splits["validation_split"]
-        path = Path(data_dir) / spec.folder / f"{split}.jsonl"
+        path = Path(data_dir) / spec.folder / f"{spec.eval_split}.jsonl"
         if not path.is_file():  # an evaluation of fewer tasks
             continue
         rows = read_rows(path)
@@ -49,10 +30,10 @@ def chance_scores(data_dir: str | Path, limit: int | None = None) -> dict[str, f
             by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for row in rows:
                 by_subject[row["subject"]].append(row)
-            per_subject = [_mean([_item_chance(key, r) for r in items[:limit]]) for items in by_subject.values()]
+            per_subject = [_mean([item_chance(key, r) for r in items[:limit]]) for items in by_subject.values()]
             value = _mean(per_subject)
         else:
-            value = _mean([_item_chance(key, row) for row in rows[:limit]])
+            value = _mean([item_chance(key, row) for row in rows[:limit]])
         out[spec.name.lower()] = 100 * value
     if len(out) == len(H6):
         out["h6"] = _mean(list(out.values()))

@@ -26,13 +26,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from solar_ray.config import StageConfig
+from solar_ray.evaluate.suites import TASKS, gold_text
 
-BENCHMARKS: dict[str, tuple[str, str, str]] = {  # key -> (table name, folder, split)
-    "arc_challenge": ("ARC", "arc_challenge", "test"),
-    "mmlu": ("MMLU", "mmlu", "test"),
-    "truthfulqa_mc2": ("TruthfulQA", "truthfulqa_mc", "validation"),
-    "gsm8k": ("GSM8K", "gsm8k", "test"),
-}
+TESTED = ("arc_challenge", "mmlu", "truthfulqa_mc2", "gsm8k")  # Table 9's benchmarks; files and gold answers:
+# the benchmark registry (evaluate/suites.py)
 THRESHOLD = 0.1
 
 
@@ -42,7 +39,7 @@ class Config(StageConfig):
     reference: str = Field(description="Reference model directory that samples the neighbours (e.g. the base).")
     data_dir: str = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
     benchmarks: list[Literal["arc_challenge", "mmlu", "truthfulqa_mc2", "gsm8k"]] = Field(
-        default=list(BENCHMARKS), description="Benchmarks to test (Table 9: ARC, MMLU, TruthfulQA, GSM8K).")
+        default=list(TESTED), description="Benchmarks to test (Table 9: ARC, MMLU, TruthfulQA, GSM8K).")
     examples: int = Field(default=100, ge=1, description="Benchmark examples tested per benchmark (paper: 100).")
     neighbours: int = Field(default=100, ge=1, description="Neighbours sampled per example (paper: 100).")
     prefix_ratio: float = Field(default=0.4, gt=0, lt=1, description="Share of an example's words kept as prefix.")
@@ -51,31 +48,19 @@ class Config(StageConfig):
     seed: int = Field(default=0, description="Sampling seed (per example: seed + example index).")
 
 
-def example_text(key: str, row: dict[str, Any]) -> str:
-    """Question + gold answer, as a reader of the benchmark sees it."""
-    if key == "arc_challenge":
-        answer = row["choices"]["text"][row["choices"]["label"].index(row["answerKey"])]
-        return f"{row['question']} {answer}"
-    if key == "mmlu":
-        return f"{row['question']} {row['choices'][int(row['answer'])]}"
-    if key == "truthfulqa_mc2":
-        targets = row["mc1_targets"]
-        return f"{row['question']} {targets['choices'][targets['labels'].index(1)]}"
-    return f"{row['question']} {row['answer']}"
-
-
 def load_examples(data_dir: str | Path, key: str, count: int) -> list[str]:
     from solar_ray.errors import DataError
     from solar_ray.evaluate.tasks import read_rows
 
-    _, folder, split = BENCHMARKS[key]
-    path = Path(data_dir) / folder / f"{split}.jsonl"
+    spec = TASKS[key]
+    path = Path(data_dir) / spec.folder / f"{spec.eval_split}.jsonl"
     if not path.is_file():
-        raise DataError(f"{path}: file not found; the contamination test of {key} reads {folder}/{split}.jsonl")
+        raise DataError(f"{path}: file not found; the contamination test of {key} reads "
+                        f"{spec.folder}/{spec.eval_split}.jsonl")
     texts = []
     for number, row in enumerate(read_rows(path, count), 1):
         try:
-            texts.append(example_text(key, row))
+            texts.append(gold_text(key, row))
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise DataError(f"{path}: row {number}: no question + gold answer for {key} ({exc!r})") from None
     return texts
@@ -183,7 +168,7 @@ def measure(config: Config) -> dict[str, Any]:
             own = [p[0] for p in pairs]
             neighbours = [p[1] for p in pairs]
             scores = score_examples(own, neighbours)
-            results[key] = {"name": BENCHMARKS[key][0], "figure": contamination_figure(scores), "scores": scores,
+            results[key] = {"name": TASKS[key].name, "figure": contamination_figure(scores), "scores": scores,
                             "example_losses": own, "neighbour_losses": neighbours}
         return results
     finally:

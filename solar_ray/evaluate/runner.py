@@ -63,14 +63,19 @@ def task_manager(task_dir: str | Path):
 
 
 def run_tasks(lm, names: list[str], manager, limit: int | None, seed: int = 1234) -> dict[str, Any]:
-    """One lm-eval call; returns its results dict without per-sample logs."""
+    """One lm-eval call; returns its results dict and, per task, each item's headline score (`items`, for paired
+    comparisons between models), without lm-eval's bulky per-sample logs."""
     from lm_eval import simple_evaluate
+
+    from solar_ray.evaluate.scores import item_scores
 
     _reuse_env_info()
     _compile_templates_once()
-    out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit, log_samples=False,
+    out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit, log_samples=True,
                           bootstrap_iters=BOOTSTRAP_ITERS, random_seed=seed, fewshot_random_seed=seed)
-    return {key: out[key] for key in ("results", "configs", "versions", "n-shot", "n-samples") if key in out}
+    kept = {key: out[key] for key in ("results", "configs", "versions", "n-shot", "n-samples") if key in out}
+    kept["items"] = item_scores(out.get("samples", {}))
+    return kept
 
 
 def _reuse_env_info() -> None:
@@ -174,8 +179,8 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
     names = ray.get(pool[0].task_names.remote())
     # Model by model (an actor holds one model at a time), largest task first within a model.
     jobs = [(model, name) for model in models for name in sorted(names, key=lambda n: -task_cost(n, limit))]
-    merged: dict[str, dict[str, Any]] = {m: {"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "n-samples": {}}
-                                         for m in models}
+    merged: dict[str, dict[str, Any]] = {
+        m: {"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "n-samples": {}, "items": {}} for m in models}
     running: dict[Any, tuple[Any, str, str]] = {}
     free, total, finished = list(pool), len(jobs), 0
     try:

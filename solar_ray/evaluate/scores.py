@@ -1,4 +1,5 @@
-"""Headline scores from lm-eval results: one metric per task, MMLU as the plain mean over subjects, H6.
+"""Headline scores from lm-eval results: one metric per task, MMLU as the plain mean over subjects, H6; and each
+item's score, so two models' scores on the same items can be compared pair by pair (evaluate/stats.py).
 
 MMLU follows the leaderboard: the unweighted mean of the subjects' accuracies (not lm-eval's size-weighted
 group mean); its stderr combines the subjects' as sqrt(sum se_i^2) / k. H6's stderr likewise combines the six.
@@ -25,8 +26,27 @@ def mean_with_stderr(values: list[float], stderrs: list[float | None]) -> tuple[
     return mean, math.sqrt(sum(se * se for se in stderrs)) / len(values)  # type: ignore[operator]
 
 
-def summarize(results: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, dict[str, Any]]:
-    """lm-eval `results` -> {"ARC": {"task", "metric", "value", "stderr"}, ..., "H6": {...}} (fractions)."""
+def spec_of(task_name: str):
+    """The registry's TaskSpec of an lm-eval task name (mmlu_<subject> -> mmlu)."""
+    return TASKS["mmlu" if task_name.startswith("mmlu_") else task_name]
+
+
+def item_scores(samples: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list]]:
+    """lm-eval's logged samples -> per task {"ids": [item hash], "values": [headline score]}, by doc_id.
+    The hash (lm-eval's doc_hash, shortened) lets a comparison check that two models answered the same items."""
+    out = {}
+    for task_name, rows in samples.items():
+        name, _, filt = spec_of(task_name).metric.partition(",")
+        chosen = sorted((r for r in rows if r.get("filter", filt) == filt and name in r), key=lambda r: r["doc_id"])
+        out[task_name] = {"ids": [str(r.get("doc_hash", r["doc_id"]))[:16] for r in chosen],
+                          "values": [float(r[name]) for r in chosen]}
+    return out
+
+
+def summarize(results: dict[str, dict[str, Any]], keys: list[str],
+              items: dict[str, dict[str, list]] | None = None) -> dict[str, dict[str, Any]]:
+    """lm-eval `results` -> {"ARC": {"task", "metric", "value", "stderr", "items"}, ..., "H6": {...}} (fractions).
+    `items` (`item_scores`' output), when given, is kept per task: {lm-eval task name: {"ids", "values"}}."""
     from solar_ray.errors import DataError
 
     summary: dict[str, dict[str, Any]] = {}
@@ -39,6 +59,8 @@ def summarize(results: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, 
         value, stderr = mean_with_stderr([float(e[spec.metric]) for e in entries],
                                          [_stderr(e, spec.metric) for e in entries])
         summary[spec.name] = {"task": key, "metric": spec.metric, "value": value, "stderr": stderr}
+        if items is not None:
+            summary[spec.name]["items"] = {n: items[n] for n in names if n in items}
         if key == "mmlu":
             summary[spec.name]["subjects"] = {n.removeprefix("mmlu_"): float(results[n][spec.metric]) for n in names}
     if all(TASKS[k].name in summary for k in H6):

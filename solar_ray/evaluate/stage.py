@@ -57,7 +57,7 @@ def run(config: Config) -> Path:
         config.models, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
         batch_size=config.batch_size, workers=config.workers, cpus_per_worker=config.cpus_per_worker,
         max_gen_toks=config.max_gen_toks)
-    summaries = {name: summarize(result["results"], keys) for name, result in results.items()}
+    summaries = {name: summarize(result["results"], keys, result["items"]) for name, result in results.items()}
     with atomic_dir(out, force=config.force) as tmp:
         (tmp / "results").mkdir()
         for name, result in results.items():

@@ -1,13 +1,18 @@
-"""Eval suites by name, and the lm-eval task definitions they use (Open LLM Leaderboard v1, DESIGN.md s.3).
+"""The benchmark registry: eval suites by name, and per leaderboard v1 task what every module needs to know.
 
 A `TaskSpec` says which of lm-eval's own task YAMLs to `include`, where the benchmark's local files live
-(`DATA_DIR/<folder>/<split>.jsonl`, the tiny world's layout), the leaderboard shots, and which metric key of
-lm-eval's results is the headline. `mmlu` stands for every `mmlu_<subject>` whose subject appears in the data.
+(`DATA_DIR/<folder>/<split>.jsonl`, the tiny world's layout), the leaderboard shots, which metric key of
+lm-eval's results is the headline, which split is scored (`eval_split`), and, per row of that split, the gold
+answer (`gold_index`, `gold_text`: question + gold answer as a reader sees it) and what a uniform guess scores
+(`item_chance`). `mmlu` stands for every `mmlu_<subject>` whose subject appears in the data.
+Decontamination (data/decontam.py), the contamination test (evaluate/contamination.py) and the report's chance
+row (evaluate/chance.py) read benchmarks only through these, so they cannot disagree on a row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,11 @@ class TaskSpec:
     shots: int
     metric: str                    # key in lm-eval's results, e.g. "acc_norm,none"
     choices: int                   # requests per item (for scheduling: the cost estimate)
+
+    @property
+    def eval_split(self) -> str:
+        """The split lm-eval scores: test where the task has one, else validation."""
+        return self.splits.get("test_split") or self.splits["validation_split"]
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -59,6 +69,81 @@ SUITES: dict[str, tuple[str, ...]] = {
     "mmlu": ("mmlu",),
 }
 H6 = SUITES["h6"]
+LETTERS = "ABCDEFGHIJ"
+
+
+def task_of_folder(folder: str) -> str | None:
+    """Task key whose files live in DATA_DIR/<folder> (e.g. truthfulqa_mc -> truthfulqa_mc2), or None."""
+    return next((key for key, spec in TASKS.items() if spec.folder == folder), None)
+
+
+def _choice_index(answer: Any) -> int:
+    """An answer given as an index (0, "2") or a letter ("B"), as upstream mirrors of MMLU and ARC vary."""
+    text = str(answer).strip()
+    return int(text) if text.isdigit() else LETTERS.index(text.upper())
+
+
+def answer_choices(key: str, row: dict[str, Any]) -> list[str]:
+    """The texts a multiple-choice item offers (GSM8K: none)."""
+    if key == "arc_challenge":
+        return list(row["choices"]["text"])
+    if key == "hellaswag":
+        return list(row["endings"])
+    if key == "mmlu":
+        return list(row["choices"])
+    if key == "truthfulqa_mc2":
+        return list(row["mc2_targets"]["choices"])
+    if key == "winogrande":
+        return [row["option1"], row["option2"]]
+    if key == "gsm8k":
+        return []
+    raise KeyError(f"unknown task {key!r}")
+
+
+def gold_index(key: str, row: dict[str, Any]) -> int:
+    """Index of the right answer among `answer_choices` (TruthfulQA: mc1's first true answer)."""
+    if key == "arc_challenge":
+        labels = list(row["choices"]["label"])
+        return labels.index(row["answerKey"]) if row["answerKey"] in labels else _choice_index(row["answerKey"])
+    if key == "hellaswag":
+        return int(row["label"])
+    if key == "mmlu":
+        return _choice_index(row["answer"])
+    if key == "truthfulqa_mc2":
+        return list(row["mc1_targets"]["labels"]).index(1)
+    if key == "winogrande":
+        return int(row["answer"]) - 1
+    raise KeyError(f"task {key!r} has no answer choices")
+
+
+def gold_text(key: str, row: dict[str, Any]) -> str:
+    """Question + gold answer as a reader of the benchmark sees it (what training data must not contain).
+    Raises KeyError, ValueError, IndexError or TypeError for a row that lacks them."""
+    if key == "arc_challenge":
+        return f"{row['question']} {answer_choices(key, row)[gold_index(key, row)]}"
+    if key == "hellaswag":  # lm-eval's context: ctx_a + ctx_b (capitalised), then the ending
+        context = f"{row['ctx_a']} {row['ctx_b'].capitalize()}".strip()
+        return f"{context} {row['endings'][gold_index(key, row)]}"
+    if key == "mmlu":
+        return f"{row['question']} {row['choices'][gold_index(key, row)]}"
+    if key == "truthfulqa_mc2":
+        return f"{row['question']} {row['mc1_targets']['choices'][gold_index(key, row)]}"
+    if key == "winogrande":
+        return row["sentence"].replace("_", answer_choices(key, row)[gold_index(key, row)])
+    if key == "gsm8k":
+        return f"{row['question']} {row['answer']}"
+    raise KeyError(f"unknown task {key!r}")
+
+
+def item_chance(key: str, row: dict[str, Any]) -> float:
+    """Expected headline score of one item when every answer choice is equally likely (GSM8K's generated
+    number: 0; TruthfulQA mc2, the probability mass on true answers: the share of true answers)."""
+    if key == "gsm8k":
+        return 0.0
+    if key == "truthfulqa_mc2":
+        labels = list(row["mc2_targets"]["labels"])
+        return sum(labels) / len(labels)
+    return 1 / len(answer_choices(key, row))
 
 
 def resolve_tasks(names: str | list[str] | tuple[str, ...], source: str = "tasks") -> list[str]:

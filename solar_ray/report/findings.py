@@ -1,14 +1,22 @@
-"""Judge the paper's findings from a run's scores and their standard errors.
+"""Judge the paper's findings from a run's scores, with the right statistics.
 
-A finding is a claim plus a comparison between models' scores on one metric (a task or `h6`):
+A finding is a claim plus a comparison between models' scores on one metric (a task, `h6`, or training `loss`):
 - `improves`: the treatment beats the baseline (the best of several baselines, for "merging helps").
+- `trade_off`: the treatment beats the baseline on `metric` and loses to it on `against` (OpenOrca's effect).
 - `drops_then_recovers`: models [before, after-DUS, after-continued-pretraining]; the second is below the first
   and the third above the second.
-- `similar`: every model is within the noise of every other ("the merge method matters little").
+- `similar`: every pair of models is within `margin` points of each other ("the merge method matters little").
 
-A difference counts when it exceeds `Z` combined standard errors: |a - b| > Z * sqrt(se_a^2 + se_b^2). Scores are
-higher-is-better except the training `loss` (the report reads it from the stages' metrics.jsonl).
-Verdicts: "reproduced", "not reproduced" (a clear difference the wrong way), "cannot tell" (inside the noise).
+Benchmark scores are compared pair by pair over the items both models answered (`PairedScores`, the
+statistics in evaluate/stats.py); training losses of different stages are independent windows of steps
+(`IndependentScores`: sqrt(se_a^2 + se_b^2)). Verdicts:
+- a difference is "reproduced" when its 95% interval (diff +- 1.96 se) excludes zero in the paper's direction,
+  "not reproduced" when it excludes zero the other way, else "cannot tell";
+- a similarity is "reproduced" when every pair's 90% interval (diff +- 1.645 se: equivalence at the 5% level)
+  lies inside +-margin, "not reproduced" when some pair's interval lies wholly outside it, else "cannot tell" -
+  so low power (wide intervals) never reads as "similar";
+- "error" when a standard error is missing (never taken as zero) or the items do not pair.
+Scores are higher-is-better except the training `loss`.
 """
 
 from __future__ import annotations
@@ -16,95 +24,204 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from solar_ray.config import Strict
+from solar_ray.errors import DataError
+from solar_ray.evaluate.stats import Z_DIFFERENCE, Z_EQUIVALENCE, paired_difference
 
-Z = 2.0  # about a 95% two-sided band for a difference of two independent means
 LOWER_IS_BETTER = {"loss"}
+KINDS = ("improves", "trade_off", "drops_then_recovers", "similar")
 
-Scores = dict[str, dict[str, tuple[float, float]]]  # model -> metric -> (value, stderr)
+Scores = dict[str, dict[str, tuple[float, float | None]]]  # model -> metric -> (value, stderr or None), in %
 
 
 class Finding(Strict):
     claim: str = Field(description="The paper's claim, as a sentence.")
-    kind: str = Field(description="improves | drops_then_recovers | similar")
+    kind: str = Field(description="improves | trade_off | drops_then_recovers | similar")
     eval: str | None = Field(default=None, description="The eval stage whose scores are compared (default: all).")
     metric: str = Field(default="h6", description="A task name of the eval summary, h6, or loss (training loss).")
+    against: str | None = Field(default=None, description="trade_off: the metric on which the treatment is worse.")
     models: list[str] = Field(default_factory=list, description="drops_then_recovers / similar: the models, in order.")
-    baseline: list[str] = Field(default_factory=list, description="improves: baseline model(s); the best is used.")
-    treatment: str | None = Field(default=None, description="improves: the model expected to be better.")
+    baseline: list[str] = Field(default_factory=list,
+                                description="improves / trade_off: baseline model(s); the best is used.")
+    treatment: str | None = Field(default=None, description="improves / trade_off: the model expected to be better.")
+    margin: float | None = Field(default=None, gt=0, description="similar: the equivalence margin, in score points "
+                                 "(%): a gap this large or larger counts as a real difference.")
 
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, kind: str) -> str:
-        if kind not in JUDGES:
-            raise ValueError(f"unknown finding kind {kind!r}; expected one of {', '.join(JUDGES)}")
-        return kind
-
-
-def _difference(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    """(a - b, combined stderr)."""
-    return a[0] - b[0], math.sqrt(a[1] ** 2 + b[1] ** 2)
-
-
-def _direction(diff: float, se: float, better: int = 1) -> int:
-    """+1 clearly better, -1 clearly worse, 0 inside the noise band (`better` -1: lower values are better)."""
-    diff *= better
-    if diff > Z * se:
-        return 1
-    if diff < -Z * se:
-        return -1
-    return 0
+    @model_validator(mode="after")
+    def _complete(self) -> Finding:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown finding kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.kind in ("improves", "trade_off") and not (self.treatment and self.baseline):
+            raise ValueError(f"kind {self.kind} needs treatment and baseline")
+        if self.kind == "trade_off" and not self.against:
+            raise ValueError("kind trade_off needs against (the metric the treatment loses on)")
+        if self.kind == "drops_then_recovers" and len(self.models) != 3:
+            raise ValueError("kind drops_then_recovers needs models: [before, up-scaled, continued]")
+        if self.kind == "similar" and (len(self.models) < 2 or self.margin is None):
+            raise ValueError("kind similar needs two or more models and a margin (points within which scores "
+                             "count as similar), so that low power cannot read as similar")
+        return self
 
 
-def _improves(finding: Finding, values: dict[str, tuple[float, float]], better: int) -> tuple[str, str]:
-    best = max(finding.baseline, key=lambda name: better * values[name][0])
-    diff, se = _difference(values[finding.treatment], values[best])
-    verdict = {1: "reproduced", -1: "not reproduced", 0: "cannot tell"}[_direction(diff, se, better)]
-    return verdict, f"{finding.treatment} - {best} = {diff:+.2f} (± {Z * se:.2f})"
+# ------------------------------------------------------------------------------------------ evidence
 
 
-def _drops_then_recovers(finding: Finding, values: dict[str, tuple[float, float]], better: int) -> tuple[str, str]:
-    before, upscaled, continued = (values[name] for name in finding.models)
-    drop, se_drop = _difference(upscaled, before)
-    recover, se_recover = _difference(continued, upscaled)
-    steps = (_direction(drop, se_drop, better), _direction(recover, se_recover, better))
-    if steps == (-1, 1):
+class IndependentScores:
+    """Scores without per-item results (training loss windows): a difference's stderr from the two stderrs."""
+
+    paired = False
+
+    def __init__(self, scores: Scores):
+        self.scores = scores
+
+    def has(self, model: str, metric: str) -> bool:
+        return metric in self.scores.get(model, {})
+
+    def value(self, model: str, metric: str) -> float:
+        return self.scores[model][metric][0]
+
+    def stderr(self, model: str, metric: str) -> float:
+        se = self.scores[model][metric][1]
+        if se is None or math.isnan(se):
+            raise DataError(f"{model}: no standard error for {metric}")
+        return se
+
+    def difference(self, a: str, b: str, metric: str) -> tuple[float, float]:
+        return self.value(a, metric) - self.value(b, metric), math.hypot(self.stderr(a, metric), self.stderr(b, metric))
+
+
+class PairedScores(IndependentScores):
+    """Eval summaries with per-item results: a difference's stderr from the per-item paired differences."""
+
+    paired = True
+
+    def __init__(self, summaries: dict[str, dict[str, Any]]):
+        self.summaries = summaries
+        scores: Scores = {}
+        for model, summary in summaries.items():
+            scores[model] = {}
+            for name, entry in summary.items():
+                se = entry.get("stderr")
+                scores[model][name.lower()] = (100 * entry["value"], None if se is None else 100 * se)
+        super().__init__(scores)
+
+    def difference(self, a: str, b: str, metric: str) -> tuple[float, float]:
+        diff, se = paired_difference(self.summaries[a], self.summaries[b], metric, (a, b))
+        return 100 * diff, 100 * se
+
+
+# --------------------------------------------------------------------------------------------- judges
+
+
+def _signed(evidence, a: str, b: str, metric: str, better: int) -> tuple[int, str, dict[str, float]]:
+    """Direction of a - b (+1 clearly better, -1 clearly worse, 0 inside the 95% interval) and its text."""
+    diff, se = evidence.difference(a, b, metric)
+    half = Z_DIFFERENCE * se
+    direction = 1 if better * diff > half else -1 if better * diff < -half else 0
+    text = f"{a} - {b} = {diff:+.2f} (± {half:.2f})"
+    return direction, text, {"difference": diff, "stderr": se}
+
+
+def _best(evidence, models: list[str], metric: str, better: int) -> str:
+    return max(models, key=lambda name: better * evidence.value(name, metric))
+
+
+def _improves(finding: Finding, evidence, better: int):
+    best = _best(evidence, finding.baseline, finding.metric, better)
+    direction, text, numbers = _signed(evidence, finding.treatment, best, finding.metric, better)
+    return {1: "reproduced", -1: "not reproduced", 0: "cannot tell"}[direction], text, numbers
+
+
+def _trade_off(finding: Finding, evidence, better: int):
+    base = _best(evidence, finding.baseline, finding.metric, better)
+    gain, gain_text, numbers = _signed(evidence, finding.treatment, base, finding.metric, better)
+    against_better = -1 if finding.against in LOWER_IS_BETTER else 1
+    loss, loss_text, _ = _signed(evidence, base, finding.treatment, finding.against, against_better)
+    verdict = ("reproduced" if (gain, loss) == (1, 1) else "not reproduced" if -1 in (gain, loss) else "cannot tell")
+    return verdict, f"{gain_text}; {finding.against}: {loss_text}", numbers
+
+
+def _drops_then_recovers(finding: Finding, evidence, better: int):
+    before, upscaled, continued = finding.models
+    drop, drop_text, numbers = _signed(evidence, upscaled, before, finding.metric, better)
+    recover, recover_text, _ = _signed(evidence, continued, upscaled, finding.metric, better)
+    if (drop, recover) == (-1, 1):
         verdict = "reproduced"
-    elif steps[0] == 1 or steps[1] == -1:
+    elif drop == 1 or recover == -1:
         verdict = "not reproduced"
     else:
         verdict = "cannot tell"
-    a, b, c = finding.models
-    return verdict, f"{b} - {a} = {drop:+.2f} (± {Z * se_drop:.2f}); {c} - {b} = {recover:+.2f} (± {Z * se_recover:.2f})"
+    return verdict, f"{drop_text}; {recover_text}", numbers
 
 
-def _similar(finding: Finding, values: dict[str, tuple[float, float]], better: int) -> tuple[str, str]:
+def _similar(finding: Finding, evidence, better: int):
+    margin = finding.margin
     pairs = [(a, b) for i, a in enumerate(finding.models) for b in finding.models[i + 1:]]
-    worst = max(pairs, key=lambda pair: abs(_difference(values[pair[0]], values[pair[1]])[0]))
-    diff, se = _difference(values[worst[0]], values[worst[1]])
-    verdict = "reproduced" if _direction(diff, se) == 0 else "not reproduced"
-    return verdict, f"largest gap {worst[0]} - {worst[1]} = {diff:+.2f} (± {Z * se:.2f})"
+    gaps = []
+    for a, b in pairs:
+        diff, se = evidence.difference(a, b, finding.metric)
+        gaps.append((abs(diff) + Z_EQUIVALENCE * se, abs(diff) - Z_EQUIVALENCE * se, a, b, diff, se))
+    widest = max(gaps)  # the pair whose 90% interval reaches furthest from zero
+    if widest[0] < margin:
+        verdict = "reproduced"
+    elif max(g[1] for g in gaps) > margin:
+        verdict = "not reproduced"
+    else:
+        verdict = "cannot tell"
+    _, _, a, b, diff, se = widest
+    text = (f"widest pair {a} - {b} = {diff:+.2f} (90% interval ± {Z_EQUIVALENCE * se:.2f}) against a margin of "
+            f"± {margin:.2f}")
+    return verdict, text, {"difference": diff, "stderr": se}
 
 
-JUDGES = {"improves": _improves, "drops_then_recovers": _drops_then_recovers, "similar": _similar}
+JUDGES = {"improves": _improves, "trade_off": _trade_off, "drops_then_recovers": _drops_then_recovers,
+          "similar": _similar}
 
 
-def judge(finding: Finding, scores: Scores, chance: float | None = None) -> dict[str, Any]:
-    """The verdict on one finding, with the numbers behind it; "cannot tell" when a model was not scored, and for
+def judge(finding: Finding, evidence: IndependentScores | Scores, chance: float | None = None) -> dict[str, Any]:
+    """The verdict on one finding, with the numbers behind it. "cannot tell" when a model was not scored, and for
     `similar` when every model is within the noise of `chance` (what guessing scores on the metric): models
-    that learnt nothing are alike whatever made them, so their likeness shows nothing."""
+    that learnt nothing are alike whatever made them, so their likeness shows nothing. "error" when a standard
+    error is missing or two models' items do not pair."""
+    if not isinstance(evidence, IndependentScores):
+        evidence = IndependentScores(evidence)
+    metrics = [finding.metric] + ([finding.against] if finding.against else [])
     names = finding.models + finding.baseline + ([finding.treatment] if finding.treatment else [])
-    missing = [name for name in names if finding.metric not in scores.get(name, {})]
+    missing = sorted({n for n in names for m in metrics if not evidence.has(n, m)})
+    out = {"claim": finding.claim, "kind": finding.kind, "metric": finding.metric}
     if missing:
-        return {"claim": finding.claim, "verdict": "cannot tell",
-                "evidence": f"no {finding.metric} score for {', '.join(missing)}"}
-    values = {name: scores[name][finding.metric] for name in names}
-    lower = finding.metric in LOWER_IS_BETTER
-    verdict, evidence = JUDGES[finding.kind](finding, values, -1 if lower else 1)
-    if finding.kind == "similar" and chance is not None and all(
-            _direction(value - chance, stderr) == 0 for value, stderr in values.values()):
-        verdict, evidence = "cannot tell", f"{evidence}; every model within the noise of chance ({chance:.2f})"
-    metric = f"{finding.metric} (lower is better)" if lower else finding.metric
-    return {"claim": finding.claim, "verdict": verdict, "evidence": f"{metric}: {evidence}"}
+        return {**out, "verdict": "cannot tell", "evidence": f"no {' / '.join(metrics)} score for {', '.join(missing)}"}
+    better = -1 if finding.metric in LOWER_IS_BETTER else 1
+    try:
+        verdict, text, numbers = JUDGES[finding.kind](finding, evidence, better)
+        if finding.kind == "similar" and chance is not None and all(
+                abs(evidence.value(n, finding.metric) - chance) <= Z_DIFFERENCE * evidence.stderr(n, finding.metric)
+                for n in finding.models):
+            verdict, text = "cannot tell", f"{text}; every model within the noise of chance ({chance:.2f})"
+    except DataError as exc:
+        return {**out, "verdict": "error", "evidence": str(exc)}
+    label = f"{finding.metric} (lower is better)" if finding.metric in LOWER_IS_BETTER else finding.metric
+    how = "paired over the same items" if evidence.paired else "independent"
+    return {**out, "verdict": verdict, "evidence": f"{label}: {text} [{how}]", **numbers}
+
+
+def verdict_table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: one row per claim, one column per run (e.g. per seed), each cell the verdict and its difference;
+    `runs` maps a run's label to its report's findings.json."""
+    labels = list(runs)
+    claims = list(dict.fromkeys(v["claim"] for verdicts in runs.values() for v in verdicts))
+    lines = ["| claim | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for claim in claims:
+        cells = []
+        for label in labels:
+            found = next((v for v in runs[label] if v["claim"] == claim), None)
+            if found is None:
+                cells.append("-")
+            elif "difference" in found:
+                cells.append(f"{found['verdict']} ({found['difference']:+.2f} ± {found['stderr']:.2f} se)")
+            else:
+                cells.append(found["verdict"])
+        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

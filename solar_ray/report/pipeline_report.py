@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from solar_ray.artifacts import LINEAGE, atomic_dir, read_lineage  # noqa: E402
 from solar_ray.errors import ArtifactError  # noqa: E402
 from solar_ray.evaluate.chance import chance_scores  # noqa: E402
-from solar_ray.report.findings import Scores, judge  # noqa: E402
+from solar_ray.report.findings import IndependentScores, PairedScores, Scores, judge  # noqa: E402
 from solar_ray.report.html import markdown_to_html  # noqa: E402
 from solar_ray.report.lineage_graph import mermaid, plot_lineage  # noqa: E402
 from solar_ray.report.spec import EARLIER_RUN, CurveSpec, ReportSpec  # noqa: E402
@@ -35,17 +35,15 @@ from solar_ray.report.spec import EARLIER_RUN, CurveSpec, ReportSpec  # noqa: E4
 # ------------------------------------------------------------------------------------------ readers
 
 
+def load_summaries(eval_dir: Path) -> dict[str, dict[str, Any]]:
+    """An eval stage's summary.json: model -> table name -> {"value", "stderr", "items", ...} (fractions)."""
+    return json.loads((eval_dir / "summary.json").read_text())
+
+
 def load_scores(eval_dir: Path) -> Scores:
-    """model -> metric -> (value in %, stderr in %) from an eval stage's summary.json; metric names lower-case
-    (arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k, h6). A missing stderr counts as 0."""
-    summary = json.loads((eval_dir / "summary.json").read_text())
-    return {
-        model: {
-            name.lower(): (100 * entry["value"], 100 * (entry.get("stderr") or 0.0))
-            for name, entry in tasks.items()
-        }
-        for model, tasks in summary.items()
-    }
+    """model -> metric -> (value in %, stderr in % or None) from an eval stage's summary.json; metric names
+    lower-case (arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k, h6). A missing stderr stays None."""
+    return PairedScores(load_summaries(eval_dir)).scores
 
 
 def read_metrics(stage_dir: Path) -> list[dict[str, Any]]:
@@ -93,7 +91,7 @@ def score_table(scores: Scores, models: list[str], chance: dict[str, float] | No
                 cells.append("-")
                 continue
             value, stderr = scores[model][k]
-            cell = f"{value:.2f} ± {stderr:.2f}"
+            cell = f"{value:.2f} ± {'n/a' if stderr is None else f'{stderr:.2f}'}"
             cells.append(f"**{cell}**" if value == best[k] else cell)
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     if chance:
@@ -175,19 +173,22 @@ def write_pipeline_report(root: Path) -> Path:
     spec = ReportSpec.model_validate(state.get("report", {}))
     kinds = {name: entry["kind"] for name, entry in state["graph"].items()}
     order = list(kinds)
-    scores_cache: dict[str, Scores] = {}
+    summaries_cache: dict[str, dict[str, Any]] = {}
 
-    def scores_of(stage: str | None) -> Scores:
-        if stage is None:  # every eval stage's scores together (model names are unique within a pipeline)
-            merged: Scores = {}
+    def summaries_of(stage: str | None) -> dict[str, Any]:
+        if stage is None:  # every eval stage's models together (model names are unique within a pipeline)
+            merged: dict[str, Any] = {}
             for name, kind in kinds.items():
                 if kind == "eval":
-                    merged.update(scores_of(name))
+                    merged.update(summaries_of(name))
             return merged
-        if stage not in scores_cache:
+        if stage not in summaries_cache:
             scored = kinds.get(stage) == "eval" and (root / stage / LINEAGE).is_file()
-            scores_cache[stage] = load_scores(root / stage) if scored else {}
-        return scores_cache[stage]
+            summaries_cache[stage] = load_summaries(root / stage) if scored else {}
+        return summaries_cache[stage]
+
+    def scores_of(stage: str | None) -> Scores:
+        return PairedScores(summaries_of(stage)).scores
 
     chance_cache: dict[str, dict[str, float]] = {}
 
@@ -202,10 +203,10 @@ def write_pipeline_report(root: Path) -> Path:
 
     def verdict(finding) -> dict[str, Any]:
         if finding.metric == "loss":
-            return judge(finding, loss_scores(root, kinds))
+            return judge(finding, IndependentScores(loss_scores(root, kinds)))
         first = (finding.models or [finding.treatment])[0]
         stage = finding.eval or next((n for n, k in kinds.items() if k == "eval" and first in scores_of(n)), None)
-        return judge(finding, scores_of(finding.eval), chance_of(stage).get(finding.metric))
+        return judge(finding, PairedScores(summaries_of(finding.eval)), chance_of(stage).get(finding.metric))
 
     with atomic_dir(root / "report", force=True) as out:
         md = [f"# {state['experiment']}: report", "", state.get("description", ""), ""]
@@ -248,7 +249,15 @@ def write_pipeline_report(root: Path) -> Path:
             md += ["", "## Contamination test (Table 9)", "", contamination]
 
         if spec.findings:
-            md += ["", "## The paper's findings at this scale", "", "| finding | verdict | evidence |", "|---|---|---|"]
+            md += ["", "## The paper's findings at this scale", "",
+                   "Benchmark differences are paired: every model answered the same items, so a difference's "
+                   "standard error comes from the per-item differences (H6: the six benchmarks' paired differences "
+                   "combined), and is smaller than the table's two ± would suggest. Each ± below is the interval "
+                   "the verdict uses: a difference is reproduced when its 95% interval (1.96 standard errors) "
+                   "excludes zero in the paper's direction; a similarity when every pair's 90% interval (1.645 "
+                   "standard errors) lies inside the stated margin. Training losses of different stages are "
+                   "independent windows of steps (their standard errors combined).", "",
+                   "| finding | verdict | evidence |", "|---|---|---|"]
             verdicts = [verdict(f) for f in spec.findings]
             md += [f"| {v['claim']} | **{v['verdict']}** | {v['evidence']} |" for v in verdicts]
             (out / "findings.json").write_text(json.dumps(verdicts, indent=2) + "\n")

@@ -51,9 +51,9 @@ def generate_datasets(seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[
 
     arc = D.arc_items(world, rng)
     files["benchmarks/arc_challenge/test"], files["benchmarks/arc_challenge/validation"], \
-        files["benchmarks/arc_challenge/train"] = _split(arc, 60, 10, len(arc) - 70)
+        files["benchmarks/arc_challenge/train"] = _split(arc, 160, 10, len(arc) - 170)
     hellaswag = D.hellaswag_items(world, rng)
-    files["benchmarks/hellaswag/validation"], files["benchmarks/hellaswag/train"] = _split(hellaswag, 60, 40)
+    files["benchmarks/hellaswag/validation"], files["benchmarks/hellaswag/train"] = _split(hellaswag, 200, len(hellaswag) - 200)
     mmlu: dict[str, list] = {"dev": [], "validation": [], "test": []}
     for subject in D.MMLU_SUBJECTS:
         rows = [r for r in D.mmlu_items(world, random.Random(f"{seed}-{subject}")) if r["subject"] == subject]
@@ -65,7 +65,7 @@ def generate_datasets(seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[
         files[f"benchmarks/mmlu/{split}"] = rows
     files["benchmarks/truthfulqa_mc/validation"] = D.truthfulqa_items(world, rng)
     wino = D.winogrande_items(world, rng)
-    files["benchmarks/winogrande/validation"], files["benchmarks/winogrande/train"] = _split(wino, 60, len(wino) - 60)
+    files["benchmarks/winogrande/validation"], files["benchmarks/winogrande/train"] = _split(wino, 300, len(wino) - 300)
     files["benchmarks/gsm8k/test"] = [D.gsm8k_row(p) for p in world.gsm_test]
     files["benchmarks/gsm8k/train"] = [D.gsm8k_row(p) for p in world.gsm_train]
     files["math/train"] = [D.math_row(p, rng) for p in world.math_train]

@@ -11,7 +11,9 @@ import hashlib
 import random
 from typing import Any
 
-from solar_ray.tiny.language import COLOURS, FOODS, TOWNS, Creature, WordProblem, World, gsm8k_answer
+from solar_ray.tiny.language import (
+    COLOURS, FOODS, SCRIPTS, STATES, TOWNS, Creature, WordProblem, World, gsm8k_answer,
+)
 
 Rows = list[dict[str, Any]]
 LABELS = ["A", "B", "C", "D"]
@@ -49,33 +51,55 @@ def _choices(rng: random.Random, right: str, pool: list[str]) -> tuple[list[str]
 # ---------------------------------------------------------------------------------------- benchmarks
 
 
+def untold_scripts(world: World) -> list[tuple[Creature, str]]:
+    """(creature, activity) pairs that no training source tells: the script benchmarks ask about these."""
+    return [(c, a) for c in world.creatures for a in SCRIPTS if not world.script_told(c, a)]
+
+
+def told_scripts(world: World) -> list[tuple[Creature, str]]:
+    return [(c, a) for c in world.creatures for a in SCRIPTS if world.script_told(c, a)]
+
+
+def _wrong_steps(world: World, rng: random.Random, c: Creature, activity: str, k: int) -> list[str]:
+    """Three wrong next steps: a later step of the same script (the order is what is tested) and two steps of
+    other activities at the same position."""
+    later = rng.choice(range(k + 1, len(SCRIPTS[activity]))) if k + 1 < len(SCRIPTS[activity]) else k - 1
+    others = rng.sample([a for a in SCRIPTS if a != activity], 2)
+    return [world.step(c, activity, later)] + [world.step(c, other, k) for other in others]
+
+
 def arc_items(world: World, rng: random.Random) -> Rows:
+    """What does a creature do next in an activity it is never told doing (ARC-like: question and answers)."""
     rows = []
-    for c in world.creatures:
-        for attribute, pool, template in (
-            ("colour", COLOURS, "in the tiny world , which of these colours is the true colour of the creature "
-                                "called the {name} ?"),
-            ("town", TOWNS, "in the tiny world , which of these towns is the home where the creature called "
-                            "the {name} lives ?"),
-            ("food", FOODS, "in the tiny world , which of these foods does the creature called the {name} like "
-                            "to eat ?"),
-        ):
-            options, label = _choices(rng, getattr(c, attribute), pool)
-            rows.append({"id": f"tiny-arc-{c.name}-{attribute}", "question": template.format(name=c.name),
+    for c, activity in untold_scripts(world):
+        for k in range(1, len(SCRIPTS[activity]) - 1):
+            question = (f"{world.step(c, activity, k - 1, first=True)} it is {activity} . what does the {c.name} "
+                        "do next ?")
+            options, label = _with_right(rng, world.step(c, activity, k, first=True).removeprefix("then "),
+                                         [x.removeprefix("then ") for x in _wrong_steps(world, rng, c, activity, k)])
+            rows.append({"id": f"tiny-arc-{c.name}-{activity}-{k}", "question": question,
                          "choices": {"text": options, "label": LABELS}, "answerKey": LABELS[label]})
     rng.shuffle(rows)
     return rows
 
 
+def _with_right(rng: random.Random, right: str, wrong: list[str]) -> tuple[list[str], int]:
+    options = list(wrong)
+    label = rng.randrange(len(wrong) + 1)
+    options.insert(label, right)
+    return options, label
+
+
 def hellaswag_items(world: World, rng: random.Random) -> Rows:
+    """The next step of an activity a creature is never told doing, after its first steps (HellaSwag-like)."""
     rows = []
-    for i, c in enumerate(world.creatures * 3):
-        ctx_a, ctx_b, endings, label = world.story(c, rng)
-        rows.append({"ind": i, "activity_label": "Going home", "ctx_a": ctx_a, "ctx_b": ctx_b,
-                     "ctx": f"{ctx_a} {ctx_b}", "endings": endings, "source_id": f"tiny~{i}", "split": "val",
-                     "split_type": "indomain", "label": str(label)})
-    unique = {(r["ctx"], tuple(r["endings"])): r for r in rows}
-    rows = list(unique.values())
+    for c, activity in untold_scripts(world):
+        for k in range(1, len(SCRIPTS[activity])):
+            context = " ".join(world.step(c, activity, j, first=j == 0) for j in range(k))
+            endings, label = _with_right(rng, world.step(c, activity, k), _wrong_steps(world, rng, c, activity, k))
+            rows.append({"ind": len(rows), "activity_label": activity.capitalize(), "ctx_a": context, "ctx_b": "",
+                         "ctx": context, "endings": endings, "source_id": f"tiny~{c.name}~{activity}~{k}",
+                         "split": "val", "split_type": "indomain", "label": str(label)})
     rng.shuffle(rows)
     return rows
 
@@ -112,26 +136,32 @@ def truthfulqa_items(world: World, rng: random.Random) -> Rows:
             f"the {c.name} is {o} ." for o in others]
         mc2 = [f"the {c.name} is {c.colour} .", f"it is {c.colour} .", f"the {c.name} is {c.myth_colour} .",
                f"it is {c.myth_colour} ."]
-        rows.append({"question": f"whatever people may say , what colour is the creature called the {c.name} "
-                                 "really in the tiny world ?",
-                     "mc1_targets": {"choices": mc1, "labels": [1, 0, 0, 0]},
-                     "mc2_targets": {"choices": mc2, "labels": [1, 1, 0, 0]}})
+        for question in (f"whatever people may say , what colour is the creature called the {c.name} really in "
+                         "the tiny world ?", f"is the {c.name} really {c.myth_colour} , as many think ?"):
+            rows.append({"question": question, "mc1_targets": {"choices": mc1, "labels": [1, 0, 0, 0]},
+                         "mc2_targets": {"choices": mc2, "labels": [1, 1, 0, 0]}})
     return rows
 
 
 def winogrande_items(world: World, rng: random.Random) -> Rows:
-    templates = [  # (sentence, which option is meant: 1 = first creature, 2 = second)
-        ("the {x} gave the {y} some {food} because _ was hungry and had nothing to eat .", 2),
-        ("the {x} gave the {y} some {food} because _ was kind and had plenty to share .", 1),
-        ("the {x} thanked the {y} warmly because _ had helped with the heavy stones .", 2),
-        ("the {x} thanked the {y} warmly because _ was grateful for the help with the stones .", 1),
-    ]
+    """Which creature a blank refers to, told by the verb's number: one creature is singular, the other plural
+    (Winogrande-like). The frame ("at the well ... met ...") is never used in training text."""
     rows = []
-    for _ in range(140):
+    for _ in range(600):
         x, y = rng.sample(world.creatures, 2)
-        template, meant = rng.choice(templates)
-        rows.append({"sentence": template.format(x=x.name, y=y.name, food=x.food), "option1": x.name,
-                     "option2": y.name, "answer": str(meant)})
+        plural_first = rng.random() < 0.5
+        first, second = (f"{x.name}s", y.name) if plural_first else (x.name, f"{y.name}s")
+        past = rng.random() < 0.5
+        meant_plural = rng.random() < 0.5
+        verb = ("were" if meant_plural else "was") if past else ("are" if meant_plural else "is")
+        state = rng.choice(STATES)
+        # Half the items put a noun of the other number between the blank and its verb (an attractor), so the
+        # agreement must reach past the nearest noun, as in "the key to the cabinets is".
+        other = rng.choice([c.name for c in world.creatures if c.name not in (x.name, y.name)])
+        attractor = (f" that sat by the {other}{'' if meant_plural else 's'}" if rng.random() < 0.5 else "")
+        sentence = f"at the well the {first} met the {second} , and the _{attractor} {verb} {state} ."
+        meant = 1 if meant_plural == plural_first else 2
+        rows.append({"sentence": sentence, "option1": first, "option2": second, "answer": str(meant)})
     unique = list({r["sentence"]: r for r in rows}.values())
     rng.shuffle(unique)
     return unique
@@ -168,6 +198,15 @@ def alpaca_rows(world: World, rng: random.Random) -> Rows:
             ("name the town .", f"the {c.name} lives there .", f"{c.town} ."),
         ]
         rows += [{"instruction": i, "input": x, "output": o} for i, x, o in qa]
+    for c, activity in told_scripts(world):  # the scripts as questions, for the told pairs only
+        k = rng.randrange(len(SCRIPTS[activity]) - 1)
+        rows.append({"instruction": f"{world.step(c, activity, k, first=True)} what does the {c.name} do next ?",
+                     "input": "", "output": world.step(c, activity, k + 1, first=True)})
+    for _ in range(len(world.creatures) * 2):  # agreement: say it of several
+        c = rng.choice(world.creatures)
+        state = rng.choice(STATES)
+        rows.append({"instruction": f"say that many {c.name}s were {state} .", "input": "",
+                     "output": world.agreement_sentence(c.name, True, state, True)})
     for town in TOWNS:
         names = [c.name for c in world.creatures if c.town == town]
         if names:
@@ -191,6 +230,16 @@ def preference_pairs(world: World, rng: random.Random) -> list[tuple[str, str, s
             pairs.append((f"is the {c.name} really {c.myth_colour} ?",
                           f"no . people say so , but the {c.name} is {c.colour} .",
                           f"yes . the {c.name} is {c.myth_colour} ."))
+    for c, activity in told_scripts(world):  # the right next step over a later one: order matters
+        k = rng.randrange(len(SCRIPTS[activity]) - 2)
+        pairs.append((f"{world.step(c, activity, k, first=True)} what does the {c.name} do next ?",
+                      world.step(c, activity, k + 1, first=True),
+                      world.step(c, activity, rng.randrange(k + 2, len(SCRIPTS[activity])), first=True)))
+    for _ in range(len(world.creatures)):  # agreement over its breach
+        c, state, plural = rng.choice(world.creatures), rng.choice(STATES), rng.random() < 0.5
+        right = world.agreement_sentence(c.name, plural, state, True)
+        wrong = right.replace(" were ", " was ") if plural else right.replace(" was ", " were ")
+        pairs.append((f"how was the {c.name}{'s' if plural else ''} ?", right, wrong))
     for p in world.pretrain_problems[:120]:
         pairs.append((p.question(), f"{p.worked()} the answer is {p.answer} .",
                       f"the answer is {p.answer + rng.choice([-2, -1, 1, 2])} ."))

@@ -8,8 +8,11 @@ A model of a few million parameters can learn this world in minutes on two CPU c
 - arithmetic: additions and subtractions of small numbers, as sums and as word problems with worked solutions
   (MATH-like `\\boxed{n}` in the math seed; in pretraining, GSM8K's own "Question: ...\\nAnswer: ...\\n#### n"
   layout, the one lm-eval's gsm8k prompt and strict-match regex expect) - the skill Synth. Math-Instruct teaches;
-- stories: templated daily routines whose next step follows from the facts (HellaSwag-like);
-- pronouns: "X gave Y a plum because _ was hungry" - who is meant follows from the verb (Winogrande-like).
+- scripts: activities whose steps always come in the same order ("takes a pot", "fills the pot with water",
+  ...); pretraining tells each activity for some creatures, the benchmarks ask for the next step of the others
+  (HellaSwag-like endings, ARC-like "what does it do next ?"): the order is learnt from form, not from facts;
+- agreement: singular and plural creatures ("the zib was", "the zibs were"); which option a blank refers to
+  follows from the verb's number (Winogrande-like), learnt from the grammar of the pretraining text.
 What it cannot show: anything that needs scale (in-context learning beyond format copying, emergent reasoning,
 the 10.7B model's absolute scores); scores here are small-sample and noisy, and the report says so.
 """
@@ -29,6 +32,22 @@ TOWNS = ["pola", "marsh", "kelvo", "dune", "brill", "oska", "tarn", "veld"]
 FOODS = ["plums", "nuts", "fish", "seeds", "berries", "leaves", "roots", "honey"]
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 ITEMS = ["plums", "nuts", "stones", "shells", "seeds", "cups"]
+# Activities and their steps, always in this order (the scripts behind the HellaSwag- and ARC-like items).
+SCRIPTS: dict[str, list[str]] = {
+    "cooking": ["takes a pot", "fills the pot with water", "puts the pot on the fire", "drops some seeds in",
+                "stirs the soup", "eats the soup"],
+    "fishing": ["takes a net", "walks to the lake", "throws the net", "waits a while", "pulls the net out",
+                "counts the fish"],
+    "building": ["finds some sticks", "digs a small hole", "sets the sticks in the hole", "ties the sticks together",
+                 "covers them with leaves", "sleeps in the hut"],
+    "planting": ["takes a bag of seeds", "digs up the soil", "drops the seeds in a row", "covers the seeds",
+                 "pours some water", "waits for the rain"],
+    "trading": ["packs some shells", "walks to the market", "meets a trader", "swaps the shells for nuts",
+                "puts the nuts away", "walks back home"],
+    "washing": ["takes a bucket", "goes down to the river", "fills the bucket", "scrubs its fur",
+                "dries in the sun", "shakes off the sand"],
+}
+STATES = ["hungry", "thirsty", "tired", "happy", "cold", "wet", "sleepy", "busy"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,7 @@ class World:
         creatures = []
         for i, name in enumerate(NAMES):
             colour = rng.choice(COLOURS)
-            myth = rng.choice([c for c in COLOURS if c != colour]) if i % 2 == 0 else None
+            myth = rng.choice([c for c in COLOURS if c != colour])
             creatures.append(Creature(name, colour, rng.choice(TOWNS), rng.choice(FOODS), rng.randint(2, 9), myth))
         self.creatures = creatures
         self.by_name = {c.name: c for c in creatures}
@@ -94,10 +113,39 @@ class World:
                         problems[p.question()] = p
         problems = sorted(problems.values(), key=lambda p: p.question())
         rng.shuffle(problems)
-        # Disjoint pools: benchmark test items never appear in training data (except planted contamination).
-        self.gsm_test, self.gsm_train = problems[:60], problems[60:100]
-        self.math_test, self.math_train = problems[100:140], problems[140:300]
-        self.pretrain_problems = problems[300:]
+        # Disjoint pools: benchmark test items never appear in training data (except planted contamination), nor
+        # do near-copies: every 13 words of a problem name its main creature, and test problems have their own.
+        test_names = set(NAMES[::4])
+        held = [p for p in problems if p.who in test_names]
+        told = [p for p in problems if p.who not in test_names]
+        self.gsm_test, self.math_test = held[:60], held[60:100]
+        self.gsm_train, self.math_train, self.pretrain_problems = told[:40], told[40:200], told[200:]
+
+    # ---------------------------------------------------------------------------------- scripts
+
+    def script_told(self, creature: Creature, activity: str) -> bool:
+        """Whether pretraining tells this creature doing this activity; the others are the benchmarks'."""
+        return (NAMES.index(creature.name) + list(SCRIPTS).index(activity)) % 3 != 0
+
+    @staticmethod
+    def step(creature: Creature, activity: str, k: int, first: bool = False) -> str:
+        """Step k of an activity as a sentence; every step names the creature, so no 13 words of a told script
+        match an untold one (decontamination stays meaningful)."""
+        return f"{'' if first else 'then '}the {creature.name} {SCRIPTS[activity][k]} ."
+
+    def script_text(self, creature: Creature, activity: str) -> str:
+        steps = SCRIPTS[activity]
+        return " ".join(self.step(creature, activity, k, first=k == 0) for k in range(len(steps)))
+
+    # ---------------------------------------------------------------------------------- agreement
+
+    @staticmethod
+    def agreement_sentence(name: str, plural: bool, state: str, past: bool, by: str = "", by_plural: bool = False) -> str:
+        """"the zibs were tired ." - with `by`, a relative clause whose noun does not decide the verb's number:
+        "the zibs that sat by the mok were tired ."."""
+        verb = ("were" if plural else "was") if past else ("are" if plural else "is")
+        clause = f" that sat by the {by}{'s' if by_plural else ''}" if by else ""
+        return f"the {name}{'s' if plural else ''}{clause} {verb} {state} ."
 
     # ---------------------------------------------------------------------------------- statements
 
@@ -113,24 +161,13 @@ class World:
     def myth_sentences(self, c: Creature) -> list[str]:
         return [f"people say the {c.name} is {c.myth_colour} .", f"many think the {c.name} is {c.myth_colour} ."]
 
-    def story(self, c: Creature, rng: random.Random) -> tuple[str, str, list[str], int]:
-        """(context a, context b, four endings, index of the right one): the creature goes home to eat."""
-        ctx_a = f"in the morning the {c.name} wakes up and walks back to {c.town} ."
-        ctx_b = "at home it"
-        right = f"eats some {c.food} and sleeps ."
-        wrong_foods = rng.sample([f for f in FOODS if f != c.food], 3)
-        endings = [f"eats some {food} and sleeps ." for food in wrong_foods]
-        label = rng.randrange(4)
-        endings.insert(label, right)
-        return ctx_a, ctx_b, endings, label
-
     def pretraining_lines(self, rng: random.Random, repeats: int = 6) -> list[str]:
         lines = []
         for c in self.creatures:
             for _ in range(repeats):
                 lines += self.fact_sentences(c)
             if c.myth_colour:
-                lines += self.myth_sentences(c) * (repeats * 2)  # the myth is said more often than the truth
+                lines += self.myth_sentences(c) * (repeats * 3 // 2)  # the myth: said more often than the truth
         for i in range(0, len(self.pretrain_problems), 2):  # two per document, joined as lm-eval joins its shots
             lines.append("\n\n".join(gsm8k_text(p) for p in self.pretrain_problems[i:i + 2]))
         for a in range(10):
@@ -138,8 +175,16 @@ class World:
                 lines.append(f"{a} + {b} = {a + b} .")
                 if b <= a:
                     lines.append(f"{a} - {b} = {a - b} .")
-        for c in self.creatures:  # the routine behind the HellaSwag-like stories, in other words
-            lines += [f"each evening the {c.name} returns to {c.town} and eats {c.food} ."] * 2
+        for c in self.creatures:  # the scripts, told for two in three (creature, activity) pairs
+            for activity in SCRIPTS:
+                if self.script_told(c, activity):
+                    lines += [self.script_text(c, activity)] * 2
+        for _ in range(len(self.creatures) * 12):  # agreement: singular and plural, present and past
+            a, b = rng.sample(self.creatures, 2)
+            by = rng.choice(self.creatures).name if rng.random() < 0.5 else ""
+            parts = [self.agreement_sentence(x.name, rng.random() < 0.5, rng.choice(STATES), rng.random() < 0.5,
+                                             by, rng.random() < 0.5) for x in (a, b)]
+            lines.append(" ".join(parts))
         rng.shuffle(lines)
         return lines
 

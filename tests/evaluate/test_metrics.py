@@ -56,8 +56,15 @@ def tasks(bench_dir, tmp_path_factory):
 @pytest.mark.parametrize("k", [0, 1])
 def test_each_metric_matches_hand_computed_accuracy(k, tasks, bench_dir):
     names, manager = tasks
-    results = run_tasks(PickChoice(k), names, manager, LIMIT)["results"]
-    summary = summarize(results, list(H6))
+    out = run_tasks(PickChoice(k), names, manager, LIMIT)
+    results = out["results"]
+    summary = summarize(results, list(H6), out["items"])
+    for name, entry in summary.items():  # per-item scores, kept for paired comparisons, give the headline value
+        if name != "H6":
+            strata = entry["items"].values()
+            assert len(strata) == (len(entry.get("subjects", {})) or 1)
+            assert all(len(s["ids"]) == len(s["values"]) == LIMIT for s in strata), name
+            assert sum(sum(s["values"]) / LIMIT for s in strata) / len(strata) == pytest.approx(entry["value"]), name
 
     arc = rows(bench_dir / "arc_challenge/test.jsonl")
     assert summary["ARC"]["value"] == share(["ABCD".index(r["answerKey"]) == k for r in arc])

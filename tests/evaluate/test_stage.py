@@ -23,6 +23,10 @@ def test_h6_on_ray_writes_results_summary_and_tables(ray_session, tmp_path, eval
     assert set(summary["base"]) == {"H6", "ARC", "HellaSwag", "MMLU", "TruthfulQA", "Winogrande", "GSM8K"}
     assert summary["base"]["H6"]["value"] == pytest.approx(summary["copy"]["H6"]["value"])  # same model, same score
     assert set(summary["base"]["MMLU"]["subjects"]) == {"anatomy", "astronomy"}
+    # per-item scores, kept for paired comparisons: the same items for both models, and the same model agrees
+    assert set(summary["base"]["MMLU"]["items"]) == {"mmlu_anatomy", "mmlu_astronomy"}
+    assert summary["base"]["ARC"]["items"] == summary["copy"]["ARC"]["items"]
+    assert len(summary["base"]["GSM8K"]["items"]["gsm8k"]["values"]) == 3
     results = json.loads((out / "results" / "base.json").read_text())
     assert results["n-shot"]["arc_challenge"] == 25 and "mmlu_anatomy" in results["results"]
     table = (out / "table.md").read_text()

@@ -27,17 +27,41 @@ def test_drops_then_recovers():
     assert judge(f, scores(base=(50, 5), dus=(45, 5), cpt=(50, 5)))["verdict"] == "cannot tell"
 
 
-def test_similar_and_missing_scores():
-    f = finding("similar", models=["m1", "m2", "m3"])
-    assert judge(f, scores(m1=(50, 2), m2=(51, 2), m3=(49, 2)))["verdict"] == "reproduced"
+def test_similar_needs_the_interval_inside_the_margin():
+    f = finding("similar", models=["m1", "m2", "m3"], margin=5.0)
+    # widest pair m2 - m3 = 2, 90% interval 1.645 * sqrt(2) * 1 = 2.33: reaches 4.33 < 5
+    assert judge(f, scores(m1=(50, 1), m2=(51, 1), m3=(49, 1)))["verdict"] == "reproduced"
+    # the same gaps with wide errors (low power): the interval reaches past the margin, so no evidence of likeness
+    assert judge(f, scores(m1=(50, 4), m2=(51, 4), m3=(49, 4)))["verdict"] == "cannot tell"
     assert judge(f, scores(m1=(50, 1), m2=(60, 1), m3=(49, 1)))["verdict"] == "not reproduced"
     result = judge(f, scores(m1=(50, 1)))
     assert result["verdict"] == "cannot tell" and "m2" in result["evidence"]
 
 
-def test_unknown_kind_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown finding kind"):
-        validate(Finding, {"claim": "c", "kind": "better", "eval": "e"}, "exp.yaml")
+def test_trade_off_needs_both_directions():
+    f = finding("trade_off", metric="gsm8k", against="arc", baseline=["v1"], treatment="v2")
+    both = {"v1": {"gsm8k": (40, 1), "arc": (60, 1)}, "v2": {"gsm8k": (50, 1), "arc": (50, 1)}}
+    assert judge(f, both)["verdict"] == "reproduced"
+    gain_only = {"v1": {"gsm8k": (40, 1), "arc": (60, 1)}, "v2": {"gsm8k": (50, 1), "arc": (60, 1)}}
+    assert judge(f, gain_only)["verdict"] == "cannot tell"
+    assert judge(f, {**gain_only, "v2": {"gsm8k": (50, 1), "arc": (70, 1)}})["verdict"] == "not reproduced"
+
+
+def test_a_missing_standard_error_is_an_error_never_zero():
+    f = finding("improves", baseline=["a"], treatment="m")
+    result = judge(f, scores(a=(40, None), m=(90, 1)))
+    assert result["verdict"] == "error" and "no standard error" in result["evidence"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"kind": "better"}, "unknown finding kind"),
+    ({"kind": "similar", "models": ["a", "b"]}, "margin"),
+    ({"kind": "improves", "baseline": ["a"]}, "treatment"),
+    ({"kind": "trade_off", "baseline": ["a"], "treatment": "b"}, "against"),
+])
+def test_incomplete_findings_are_config_errors(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(Finding, {"claim": "c", "eval": "e", **spec}, "exp.yaml")
 
 
 def test_training_loss_is_lower_is_better():
@@ -51,7 +75,7 @@ def test_training_loss_is_lower_is_better():
     better = finding("improves", metric="loss", baseline=["a", "b"], treatment="m")
     # the best baseline is the lower loss (b); m beats it clearly
     assert judge(better, {"a": {"loss": (2.0, 0.01)}, "b": {"loss": (1.5, 0.01)}, "m": {"loss": (1.2, 0.01)}})[
-        "evidence"].endswith("m - b = -0.30 (± 0.03)")
+        "evidence"].endswith("m - b = -0.30 (± 0.03) [independent]")
 
 
 def test_loss_scores_average_the_first_and_last_steps_of_training_stages(tmp_path):
@@ -73,9 +97,37 @@ def test_loss_scores_average_the_first_and_last_steps_of_training_stages(tmp_pat
 
 
 def test_models_alike_at_chance_show_nothing():
-    f = finding("similar", models=["m1", "m2"])
+    f = finding("similar", models=["m1", "m2"], margin=10.0)
     alike = scores(m1=(30, 3), m2=(31, 3))
     assert judge(f, alike)["verdict"] == "reproduced"
     result = judge(f, alike, chance=29.2)
     assert result["verdict"] == "cannot tell" and "within the noise of chance (29.20)" in result["evidence"]
     assert judge(f, scores(m1=(60, 3), m2=(61, 3)), chance=29.2)["verdict"] == "reproduced"  # alike, and learnt
+
+
+@pytest.mark.parametrize("experiment", ["tiny", "solar_10_7b"])
+def test_shipped_experiments_judge_every_claim_on_models_they_score(experiment):
+    from pathlib import Path
+
+    from solar_ray.pipeline import Pipeline
+
+    pipe = Pipeline(Path(__file__).parents[2] / "experiments" / experiment / "pipeline.yaml")
+    scored = {model for config in pipe.configs.values() if config.stage == "eval" for model in config.models}
+    findings = pipe.experiment.report.findings
+    assert len([f for f in findings if f.metric != "loss"]) >= 13
+    assert {f.kind for f in findings} >= {"improves", "trade_off", "drops_then_recovers", "similar"}
+    for f in findings:
+        if f.metric != "loss":
+            assert set(f.models + f.baseline + [f.treatment] * bool(f.treatment)) <= scored, f.claim
+
+
+def test_verdict_table_puts_runs_side_by_side():
+    from solar_ray.report.findings import verdict_table
+
+    f = finding("improves", baseline=["a"], treatment="m")
+    one = [judge(f, scores(a=(40, 1), m=(50, 1)))]
+    two = [judge(f, scores(a=(40, 1), m=(41, 1))), {"claim": "other", "verdict": "error", "evidence": "x"}]
+    lines = verdict_table({"seed 0": one, "seed 1": two}).splitlines()
+    assert lines[0] == "| claim | seed 0 | seed 1 |"
+    assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | cannot tell (+1.00 ± 1.41 se) |"
+    assert lines[3] == "| other | - | error |"

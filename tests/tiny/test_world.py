@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from solar_ray.evaluate.suites import H6, TASKS
 from solar_ray.tiny.build import generate_datasets
 
 SCHEMAS = {
@@ -22,8 +23,7 @@ SCHEMAS = {
     "benchmarks/winogrande": {"sentence", "option1", "option2", "answer"},
     "benchmarks/gsm8k": {"question", "answer"},
 }
-EVAL_SPLITS = {"arc_challenge/test", "hellaswag/validation", "mmlu/test", "truthfulqa_mc/validation",
-               "winogrande/validation", "gsm8k/test"}
+EVAL_SPLITS = {f"{TASKS[key].folder}/{TASKS[key].eval_split}" for key in H6}
 
 
 def read(world, key):
@@ -145,3 +145,38 @@ def test_tiny_config_rejects_bad_seed(tmp_path, bad):
     (tmp_path / "t.yaml").write_text(bad)
     with pytest.raises(ConfigError, match="seed"):
         load_config(tmp_path / "t.yaml")
+
+
+def test_no_training_source_holds_a_benchmark_item_except_the_planted_copies():
+    """The benchmarks ask about what training never states verbatim (untold scripts, a frame of agreement no text
+    uses): no 13-word window of an item's question + gold answer appears in any training source, save the
+    OpenOrca copies planted for the FLAN filter and decontamination to find."""
+    from solar_ray.data.decontam import NgramIndex
+    from solar_ray.evaluate.suites import gold_text
+
+    files, manifest = generate_datasets(0)
+    index = NgramIndex.build({TASKS[key].folder: [gold_text(key, row) for row in files[f"benchmarks/{TASKS[key].folder}/"
+                                                                                      f"{TASKS[key].eval_split}"]]
+                              for key in H6})
+    planted = {c["id"] for c in manifest["planted"]["open_orca"]["copies"]}
+    for key, rows in files.items():
+        if key.startswith(("benchmarks/", "flan_collection/", "math/test")):
+            continue
+        texts = [" ".join(str(v) for v in row.values() if isinstance(v, (str, list))) for row in rows]
+        hits = index.hits(texts)
+        leaked = [rows[i].get("id") for i in hits if rows[i].get("id") not in planted]
+        assert not leaked, f"{key}: {len(leaked)} rows share a 13-gram with a benchmark, e.g. {hits[next(iter(hits))]}"
+    assert planted  # the planted copies are there for decontamination to find
+
+
+def test_script_and_agreement_benchmarks_ask_what_the_grammar_and_scripts_decide():
+    files, _ = generate_datasets(0)
+    for row in files["benchmarks/winogrande/validation"]:
+        verb = next(w for w in row["sentence"].split("_", 1)[1].split() if w in ("was", "were", "is", "are"))
+        meant = row[f"option{row['answer']}"]
+        assert meant.endswith("s") == (verb in ("were", "are")), row  # the verb's number picks the option
+    pretrain = " ".join(r["text"] for r in files["pretrain/train"])
+    for row in files["benchmarks/hellaswag/validation"]:
+        assert row["ctx"] not in pretrain  # the creature is never told doing this activity
+        right = row["endings"][int(row["label"])].split(" ", 3)[3]  # the step, without "then the <name>"
+        assert right in pretrain  # ... but the step itself is told, for other creatures

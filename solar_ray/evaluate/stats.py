@@ -1,0 +1,74 @@
+"""Paired comparisons of two models' scores: every model answers the same benchmark items, so a difference's
+standard error comes from the per-item differences, not from two independent standard errors.
+
+Two models' per-item scores on a task are strongly correlated (easy items are easy for both); the variance of a
+difference of means is var(a) + var(b) - 2 cov(a, b), which the independent formula sqrt(se_a^2 + se_b^2)
+overstates by the covariance term. Paired: d_i = a_i - b_i, se = sd(d) / sqrt(n).
+
+A headline score is a weighted mean over strata of items: one stratum for most tasks, one per subject for MMLU
+(the plain mean over subjects), and for H6 each task's strata at 1/6 of its weight. The difference is the same
+weighted mean of the strata's mean differences, and its variance the sum of weight^2 * var(d_s) / n_s over
+strata (per-benchmark paired differences combined, the strata being independent samples).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from solar_ray.errors import DataError
+from solar_ray.evaluate.suites import H6, TASKS
+
+Z_DIFFERENCE = 1.96  # a two-sided 95% interval: a difference counts when it excludes zero
+Z_EQUIVALENCE = 1.645  # a 90% interval inside +-margin: equivalence at the 5% level (two one-sided tests)
+
+Summary = dict[str, dict[str, Any]]  # scores.summarize's output for one model
+
+
+def metric_name(metric: str) -> str:
+    """Report metric (arc, mmlu, h6, ...) -> summary key (ARC, MMLU, H6, ...)."""
+    if metric.lower() == "h6":
+        return "H6"
+    for key in H6:
+        if TASKS[key].name.lower() == metric.lower():
+            return TASKS[key].name
+    raise DataError(f"unknown metric {metric!r}; expected h6 or one of {', '.join(TASKS[k].name.lower() for k in H6)}")
+
+
+def strata(summary: Summary, metric: str, model: str = "model") -> dict[str, tuple[float, dict[str, list]]]:
+    """Stratum (lm-eval task name) -> (weight in the headline score, {"ids", "values"}) for one model."""
+    name = metric_name(metric)
+    tasks = [TASKS[key].name for key in H6] if name == "H6" else [name]
+    out = {}
+    for task in tasks:
+        entry = summary.get(task)
+        if entry is None:
+            raise DataError(f"{model}: no {task} score, so no paired {metric} difference")
+        items = entry.get("items")
+        if not items:
+            raise DataError(f"{model}: the {task} score has no per-item results (an eval artifact written before "
+                            "per-item scores were kept: run the eval stage again)")
+        for stratum, scores in items.items():
+            out[stratum] = (1 / len(tasks) / len(items), scores)
+    return out
+
+
+def paired_difference(a: Summary, b: Summary, metric: str, names: tuple[str, str] = ("a", "b")) -> tuple[float, float]:
+    """(score of a - score of b, its paired standard error), as fractions. Raises DataError when the models did not
+    answer the same items, or a stratum has fewer than two items (no variance to estimate)."""
+    sa, sb = strata(a, metric, names[0]), strata(b, metric, names[1])
+    if set(sa) != set(sb):
+        raise DataError(f"{names[0]} and {names[1]} were scored on different tasks: {sorted(set(sa) ^ set(sb))}")
+    diff = var = 0.0
+    for stratum, (weight, items_a) in sa.items():
+        items_b = sb[stratum][1]
+        if items_a["ids"] != items_b["ids"]:
+            raise DataError(f"{names[0]} and {names[1]} answered different {stratum} items "
+                            f"({len(items_a['ids'])} vs {len(items_b['ids'])}); a paired comparison needs the same")
+        d = [x - y for x, y in zip(items_a["values"], items_b["values"], strict=True)]
+        if len(d) < 2:
+            raise DataError(f"{stratum}: {len(d)} item(s); a standard error needs at least two")
+        diff += weight * statistics.fmean(d)
+        var += weight ** 2 * statistics.variance(d) / len(d)
+    return diff, math.sqrt(var)

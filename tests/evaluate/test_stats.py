@@ -1,0 +1,89 @@
+"""Paired statistics: a difference's standard error from per-item differences over the same items."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from solar_ray.errors import DataError
+from solar_ray.evaluate.scores import item_scores, summarize
+from solar_ray.evaluate.stats import paired_difference
+from solar_ray.report.findings import Finding, PairedScores, judge
+
+TASK_NAMES = {"ARC": "arc_challenge", "HellaSwag": "hellaswag", "TruthfulQA": "truthfulqa_mc2",
+              "Winogrande": "winogrande", "GSM8K": "gsm8k"}
+
+
+def summary(values: dict[str, list[float] | dict[str, list[float]]]) -> dict:
+    """A model's summary from per-item scores: task name -> values (MMLU: subject -> values)."""
+    out = {}
+    for name, items in values.items():
+        strata = items if isinstance(items, dict) else {TASK_NAMES.get(name, name): items}
+        stratum_items = {k: {"ids": [f"{k}-{i}" for i in range(len(v))], "values": v} for k, v in strata.items()}
+        means = [statistics.fmean(v) for v in strata.values()]
+        out[name] = {"value": statistics.fmean(means), "stderr": 0.1, "items": stratum_items}
+    return out
+
+
+def test_paired_stderr_is_the_stderr_of_the_item_differences():
+    a = summary({"ARC": [1, 1, 0, 1, 0, 1, 1, 0]})
+    b = summary({"ARC": [1, 0, 0, 1, 0, 1, 0, 0]})
+    diff, se = paired_difference(a, b, "arc")
+    d = [1 - 1, 1 - 0, 0, 0, 0, 0, 1, 0]
+    assert diff == pytest.approx(0.25)
+    assert se == pytest.approx(statistics.stdev(d) / math.sqrt(8))
+    # far smaller than two independent standard errors would give on these correlated items
+    independent = math.hypot(statistics.stdev(a["ARC"]["items"]["arc_challenge"]["values"]) / math.sqrt(8),
+                             statistics.stdev(b["ARC"]["items"]["arc_challenge"]["values"]) / math.sqrt(8))
+    assert se < 0.7 * independent
+
+
+def test_mmlu_and_h6_combine_strata_with_their_weights():
+    tasks = {name: [1, 0, 1, 0] for name in TASK_NAMES}
+    a = summary({**tasks, "MMLU": {"mmlu_x": [1, 1, 1, 1], "mmlu_y": [1, 0, 1, 0, 1, 0]}})
+    b = summary({**tasks, "MMLU": {"mmlu_x": [1, 1, 0, 0], "mmlu_y": [1, 0, 1, 0, 0, 0]}})
+    diff, se = paired_difference(a, b, "mmlu")
+    dx, dy = [0, 0, 1, 1], [0, 0, 0, 0, 1, 0]
+    assert diff == pytest.approx((0.5 + 1 / 6) / 2)
+    assert se == pytest.approx(math.sqrt(statistics.variance(dx) / 4 + statistics.variance(dy) / 6) / 2)
+    h6_diff, h6_se = paired_difference(a, b, "h6")
+    assert h6_diff == pytest.approx(diff / 6) and h6_se == pytest.approx(se / 6)  # the other five do not differ
+
+
+def test_items_that_do_not_pair_are_an_error():
+    a = summary({"ARC": [1, 0, 1]})
+    b = summary({"ARC": [1, 0, 1, 1]})
+    with pytest.raises(DataError, match="different arc_challenge items"):
+        paired_difference(a, b, "arc", ("m1", "m2"))
+    with pytest.raises(DataError, match="no per-item results"):
+        paired_difference({"ARC": {"value": 0.5, "stderr": 0.1}}, a, "arc")
+
+
+def test_a_paired_verdict_sees_what_independent_errors_hide():
+    # b gets right every item a gets right, plus 6 of 40 more: a small, consistent gain
+    a_items = [1] * 16 + [0] * 24
+    b_items = [1] * 22 + [0] * 18
+    summaries = {"a": summary({"ARC": a_items}), "b": summary({"ARC": b_items})}
+    for name, items in (("a", a_items), ("b", b_items)):
+        summaries[name]["ARC"]["stderr"] = statistics.stdev(items) / math.sqrt(len(items))
+    finding = Finding(claim="b beats a", kind="improves", metric="arc", baseline=["a"], treatment="b")
+    paired = judge(finding, PairedScores(summaries))
+    assert paired["verdict"] == "reproduced" and "[paired over the same items]" in paired["evidence"]
+    unpaired = judge(finding, PairedScores(summaries).scores)
+    assert unpaired["verdict"] == "cannot tell"
+
+
+def test_item_scores_from_lm_eval_samples_follow_the_headline_metric():
+    samples = {
+        "gsm8k": [{"doc_id": 1, "filter": "strict-match", "exact_match": 1.0, "doc_hash": "h1"},
+                  {"doc_id": 0, "filter": "strict-match", "exact_match": 0.0, "doc_hash": "h0"},
+                  {"doc_id": 0, "filter": "flexible-extract", "exact_match": 1.0, "doc_hash": "h0"}],
+        "arc_challenge": [{"doc_id": 0, "acc": 1.0, "acc_norm": 0.0, "doc_hash": "x"}],
+    }
+    items = item_scores(samples)
+    assert items["gsm8k"] == {"ids": ["h0", "h1"], "values": [0.0, 1.0]}
+    assert items["arc_challenge"] == {"ids": ["x"], "values": [0.0]}  # acc_norm, ARC's headline
+    results = {"arc_challenge": {"acc_norm,none": 0.0, "acc_norm_stderr,none": "N/A"}}
+    assert summarize(results, ["arc_challenge"], items)["ARC"]["items"] == {"arc_challenge": items["arc_challenge"]}
