@@ -17,3 +17,27 @@ class ArtifactError(SolarRayError):
 
 class DataError(SolarRayError):
     """A dataset is missing fields, empty, or otherwise unusable."""
+
+
+class WorkFailed(SolarRayError):
+    """Work on Ray failed (every trial of a sweep, a stage's workers): the message names the first error and the
+    file holding its full trace."""
+
+    exit_code = 1
+
+
+def root_cause(exc: BaseException) -> str:
+    """`Type: message` of the innermost cause of an exception from Ray (a RayTaskError wraps the worker's own
+    exception in `.cause`), on one line."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    message = lines[-1] if lines else ""
+    name = type(exc).__name__.removeprefix("RayTaskError(").removesuffix(")")
+    text = message if message.startswith(f"{name}:") else f"{name}: {message}"
+    return text if len(text) <= 400 else text[:397] + "..."

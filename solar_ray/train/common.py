@@ -81,7 +81,7 @@ class RunSettings(Strict):
     """Where a run lives and how it survives failures. A rerun with the same name resumes."""
 
     name: str | None = Field(default=None, description="Ray Train run name. Default: the output directory's name.")
-    storage_path: str = Field(
+    storage_path: LocalPath = Field(
         default="runs/ray", description="Ray Train storage (local dir or cloud URI; shared storage on a cluster)."
     )
     checkpoint_every: int = Field(default=50, ge=1, description="Save a resumable checkpoint every N steps.")

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from solar_ray.config import Strict
+from solar_ray.config import Strict, dump_config
 from solar_ray.tune.space import SweepConfig
 
 
@@ -55,8 +55,12 @@ class Config(SweepConfig):
                                "for their own through the DPO config's scaling section).")
 
     @model_validator(mode="after")
-    def _space_keys_exist(self) -> Config:
-        dpo = self.dpo_config({})
+    def _resolve_base_and_check_space(self) -> Config:
+        dpo = self.dpo_config({})  # base + overrides, validated: its paths are absolute (config.LocalPath)
+        # The base as the validated DPO config and each override as the value it validated to: the trials
+        # (working directory: their own folder) receive absolute paths, for the base's keys and the overrides'.
+        self.base = dump_config(dpo)
+        self.overrides = {key: get_dotted(self.base, key) for key in self.overrides}
         for key in self.space:
             node: Any = dpo
             for part in key.split("."):
@@ -89,6 +93,12 @@ class Config(SweepConfig):
             set_dotted(tree, "run.storage_path", storage)
         source = self.base if isinstance(self.base, str) else "base"
         return validate(DpoConfig, tree, source)
+
+
+def get_dotted(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
 
 
 def trial(params: dict[str, Any], config_dict: dict[str, Any]) -> None:
@@ -164,16 +174,8 @@ def run(config: Config) -> Path:
         raise ArtifactError(f"{config.output}: output already exists (pass --force / force: true to replace it)")
     base = config.dpo_config({})
     check_inputs(base, ("prompt", "chosen", "rejected"))  # missing model/dataset fails before any trial
-    as_dict = dump_config(config)
-    as_dict["storage_path"] = str(Path(config.storage_path).resolve()) if "://" not in config.storage_path \
-        else config.storage_path
-    # Relative model/dataset paths resolve against the driver's cwd, which trials (Ray actors) do not share.
-    tree = config.base_tree()
-    for key in ("model", "dataset"):
-        if key in tree and "://" not in str(tree[key]):
-            tree[key] = str(Path(tree[key]).resolve())
-    as_dict["base"] = tree
-    run_tuner(config, tune.with_parameters(trial, config_dict=as_dict), {"cpu": config.driver_cpus},
+    # Loading the config made every path absolute (base, overrides, storage): trials run in their own folders.
+    run_tuner(config, tune.with_parameters(trial, config_dict=dump_config(config)), {"cpu": config.driver_cpus},
               scheduler(config), max_concurrent=concurrent_trials(config, base))
 
     with atomic_dir(config.output, force=config.force) as tmp:
