@@ -43,7 +43,7 @@ def run(
     config: Annotated[Path, typer.Argument(help="Stage config YAML; its `stage:` key picks the stage.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="dotted.key=value overrides.")] = None,
 ) -> None:
-    """Run one stage from a config file, e.g. `solar-ray run experiments/tiny/sft_v1.yaml train.epochs=2`."""
+    """Run one stage from a config file, e.g. `solar-ray run experiments/tiny/sft.yaml optim.epochs=2`."""
     from solar_ray.config import load_config
     from solar_ray.stages import run_stage
 
