@@ -8,7 +8,9 @@ the head writes its address file into its own temp dir and the commands run with
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,14 +49,19 @@ def test_a_stage_joins_the_local_cluster_that_ray_start_recorded(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_stale_address_file_starts_a_local_ray(tmp_path):
+def test_a_stale_address_file_starts_a_local_ray():
     # The address file a head that has since died left behind: nothing listens at its port any more.
-    (tmp_path / "ray").mkdir()
-    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
+    # A short temp dir: Ray's unix sockets live under it and must stay under ~107 characters.
+    root = Path(tempfile.mkdtemp(prefix="srstale-", dir="/tmp"))
+    (root / "ray").mkdir()
+    (root / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
     script = ("from solar_ray.ray_session import init_ray; import ray; init_ray(num_cpus=1); "
               "print('cpus', ray.cluster_resources()['CPU']); ray.shutdown()")
-    result = subprocess.run([str(VENV_BIN / "python"), "-c", script], env=clean_env(RAY_TMPDIR=str(tmp_path)),
-                            cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    try:
+        result = subprocess.run([str(VENV_BIN / "python"), "-c", script], env=clean_env(RAY_TMPDIR=str(root)),
+                                cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert "is gone; starting a local Ray" in result.stderr
