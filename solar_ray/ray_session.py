@@ -57,6 +57,11 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
              runtime_env=runtime_env, **options)
 
 
+def remote_cluster() -> bool:
+    """Whether RAY_ADDRESS names a cluster (which may autoscale), rather than asking for a local Ray."""
+    return os.environ.get("RAY_ADDRESS", "") not in ("", "local")
+
+
 # ray.init keywords that size or configure a new Ray; ray.init raises ValueError for them when it joins one.
 JOIN_REFUSED = {"num_cpus", "num_gpus", "resources", "labels", "object_store_memory", "include_dashboard",
                 "dashboard_host", "dashboard_port", "_system_config"}

@@ -124,10 +124,9 @@ def concurrent_trials(config: Config, base) -> int:
     E.g. 2 CPUs, 1 worker x 1 CPU + 0.01 driver -> 1 trial at a time; with cpus_per_worker 0.9 -> 2.
     """
     import math
-    import os
 
     from solar_ray.errors import ConfigError
-    from solar_ray.ray_session import cluster_cpus, cluster_gpus
+    from solar_ray.ray_session import cluster_cpus, cluster_gpus, remote_cluster
     from solar_ray.train.launcher import hardware
 
     use_gpu = hardware(base)["use_gpu"]  # starts or joins Ray
@@ -137,7 +136,7 @@ def concurrent_trials(config: Config, base) -> int:
         needs["GPU"] = (workers, cluster_gpus())
     fits = min(math.floor(have / need + 1e-9) for need, have in needs.values())
     if fits == 0:
-        if os.environ.get("RAY_ADDRESS"):  # a cluster may autoscale: let Tune wait for nodes
+        if remote_cluster():  # a cluster may autoscale: let Tune wait for nodes
             return config.search.max_concurrent_trials or 1
         kind, (need, have) = next((k, v) for k, v in needs.items() if v[1] < v[0])
         raise ConfigError(f"base.scaling: one trial needs {need:g} {kind} (driver_cpus + num_workers x "
