@@ -27,12 +27,15 @@ class WorkFailed(SolarRayError):
 
 
 def root_cause(exc: BaseException) -> str:
-    """`Type: message` of the innermost cause of an exception from Ray (a RayTaskError wraps the worker's own
-    exception in `.cause`), on one line."""
+    """`Type: message` of the innermost cause of an exception from Ray, on one line: a RayTaskError holds the
+    worker's own exception in `.cause`, Ray Train's WorkerGroupError each worker's in `.worker_failures` (the
+    lowest rank is named) and its ControllerError the controller's in `.controller_failure`."""
     seen = set()
     while id(exc) not in seen:
         seen.add(id(exc))
-        inner = getattr(exc, "cause", None) or exc.__cause__
+        failures = getattr(exc, "worker_failures", None) or {}
+        inner = (failures[min(failures)] if failures else None) or getattr(exc, "controller_failure", None) \
+            or getattr(exc, "cause", None) or exc.__cause__
         if not isinstance(inner, BaseException):
             break
         exc = inner
