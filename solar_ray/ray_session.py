@@ -41,7 +41,7 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
                 # No address: Ray's own lookup finds the same file, and only then uses the token `ray start` saved.
                 ray.init(**{k: v for k, v in options.items() if k not in JOIN_REFUSED})
                 return
-            except ConnectionError as exc:  # it went away between the probe and the connection
+            except (ConnectionError, RuntimeError) as exc:  # gone since the probe, or its token is not ours
                 print(f"solar-ray: could not join {recorded} ({exc}); starting a local Ray", file=sys.stderr)
         elif recorded:
             print(f"solar-ray: the Ray cluster recorded in {address_file} ({recorded}) is gone; starting a "

@@ -89,6 +89,7 @@ def test_the_selection_is_what_a_user_runs_alone():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)  # the first one may also run the main job (fixture): 7-8 min on 2 cores
 @pytest.mark.parametrize("path", standalone_commands(), ids=lambda path: path.name)
 def test_first_line_command_runs_as_written_after_the_main_job(path, fresh_clone):
     command = first_line_command(path)
