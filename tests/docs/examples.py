@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PLACEHOLDER = re.compile(r"^(\.\.\.|[A-Z][A-Z0-9_]*(\.\.\.|\.yaml)?|<[^>]*>|[\w.]*=(\.\.\.|[A-Z][A-Z0-9_]*)|key=value)$")
+PLACEHOLDER = re.compile(r"^(\.\.\.|[A-Z][A-Z0-9_]*(\.\.\.|\.yaml)?|.*<[^>]*>.*|[\w.]*=(\.\.\.|[A-Z][A-Z0-9_]*)|key=value)$")
 SPAN = re.compile(r"`([^`\n]+)`")
 
 
@@ -39,10 +39,10 @@ def _from_text(where: str, text: str, first_line: int = 1) -> list[Example]:
                 # a table cell's alternative form: `solar-ray merge OUT --method linear ...` / `--method slerp ...`
                 found.append(Example(f"{where}:{number}", " ".join(spans[i - 1].split()[:3]) + " " + span))
         if not spans and "solar-ray " in line:
-            command = line[line.index("solar-ray "):]
-            if line[: line.index("solar-ray ")].strip() in ("", "#", "$", "--", "- ", "-") or line.lstrip().startswith(
-                    ("solar-ray ", "# solar-ray ", "-- solar-ray ")):
-                found.append(Example(f"{where}:{number}", command))
+            # a command line: at the start, after a prompt or comment sign, or after `ray job submit ... --`
+            before = line[: line.index("solar-ray ")].rstrip()
+            if before in ("", "#", "$", "-") or before.endswith(" --"):
+                found.append(Example(f"{where}:{number}", line[line.index("solar-ray "):]))
     return found
 
 

@@ -58,7 +58,7 @@ def main_job_runs() -> Path:
         return REPO / "runs" / "tiny"
     cache = Path(os.environ.get("SOLAR_RAY_MAIN_JOB_CACHE", Path.home() / ".cache" / "solar-ray" / "main-job"))
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / "experiments").exists() and shutil.rmtree(cache / "experiments")
+    shutil.rmtree(cache / "experiments", ignore_errors=True)
     shutil.copytree(REPO / "experiments", cache / "experiments")
     command = first_line_command(TINY / "pipeline.yaml")
     started = time.monotonic()
