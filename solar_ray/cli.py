@@ -43,7 +43,7 @@ def run(
     config: Annotated[Path, typer.Argument(help="Stage config YAML; its `stage:` key picks the stage.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="dotted.key=value overrides.")] = None,
 ) -> None:
-    """Run one stage from a config file, e.g. `solar-ray run experiments/tiny/sft_v1.yaml train.epochs=2`."""
+    """Run one stage from a config file, e.g. `solar-ray run experiments/tiny/sft.yaml optim.epochs=2`."""
     from solar_ray.config import load_config
     from solar_ray.stages import run_stage
 
@@ -181,10 +181,26 @@ def main() -> None:
         if reported and not debug:
             typer.echo(f"error: {reported}", err=True)
             sys.exit(1)
+        if not debug and type(exc).__module__.startswith("ray."):  # work on Ray failed: a worker, trial, actor
+            from solar_ray.errors import root_cause
+
+            trace = _write_trace(exc)
+            typer.echo(f"error: {root_cause(exc)} (full trace: {trace})", err=True)
+            sys.exit(1)
         if isinstance(exc, FileNotFoundError) and not debug:
             typer.echo(f"error: {exc.filename}: file not found", err=True)
             sys.exit(2)
         raise
+
+
+def _write_trace(exc: BaseException) -> str:
+    """The whole traceback, workers' included, in a file of its own: the console keeps one line."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="solar-ray-error-", suffix=".txt", delete=False) as handle:
+        handle.write("".join(traceback.format_exception(exc)))
+    return handle.name
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:

@@ -3,16 +3,23 @@
 A config file names its stage (`stage: sft`); the stage's pydantic model validates the rest. Unknown keys are
 an error that names the key, the file and the nearest valid spelling. A file may start from another:
 
-    extends: sft_v2.yaml        # path relative to this file; mappings merge, lists and scalars replace
-    datasets:
+    extends: data_sft_v2.yaml   # path relative to this file; mappings merge, lists and scalars replace
+    sources:
       synth_math_instruct: {cap: 52000}
 
-Overrides on the command line use dotted keys and YAML values: `train.learning_rate=2e-5 datasets.alpaca.cap=100`.
+Overrides on the command line use dotted keys and YAML values:
+`solar-ray run experiments/tiny/sft.yaml optim.learning_rate=2e-5 scaling.num_workers=1`.
+
+Paths: every path field is typed `LocalPath` (or `ModelPath`), and validation makes it absolute against the
+directory solar-ray runs from (the driver's working directory, not the config file's). Configs are validated in
+the driver, so no Ray worker, Tune trial or actor (each with a working directory of its own) ever sees a relative
+path; re-validating an absolute path in a worker changes nothing. Only `extends:` is relative to its file.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,15 +41,26 @@ def absolute_unless_uri(value: str) -> str:
 
 
 # A local path (or a storage URI such as s3://...) that reaches Ray workers as an absolute path: Ray Train V2
-# workers run in their own working directory, so a relative path from the command line would not resolve there.
+# workers, Tune trials and the workers of a joined `ray start` cluster run in working directories of their own,
+# so a relative path would name another file there (or, for transformers, a hub repo id).
 LocalPath = Annotated[str, AfterValidator(absolute_unless_uri)]
+
+
+def local_dir_or_hub_id(value: str) -> str:
+    """A hub id (`org/name` or `name`, with no such local directory) as given; a local path made absolute."""
+    is_hub_id = re.fullmatch(r"[\w.-]+(/[\w.-]+)?", value) and not value.startswith(".")
+    return value if is_hub_id and not Path(value).exists() else absolute_unless_uri(value)
+
+
+# A model reference: a local model directory (made absolute like LocalPath) or a model hub id.
+ModelPath = Annotated[str, AfterValidator(local_dir_or_hub_id)]
 
 
 class StageConfig(Strict):
     """Fields every stage config has. A stage's own model subclasses this with `stage: Literal[...]`."""
 
     stage: str = Field(description="The stage this config runs, e.g. upscale, merge, data, sft, dpo, eval.")
-    output: str | None = Field(
+    output: LocalPath | None = Field(
         default=None,
         description="Artifact directory to write. Default: runs/<config file name>; the pipeline sets it.",
     )
@@ -188,7 +206,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     source = f"{path}" + (f" (with overrides {' '.join(overrides)})" if overrides else "")
     config = build_config(tree, source)
     if config.output is None:
-        config.output = str(Path("runs") / path.stem)
+        config.output = absolute_unless_uri(str(Path("runs") / path.stem))
     return config
 
 

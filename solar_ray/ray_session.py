@@ -1,14 +1,17 @@
-"""Connect to Ray: the cluster named by RAY_ADDRESS (as `ray job submit` sets it), else a local Ray.
+"""Connect to Ray: the cluster named by RAY_ADDRESS (as `ray job submit` sets it), else the local cluster a
+`ray start --head` on this machine recorded (joined, saying so), else a Ray of our own.
 
-The local Ray is sized to the machine and quiet (warnings only). It starts no dashboard: several local Rays
+Our own local Ray is sized to the machine and quiet (warnings only). It starts no dashboard: several local Rays
 may share a machine (parallel tests, a laptop's notebook), and the state API behind the dashboard cannot tell
-them apart.
+them apart. `RAY_ADDRESS=local` always starts our own, even when a local cluster is running.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
 
 
 def init_ray(num_cpus: int | None = None, **kwargs) -> None:
@@ -24,16 +27,67 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     # Ray Data's per-operator progress bars are the progress a user wants; the driver log noise is not.
     options = {"logging_level": logging.WARNING, "log_to_driver": True, **kwargs}
-    if os.environ.get("RAY_ADDRESS"):
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address and address != "local":
         ray.init(**options)  # ray.init reads RAY_ADDRESS itself
         return
+    if address != "local":
+        recorded, address_file = recorded_local_cluster()
+        if recorded and gcs_answers(recorded):
+            # Ray refuses sizing and dashboard settings for a cluster it joins; it has its own.
+            print(f"solar-ray: joining the local Ray cluster at {recorded} (recorded in {address_file} by "
+                  "`ray start`); set RAY_ADDRESS=local to start a private one instead", file=sys.stderr)
+            try:
+                # No address: Ray's own lookup finds the same file, and only then uses the token `ray start` saved.
+                ray.init(**{k: v for k, v in options.items() if k not in JOIN_REFUSED})
+                return
+            except (ConnectionError, RuntimeError) as exc:  # gone since the probe, or its token is not ours
+                print(f"solar-ray: could not join {recorded} ({exc}); starting a local Ray", file=sys.stderr)
+        elif recorded:
+            print(f"solar-ray: the Ray cluster recorded in {address_file} ({recorded}) is gone; starting a "
+                  "local Ray", file=sys.stderr)
     # One machine: nothing preempts it, so no preemption watcher actor per training run; and poll the workers
     # every 0.5 s, not 2 s, so a finished run is noticed sooner (each poll is cheap next to a training step).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     runtime_env = {"worker_process_setup_hook": "solar_ray.ray_session.quiet_local_workers",
                    **options.pop("runtime_env", {})}
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, **options)
+    # address="local": a new Ray even when the address file names one (stale, or RAY_ADDRESS=local).
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+             runtime_env=runtime_env, **options)
+
+
+def remote_cluster() -> bool:
+    """Whether RAY_ADDRESS names a cluster (which may autoscale), rather than asking for a local Ray."""
+    return os.environ.get("RAY_ADDRESS", "") not in ("", "local")
+
+
+# ray.init keywords that size or configure a new Ray; ray.init raises ValueError for them when it joins one.
+JOIN_REFUSED = {"num_cpus", "num_gpus", "resources", "labels", "object_store_memory", "include_dashboard",
+                "dashboard_host", "dashboard_port", "_system_config"}
+
+
+def recorded_local_cluster() -> tuple[str | None, str]:
+    """The GCS address `ray start` last recorded on this machine and the file recording it (Ray's own lookup:
+    $RAY_TMPDIR/ray, else $TMPDIR/ray, else /tmp/ray)."""
+    from ray._common.utils import get_ray_address_file
+
+    address_file = get_ray_address_file(None)
+    try:
+        with open(address_file) as handle:
+            return handle.read().strip() or None, address_file
+    except OSError:
+        return None, address_file
+
+
+def gcs_answers(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether something listens at the GCS host:port (a dead head leaves its address file behind)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def quiet_local_workers() -> None:

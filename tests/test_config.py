@@ -59,9 +59,37 @@ def test_wrong_type_names_key_and_value(tmp_path):
         load_config(cfg)
 
 
-def test_default_output_is_under_runs(tmp_path):
+def test_default_output_is_under_runs(tmp_path, monkeypatch):
     cfg = write(tmp_path / "my_run.yaml", "stage: tiny\n")
-    assert load_config(cfg).output == "runs/my_run"
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_config(cfg).output == str(tmp_path.parent / "runs" / "my_run")
+
+
+def test_relative_paths_resolve_against_the_working_directory_not_the_config_file(tmp_path, monkeypatch):
+    """Trials and workers run in folders of their own: every path must leave the driver absolute, the sweeps'
+    candidates, overrides and storage included; hub ids and URIs stay as given."""
+    configs, user = tmp_path / "experiments", tmp_path / "user"
+    configs.mkdir(), user.mkdir()
+    write(configs / "dpo.yaml", "stage: dpo\nmodel: runs/sft\ndataset: runs/data\n")
+    write(configs / "dpo_sweep.yaml", "stage: dpo_sweep\nbase: dpo.yaml\noverrides: {dataset: runs/other}\n"
+          "space: {beta: {choice: [0.1]}}\nsearch: {metric: loss}\n")
+    write(configs / "merge_sweep.yaml", "stage: merge_sweep\ncandidates: {a: runs/a, b: s3://bucket/b}\n"
+          "data_dir: bench\nspace: {weight: {uniform: [0.2, 0.8]}}\nsearch: {metric: mean}\n")
+    write(configs / "synth.yaml", "stage: synth_math\nseed_data: math.jsonl\nmodel: org/name\n")
+    monkeypatch.chdir(user)
+    # `base:` is a file next to the sweep config (like `extends:`); everything inside it is a user path.
+    sweep = load_config(configs / "dpo_sweep.yaml", ["base=" + str(configs / "dpo.yaml")])
+    assert sweep.base["model"] == str(user / "runs/sft") and sweep.base["dataset"] == str(user / "runs/other")
+    assert sweep.overrides == {"dataset": str(user / "runs/other")}
+    assert sweep.storage_path == str(user / "runs/ray") and sweep.output == str(user / "runs/dpo_sweep")
+    merge = load_config(configs / "merge_sweep.yaml")
+    assert merge.candidates == {"a": str(user / "runs/a"), "b": "s3://bucket/b"} and merge.data_dir == str(user / "bench")
+    synth = load_config(configs / "synth.yaml", ["decontamination.benchmarks_dir=bench"])
+    assert synth.model == "org/name" and synth.seed_data == str(user / "math.jsonl")
+    assert synth.decontamination.benchmarks_dir == str(user / "bench")
+    # What a trial receives re-validates to the same absolute paths, whatever its working directory.
+    monkeypatch.chdir(tmp_path)
+    assert type(sweep)(**sweep.model_dump()).dpo_config({}).model == str(user / "runs/sft")
 
 
 def test_deep_merge_and_dotted_overrides():

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from solar_ray.config import StageConfig, Strict
+from solar_ray.config import LocalPath, StageConfig, Strict
 from solar_ray.data.decontam import DEFAULT_NGRAM
 from solar_ray.data.flan_filter import TABLE8_TASKS
 from solar_ray.data.registry import REGISTRY
@@ -41,7 +41,7 @@ class SourceConfig(Strict):
     """One dataset in the mixture; the mapping key names it (and is its registry name unless `dataset` is set)."""
 
     dataset: str | None = Field(default=None, description="Registry name (solar_ray/data/registry.py); default: the key.")
-    path: str | None = Field(
+    path: LocalPath | None = Field(
         default=None, description="Local .jsonl/.json/.parquet file, or a directory (dataset artifact or <split>.*)."
     )
     hub_id: str | None = Field(default=None, description="Hub dataset id replacing the registry's default.")
@@ -53,7 +53,7 @@ class SourceConfig(Strict):
 class FlanFilterConfig(Strict):
     """Drop OpenOrca rows whose FLAN task (recovered by question text) is listed in `drop_tasks`."""
 
-    collection: str | None = Field(
+    collection: LocalPath | None = Field(
         default=None,
         description="Directory holding <submix>/train.jsonl|parquet for flan2021, t0, niv2, cot; null = the hub.",
     )
@@ -65,7 +65,7 @@ class FlanFilterConfig(Strict):
 class DecontamConfig(Strict):
     """Quarantine rows sharing a word n-gram with a benchmark's evaluation split (question + gold answer)."""
 
-    benchmarks_dir: str = Field(description="Directory of <benchmark>/<split>.jsonl files in lm-eval's schemas.")
+    benchmarks_dir: LocalPath = Field(description="Directory of <benchmark>/<split>.jsonl files in lm-eval's schemas.")
     benchmarks: list[str] | None = Field(default=None, description="Benchmarks to check; null = every one found.")
     n: int = Field(default=DEFAULT_NGRAM, ge=1, description="N-gram length in words (13 as in GPT-3 / FLAN).")
 

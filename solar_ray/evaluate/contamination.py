@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from solar_ray.config import StageConfig
+from solar_ray.config import LocalPath, StageConfig
 from solar_ray.evaluate.suites import TASKS, gold_text
 
 TESTED = ("arc_challenge", "mmlu", "truthfulqa_mc2", "gsm8k")  # Table 9's benchmarks; files and gold answers:
@@ -35,9 +35,9 @@ THRESHOLD = 0.1
 
 class Config(StageConfig):
     stage: Literal["contamination"] = "contamination"
-    model: str = Field(description="Model directory under test.")
-    reference: str = Field(description="Reference model directory that samples the neighbours (e.g. the base).")
-    data_dir: str = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
+    model: LocalPath = Field(description="Model directory under test.")
+    reference: LocalPath = Field(description="Reference model directory that samples the neighbours (e.g. the base).")
+    data_dir: LocalPath = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
     benchmarks: list[Literal["arc_challenge", "mmlu", "truthfulqa_mc2", "gsm8k"]] = Field(
         default=list(TESTED), description="Benchmarks to test (Table 9: ARC, MMLU, TruthfulQA, GSM8K).")
     examples: int = Field(default=100, ge=1, description="Benchmark examples tested per benchmark (paper: 100).")

@@ -16,14 +16,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from solar_ray.config import StageConfig
+from solar_ray.config import LocalPath, StageConfig
 
 
 class Config(StageConfig):
     stage: Literal["eval"] = "eval"
-    models: dict[str, str] = Field(description="Model name (table row) -> model directory; evaluated side by side.")
+    models: dict[str, LocalPath] = Field(description="Model name (table row) -> model directory; evaluated side by side.")
     tasks: list[str] = Field(default=["h6"], description="Suites (h6, h6_mc, arc, mmlu) or lm-eval task names.")
-    data_dir: str = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
+    data_dir: LocalPath = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
     limit: int | None = Field(default=None, description="Items per task (per MMLU subject); null = all.")
     backend: Literal["hf", "vllm"] = Field(default="hf", description="hf (transformers, CPU or GPU) or vllm (GPU).")
     device: str = Field(default="cpu", description="Device for the hf backend: cpu or cuda.")

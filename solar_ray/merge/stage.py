@@ -37,7 +37,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from solar_ray.artifacts import atomic_dir, write_lineage
-from solar_ray.config import StageConfig, Strict, dump_config
+from solar_ray.config import LocalPath, StageConfig, Strict, dump_config
 from solar_ray.errors import ConfigError
 from solar_ray.merge.core import CHUNK_ELEMENTS
 from solar_ray.merge.methods import METHODS, MergeSpec, TSpec, check_t, get_method
@@ -46,7 +46,7 @@ from solar_ray.merge.methods import METHODS, MergeSpec, TSpec, check_t, get_meth
 class ModelSpec(Strict):
     """One input model of a merge."""
 
-    path: str = Field(description="Model directory (Hugging Face layout, safetensors weights).")
+    path: LocalPath = Field(description="Model directory (Hugging Face layout, safetensors weights).")
     weight: float = Field(default=1.0, description="Linear merge weight (normalised over models by default).")
 
 

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from solar_ray.config import StageConfig, Strict, dump_config
+from solar_ray.config import LocalPath, ModelPath, StageConfig, Strict, dump_config
 from solar_ray.synth.engines import ENGINES, EngineOptions, SamplingSettings
 
 INSTRUCT_SOURCE = "synth_math_instruct"
@@ -40,13 +40,13 @@ ALIGNMENT_SOURCE = "synth_math_alignment"
 class Decontamination(Strict):
     """Benchmark evaluation sets that no seed or rephrasing may share an n-gram with."""
 
-    benchmarks_dir: str | None = Field(
+    benchmarks_dir: LocalPath | None = Field(
         default=None, description="Directory of <benchmark>/<split>.jsonl (WORLD/data/benchmarks); None: skip."
     )
     benchmarks: list[str] = Field(
         default=["gsm8k"], description="Benchmarks under benchmarks_dir to index (their evaluation splits)."
     )
-    math_test: str | None = Field(
+    math_test: LocalPath | None = Field(
         default=None, description="MATH test split (.jsonl, MATH schema), indexed as 'math_test'; None: skip."
     )
     ngram: int = Field(default=13, ge=1, description="Words per n-gram (13, as GPT-3 and FLAN did).")
@@ -54,9 +54,9 @@ class Decontamination(Strict):
 
 class Config(StageConfig):
     stage: Literal["synth_math"] = "synth_math"
-    seed_data: str = Field(description="MATH-schema seed rows: .jsonl/.parquet file or a directory with "
+    seed_data: LocalPath = Field(description="MATH-schema seed rows: .jsonl/.parquet file or a directory with "
                            "train.jsonl (WORLD/data/math). Only MATH, not GSM8K (DESIGN.md section 1).")
-    model: str = Field(description="Model that rephrases: a local HF model directory (or a hub id org/name).")
+    model: ModelPath = Field(description="Model that rephrases: a local HF model directory (or a hub id org/name).")
     engine: str = Field(default="transformers", description="Generation engine: transformers or vllm.")
     sampling: SamplingSettings = Field(default_factory=SamplingSettings, description="Sampling settings.")
     engine_options: EngineOptions = Field(default_factory=EngineOptions, description="Engine start-up settings.")

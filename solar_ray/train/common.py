@@ -81,7 +81,7 @@ class RunSettings(Strict):
     """Where a run lives and how it survives failures. A rerun with the same name resumes."""
 
     name: str | None = Field(default=None, description="Ray Train run name. Default: the output directory's name.")
-    storage_path: str = Field(
+    storage_path: LocalPath = Field(
         default="runs/ray", description="Ray Train storage (local dir or cloud URI; shared storage on a cluster)."
     )
     checkpoint_every: int = Field(default=50, ge=1, description="Save a resumable checkpoint every N steps.")
@@ -176,7 +176,9 @@ def resolve_hardware(config: TrainStageConfig, cluster_gpus: int) -> dict[str, o
             raise ConfigError("scaling.backend is nccl, which needs GPUs; use scaling.backend=gloo on CPU")
         if ds.offload_optimizer:
             raise ConfigError("deepspeed.offload_optimizer needs GPU training; set deepspeed.offload_optimizer=false")
-    if use_gpu and s.num_workers > cluster_gpus and "RAY_ADDRESS" not in __import__("os").environ:
+    from solar_ray.ray_session import remote_cluster
+
+    if use_gpu and s.num_workers > cluster_gpus and not remote_cluster():
         raise ConfigError(
             f"scaling.num_workers {s.num_workers} exceeds the {cluster_gpus} GPU(s) of the local Ray cluster"
         )

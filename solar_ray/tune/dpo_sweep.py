@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from solar_ray.config import Strict
+from solar_ray.config import Strict, dump_config
 from solar_ray.tune.space import SweepConfig
 
 
@@ -55,8 +55,12 @@ class Config(SweepConfig):
                                "for their own through the DPO config's scaling section).")
 
     @model_validator(mode="after")
-    def _space_keys_exist(self) -> Config:
-        dpo = self.dpo_config({})
+    def _resolve_base_and_check_space(self) -> Config:
+        dpo = self.dpo_config({})  # base + overrides, validated: its paths are absolute (config.LocalPath)
+        # The base as the validated DPO config and each override as the value it validated to: the trials
+        # (working directory: their own folder) receive absolute paths, for the base's keys and the overrides'.
+        self.base = dump_config(dpo)
+        self.overrides = {key: get_dotted(self.base, key) for key in self.overrides}
         for key in self.space:
             node: Any = dpo
             for part in key.split("."):
@@ -91,6 +95,12 @@ class Config(SweepConfig):
         return validate(DpoConfig, tree, source)
 
 
+def get_dotted(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
 def trial(params: dict[str, Any], config_dict: dict[str, Any]) -> None:
     """Tune driver function: one Ray Train DPO run; per-step metrics reach Tune through TuneReportCallback."""
     from ray import tune
@@ -114,10 +124,9 @@ def concurrent_trials(config: Config, base) -> int:
     E.g. 2 CPUs, 1 worker x 1 CPU + 0.01 driver -> 1 trial at a time; with cpus_per_worker 0.9 -> 2.
     """
     import math
-    import os
 
     from solar_ray.errors import ConfigError
-    from solar_ray.ray_session import cluster_cpus, cluster_gpus
+    from solar_ray.ray_session import cluster_cpus, cluster_gpus, remote_cluster
     from solar_ray.train.launcher import hardware
 
     use_gpu = hardware(base)["use_gpu"]  # starts or joins Ray
@@ -127,7 +136,7 @@ def concurrent_trials(config: Config, base) -> int:
         needs["GPU"] = (workers, cluster_gpus())
     fits = min(math.floor(have / need + 1e-9) for need, have in needs.values())
     if fits == 0:
-        if os.environ.get("RAY_ADDRESS"):  # a cluster may autoscale: let Tune wait for nodes
+        if remote_cluster():  # a cluster may autoscale: let Tune wait for nodes
             return config.search.max_concurrent_trials or 1
         kind, (need, have) = next((k, v) for k, v in needs.items() if v[1] < v[0])
         raise ConfigError(f"base.scaling: one trial needs {need:g} {kind} (driver_cpus + num_workers x "
@@ -164,16 +173,8 @@ def run(config: Config) -> Path:
         raise ArtifactError(f"{config.output}: output already exists (pass --force / force: true to replace it)")
     base = config.dpo_config({})
     check_inputs(base, ("prompt", "chosen", "rejected"))  # missing model/dataset fails before any trial
-    as_dict = dump_config(config)
-    as_dict["storage_path"] = str(Path(config.storage_path).resolve()) if "://" not in config.storage_path \
-        else config.storage_path
-    # Relative model/dataset paths resolve against the driver's cwd, which trials (Ray actors) do not share.
-    tree = config.base_tree()
-    for key in ("model", "dataset"):
-        if key in tree and "://" not in str(tree[key]):
-            tree[key] = str(Path(tree[key]).resolve())
-    as_dict["base"] = tree
-    run_tuner(config, tune.with_parameters(trial, config_dict=as_dict), {"cpu": config.driver_cpus},
+    # Loading the config made every path absolute (base, overrides, storage): trials run in their own folders.
+    run_tuner(config, tune.with_parameters(trial, config_dict=dump_config(config)), {"cpu": config.driver_cpus},
               scheduler(config), max_concurrent=concurrent_trials(config, base))
 
     with atomic_dir(config.output, force=config.force) as tmp:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from solar_ray.config import LocalPath
 from solar_ray.tune.space import SweepConfig
 
 SLERP_KEYS = {"t", "t_attn", "t_mlp"}
@@ -36,11 +37,11 @@ class Config(SweepConfig):
     """A merge sweep: candidates, method, what is searched, and how each trial is scored."""
 
     stage: Literal["merge_sweep"] = Field(default="merge_sweep", description="Always 'merge_sweep'.")
-    candidates: dict[str, str] = Field(description="Name -> model dir, in order; the first is the base.")
+    candidates: dict[str, LocalPath] = Field(description="Name -> model dir, in order; the first is the base.")
     method: Literal["linear", "slerp"] = Field(default="linear", description="Merge method of every trial.")
     tasks: list[str] = Field(default=["arc_challenge"], description="Eval tasks (suite or lm-eval names) per trial.")
     limit: int | None = Field(default=None, ge=1, description="Items per task per trial (None = all).")
-    data_dir: str = Field(description="Benchmark data dir (WORLD/data/benchmarks layout) the eval reads.")
+    data_dir: LocalPath = Field(description="Benchmark data dir (WORLD/data/benchmarks layout) the eval reads.")
     batch_size: int = Field(default=16, ge=1, description="lm-eval batch size.")
     cpus_per_trial: float = Field(default=1, gt=0, description="CPUs Tune reserves for one trial.")
     vocab: Literal["error", "base"] = Field(default="error", description="Merge vocabulary rule (see merge stage).")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from solar_ray.config import StageConfig, Strict
+from solar_ray.config import LocalPath, StageConfig, Strict
 
 
 class Param(Strict):
@@ -86,7 +86,7 @@ class SweepConfig(StageConfig):
     space: dict[str, Param] = Field(description="Dotted key -> searched values; the trial applies them as overrides.")
     search: Search = Field(description="Search algorithm, trial count and the metric to optimise.")
     max_failures: int = Field(default=2, ge=0, description="Retries of a failed trial before it counts as errored.")
-    storage_path: str = Field(
+    storage_path: LocalPath = Field(
         default="runs/ray", description="Tune experiment storage (local dir or cloud URI); the pipeline sets it."
     )
     name: str | None = Field(default=None, description="Tune experiment name. Default: the output dir's name.")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from solar_ray.errors import ConfigError
+from solar_ray.errors import ConfigError, WorkFailed, root_cause
 from solar_ray.tune.space import SweepConfig, param_space, search_algorithm
 
 # Keys Tune adds to every result; left out when listing what a trial reported.
@@ -72,7 +72,7 @@ def run_tuner(
             ),
         )
     try:
-        return tuner.fit()
+        results = tuner.fit()
     except tune.TuneError as exc:
         # Tune's strict metric check stops the sweep when trials never report the searched metric.
         match = re.search(r"Result: (\{.*\})", str(exc))
@@ -83,6 +83,23 @@ def run_tuner(
         raise ConfigError(
             f"search.metric '{config.search.metric}' was never reported; trials report: {', '.join(reported)}"
         ) from None
+    raise_if_every_trial_failed(results, path)
+    return results
+
+
+def raise_if_every_trial_failed(results, experiment: str) -> None:
+    """One line naming the first failed trial's own error and its error file, instead of a report with no scores.
+
+    The first by trial id (Tune numbers trials in creation order), so a rerun names the same one.
+    """
+    failed = [result for result in results if result.error]
+    if not failed or len(failed) < len(results):
+        return
+    first = min(failed, key=lambda result: Path(result.path).name if result.path else "")
+    trace = Path(first.path) / "error.txt" if first.path else None
+    where = f"; full trace: {trace}" if trace and trace.is_file() else f"; trials under {experiment}"
+    raise WorkFailed(f"all {len(results)} trials failed; the first ({Path(first.path or '?').name}): "
+                     f"{root_cause(first.error)}{where}")
 
 
 def trial_table(results) -> list[dict[str, Any]]:

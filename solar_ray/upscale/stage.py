@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from solar_ray.artifacts import PICKLE_SUFFIXES, atomic_dir, write_json, write_lineage
-from solar_ray.config import StageConfig, dump_config
+from solar_ray.config import LocalPath, StageConfig, dump_config
 from solar_ray.errors import ArtifactError
 from solar_ray.upscale import layout
 from solar_ray.upscale.stream import INDEX_NAME, TensorRef, read_checkpoint, write_checkpoint
@@ -58,7 +58,7 @@ class Config(StageConfig):
     """A `stage: upscale` config: the base model, how many layers to drop (or the target depth), the output form."""
 
     stage: Literal["upscale"] = Field(default="upscale", description="Always 'upscale'.")
-    base: str = Field(description="Base model directory (Hugging Face layout, safetensors shards).")
+    base: LocalPath = Field(description="Base model directory (Hugging Face layout, safetensors shards).")
     drop: int | None = Field(
         default=None, description="M, layers dropped from the end of the first copy and the start of the second. "
         "Default n/4 (8 of 32 -> 48 layers)."

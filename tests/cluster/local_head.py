@@ -46,23 +46,36 @@ class LocalHead:
     environment, which every job on it inherits (the way the cloud configs hand secrets to nodes).
     """
 
-    def __init__(self, num_cpus: int = 1, env: dict[str, str] | None = None, start_timeout_s: float = 90):
+    def __init__(self, num_cpus: int = 1, env: dict[str, str] | None = None, start_timeout_s: float = 90,
+                 auth: bool = True):
         self.num_cpus = num_cpus
         self.extra_env = env or {}
         self.start_timeout_s = start_timeout_s
+        # auth=False: a plain `ray start --head`, as people start one to watch the dashboard (Ray 2.60 then uses
+        # its default token, ~/.ray/auth_token, which a local `ray.init()` finds too).
+        self.auth = auth
         self.auth_token = secrets.token_hex(32)
         # Short path: Ray's unix sockets live under the temp dir and must stay under ~107 characters.
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="srhead-", dir="/tmp"))
+        # The head's temp dir is ROOT/ray, where a client with RAY_TMPDIR=ROOT looks for the address file
+        # `ray start` writes (ROOT/ray/ray_current_cluster): `client_env(RAY_TMPDIR=str(head.root))` makes a
+        # plain `ray.init()` find this head, and nobody else's machine-wide /tmp/ray is touched.
+        self.root = Path(tempfile.mkdtemp(prefix="srhead-", dir="/tmp"))
+        self.temp_dir = self.root / "ray"
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.process: subprocess.Popen | None = None
         self.log_path = self.temp_dir / "ray_start.log"
 
     def client_env(self, **extra: str) -> dict[str, str]:
+        if not self.auth:
+            return clean_env(**extra)
         return clean_env(**{"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.auth_token, **extra})
 
     def api(self, path: str, token: str | None = None) -> dict:
         """GET a dashboard REST endpoint as an authenticated client (urllib raises HTTPError on 401/403)."""
+        if token is None and not self.auth:  # Ray's default: the token it saved for this user's local clusters
+            default_token = Path.home() / ".ray" / "auth_token"
+            token = default_token.read_text().strip() if default_token.is_file() else ""
         request = urllib.request.Request(
             f"{self.dashboard_url}{path}", headers={"Authorization": f"Bearer {token or self.auth_token}"}
         )
@@ -99,6 +112,7 @@ class LocalHead:
         ]
 
     def __enter__(self) -> LocalHead:
+        self.temp_dir.mkdir()
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             self.command(), env=self.head_env(), stdout=log, stderr=subprocess.STDOUT,
@@ -121,7 +135,10 @@ class LocalHead:
                 raise RuntimeError(f"ray start exited with {self.process.returncode}:\n{self.log_path.read_text()}")
             try:
                 self.api("/api/jobs/")  # the job API answers: the head is ready for `ray job submit`
-                return
+                # ...and `ray start` has finished: its last step records the address a plain ray.init() joins.
+                if (self.temp_dir / "ray_current_cluster").is_file():
+                    return
+                time.sleep(0.5)
             except (OSError, ValueError):
                 time.sleep(1)
         raise TimeoutError(f"Ray head not ready after {self.start_timeout_s}s:\n{self.log_path.read_text()}")
@@ -144,7 +161,7 @@ class LocalHead:
         for pid in _pids_mentioning(str(self.temp_dir)):
             with _suppress_lookup():
                 os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def task_names(self) -> set[str]:
         """Names of the tasks this head's workers ran (Ray prints `:task_name:<name>` into worker logs)."""

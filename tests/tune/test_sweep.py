@@ -3,7 +3,7 @@ import json
 import pytest
 
 from solar_ray.config import validate
-from solar_ray.errors import ConfigError
+from solar_ray.errors import ConfigError, WorkFailed
 from solar_ray.tune.report import write_sweep_report
 from solar_ray.tune.space import SweepConfig
 from solar_ray.tune.sweep import experiment_path, run_tuner
@@ -75,5 +75,22 @@ def test_failed_trials_are_retried_up_to_max_failures(ray_session, tmp_path):
     for marker in tmp_path.glob("x=*"):
         marker.unlink()
     tree["storage_path"] = str(tmp_path / "ray_no_retry")
-    results = run_tuner(validate(SweepConfig, {**tree, "max_failures": 0}, "sweep.yaml"), fails_once, {"cpu": 1})
-    assert len(results.errors) == 2
+    with pytest.raises(WorkFailed, match=r"^all 2 trials failed; the first \(fails_once_\w+_00000_0_.*\): "):
+        run_tuner(validate(SweepConfig, {**tree, "max_failures": 0}, "sweep.yaml"), fails_once, {"cpu": 1})
+
+
+def raises(config):
+    raise ValueError(f"model dir runs/x{config['x']}: not found")
+
+
+def test_every_trial_failing_is_one_line_naming_the_first_error_and_its_trace_file(ray_session, tmp_path):
+    with pytest.raises(WorkFailed) as failed:
+        run_tuner(make_config(tmp_path).model_copy(update={"max_failures": 0}), raises, {"cpu": 1})
+    message = str(failed.value)
+    assert "\n" not in message
+    # The first trial (x=0.0) by its own words, not "no trial reported metric": the searched-for cause.
+    assert message.startswith("all 3 trials failed; the first (raises_")
+    assert "ValueError: model dir runs/x0.0: not found; full trace: " in message
+    trace = message.rsplit("full trace: ", 1)[1]
+    assert trace.endswith("error.txt") and 'raise ValueError(f"model dir' in open(trace).read()  # the stack
+
