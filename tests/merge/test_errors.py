@@ -90,7 +90,8 @@ def test_mismatched_models_are_refused(tmp_path, models, monkeypatch, capsys, ca
     (["--method", "slerp", "--model", "{a}", "--model", "{b}", "--t", "0.5", "--t-attn", "0,2"], ("t=2.0",)),
     (["--method", "slerp", "--model", "{a}", "--model", "{b}"], ("t", "needs t")),
     (["--method", "slerp", "--model", "{a}", "--model", "{b}", "--model", "{a}", "--t", "0.5"], ("exactly 2",)),
-    (["--method", "ties", "--model", "{a}", "--model", "{b}"], ("unknown merge method 'ties'", "linear, slerp")),
+    (["--method", "frankenmerge", "--model", "{a}", "--model", "{b}"], ("unknown merge method 'frankenmerge'",
+                                                                          "linear", "ties")),
     (["--model", "{a}", "--model", "{missing}"], ("nope", "not found")),
 ])
 def test_bad_parameters_and_paths(tmp_path, models, monkeypatch, capsys, args, fragments):

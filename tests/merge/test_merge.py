@@ -15,8 +15,11 @@ from tests.merge.conftest import load_state
 
 
 def merge(tmp_path, method, paths, name="out", **kw):
+    """Merge on disk; `paths` are (path, weight) pairs, method parameters (t, normalize, ...) pass as keywords."""
     models = {f"m{i}": {"path": str(p), "weight": w} for i, (p, w) in enumerate(paths)}
-    config = Config(stage="merge", output=str(tmp_path / name), method=method, models=models, **kw)
+    fields = {k: kw.pop(k) for k in list(kw) if k in Config.model_fields}
+    config = Config(stage="merge", output=str(tmp_path / name), method=method, models=models, parameters=kw,
+                    **fields)
     return run(config)
 
 
