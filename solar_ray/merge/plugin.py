@@ -152,13 +152,13 @@ class MergeSpec:
             if values is None:
                 continue
             if len(values) != num_models:
-                raise ConfigError(f"{key}s: {len(values)} values for {num_models} models; give one per model")
+                raise ConfigError(f"{key}: {len(values)} values for {num_models} models; give one per model")
             given = [i for i, v in enumerate(values) if v is not None]
             if given and key not in plugin.per_model:
                 raise ConfigError(f"{labels[given[0]]}.{key}: {method} takes no per-model {key}")
             if plugin.task_vectors and 0 in given:
                 raise ConfigError(f"{labels[0]}.{key}: the base model of {method} has no task vector; "
-                                  f"give {key}s to the other models")
+                                  f"give a {key} to the other models only")
             if key == "density":
                 for i in given:
                     if not 0.0 < float(values[i]) <= 1.0:
@@ -200,8 +200,10 @@ def validate_parameters(plugin: MergeMethod, parameters: Mapping[str, Any]) -> A
         if error["type"] == "missing":
             description = plugin.Params.model_fields[_field_name(plugin, key)].description
             raise ConfigError(f"parameters.{key}: {plugin.name} needs {key}: {description}") from None
-        if error["type"] == "value_error":  # our own validators' messages show the value already
-            raise ConfigError(f"parameters.{key}: {error['msg'].removeprefix('Value error, ')}") from None
+        if error["type"] == "value_error":  # our own validators' messages show the value (and may name the key)
+            message = error["msg"].removeprefix("Value error, ")
+            named = message.startswith((f"{key}:", f"{key}."))
+            raise ConfigError(f"parameters.{message}" if named else f"parameters.{key}: {message}") from None
         raise ConfigError(f"parameters.{key}: {error['msg']} (got {error.get('input')!r})") from None
 
 

@@ -120,10 +120,11 @@ class Config(StageConfig):
 
     def spec(self) -> MergeSpec:
         models = list(self.models.values())
-        per_model = {key: [getattr(m, key) for m in models] for key in ("weight", "density")}
+        per_model = {plural: [getattr(m, key) for m in models] for key, plural in (("weight", "weights"),
+                                                                                    ("density", "densities"))}
         return MergeSpec.build(
-            self.method, len(models), **{f"{key}s": values if any(v is not None for v in values) else None
-                                         for key, values in per_model.items()},
+            self.method, len(models),
+            **{key: values if any(v is not None for v in values) else None for key, values in per_model.items()},
             labels=[f"models.{name}" for name in self.models], **self.parameters,
         )
 

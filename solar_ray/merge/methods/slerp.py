@@ -27,7 +27,7 @@ class SlerpParams(Strict):
         try:
             return check_t(value)
         except ConfigError as exc:
-            raise ValueError(str(exc).removeprefix("t: ")) from None
+            raise ValueError(str(exc)) from None  # names the key: "t.mlp: t=1.2 is outside ..."
 
 
 def slerp_coefficients(t: float, aa: float, bb: float, ab: float) -> list[float]:
