@@ -98,7 +98,9 @@ class MergeMethod:
 
     def subset(self, spec: MergeSpec, models: Sequence[int]) -> MergeSpec:
         """The spec for rows only `models` have (vocab="base"): their own per-model values."""
-        pick = (lambda values: None if values is None else tuple(values[i] for i in models))
+        def pick(values):
+            return None if values is None else tuple(values[i] for i in models)
+
         return replace(spec, num_models=len(models), weights=pick(spec.weights), densities=pick(spec.densities))
 
 

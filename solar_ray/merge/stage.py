@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
-
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 

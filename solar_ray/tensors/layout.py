@@ -16,7 +16,7 @@ Adding an architecture that follows the `*.layers.{i}.*` naming is one entry in 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from solar_ray.errors import ArtifactError

@@ -44,8 +44,14 @@ from solar_ray.artifacts import PICKLE_SUFFIXES, atomic_dir, write_json, write_l
 from solar_ray.config import StageConfig, dump_config
 from solar_ray.errors import ArtifactError
 from solar_ray.tensors import layout
-from solar_ray.tensors.safetensors_io import (INDEX_NAME, MeanTensor, TensorRef, ZeroTensor, read_checkpoint,
-                                              write_checkpoint)
+from solar_ray.tensors.safetensors_io import (
+    INDEX_NAME,
+    MeanTensor,
+    TensorRef,
+    ZeroTensor,
+    read_checkpoint,
+    write_checkpoint,
+)
 from solar_ray.upscale import plans
 
 SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
