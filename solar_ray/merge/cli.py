@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Argument(help="Directory to write the merged model into.")],
         model: Annotated[list[str], typer.Option(
             "--model", help="PATH[:WEIGHT[:DENSITY]], repeated; the first is the base (config, tokenizer, "
-            "SLERP t=0, the origin of task vectors). " + (ModelSpec.model_fields["density"].description or ""))],
+            "SLERP t=0, the origin of task vectors). WEIGHT: see the method; DENSITY, " + (ModelSpec.model_fields["density"].description or ""))],
         method: Annotated[str, typer.Option(help=HELP["method"])] = "linear",
         t: Annotated[str | None, typer.Option(
             "--t", help="SLERP t in [0, 1] (default for every tensor), or anchors over layers '0,0.5,1'.")] = None,
