@@ -138,17 +138,18 @@ def read_checkpoint(model_dir: Path) -> dict[str, TensorRef]:
 # ------------------------------------------------------------------------------------------------ writing
 
 
-def plan_shards(tensors: list[tuple[str, TensorRef]], max_shard_bytes: int) -> list[list[tuple[str, TensorRef]]]:
-    """Split (output name, source) pairs, in order, into shards of at most `max_shard_bytes` (one big tensor may
-    exceed it alone, as in transformers' save_pretrained)."""
-    shards: list[list[tuple[str, TensorRef]]] = [[]]
-    size = 0
+def plan_shards(tensors: list[Any], max_shard_bytes: int, size: Any = None) -> list[list[Any]]:
+    """Split items, in order, into shards of at most `max_shard_bytes` (one big tensor may exceed it alone, as in
+    transformers' save_pretrained). Items are (output name, source) pairs unless `size(item)` says otherwise."""
+    size = size or (lambda item: item[1].nbytes)
+    shards: list[list[Any]] = [[]]
+    total = 0
     for item in tensors:
-        if shards[-1] and size + item[1].nbytes > max_shard_bytes:
+        if shards[-1] and total + size(item) > max_shard_bytes:
             shards.append([])
-            size = 0
+            total = 0
         shards[-1].append(item)
-        size += item[1].nbytes
+        total += size(item)
     return shards
 
 
@@ -372,15 +373,7 @@ class ShardWriter:
 
     def __init__(self, out_dir: Path, tensors: Sequence[tuple[str, str, tuple[int, ...]]], max_shard_bytes: int,
                  files: contextlib.ExitStack) -> None:
-        shards: list[list[tuple[str, str, tuple[int, ...]]]] = [[]]
-        size = 0
-        for item in tensors:  # a tensor bigger than max_shard_bytes gets a shard of its own, as transformers does
-            nbytes = math.prod(item[2]) * DTYPE_BYTES[item[1]]
-            if shards[-1] and size + nbytes > max_shard_bytes:
-                shards.append([])
-                size = 0
-            shards[-1].append(item)
-            size += nbytes
+        shards = plan_shards(list(tensors), max_shard_bytes, size=lambda item: math.prod(item[2]) * DTYPE_BYTES[item[1]])
         self.locations: dict[str, tuple[int, int, int]] = {}  # name -> (fd, byte offset, itemsize)
         self.weight_map: dict[str, str] = {}
         self.total_bytes = 0
