@@ -200,7 +200,7 @@ def main() -> None:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console(width=140).print(table)
+    Console(width=200).print(table)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are wall clock)")
     print("reference (issue 3): mergekit 0.1.5 passthrough 11.7 s, 2.5 GB peak RSS; cp of 1.2 GB output 2.0 s")
 
