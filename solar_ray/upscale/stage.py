@@ -317,9 +317,9 @@ def model_config(config: Config, sub: str, models) -> dict[str, Any] | None:
         return None
     arch = layout.architecture_for(base, config.base)
     n = layout.layer_count(base, arch, config.base)
-    new = layout.upscale_config(base, arch, layout.LayerPlan(n, layout.resolve_drop(n, config.drop, config.layers,
-                                                                                    config.base)))
-    return layout.as_llama_config(new, config.max_position_embeddings) if config.as_llama else new
+    plan = plans.make_plan(config.method, n, config.drop, config.insert, config.layers, config.base)
+    new = plans.upscale_config(base, arch, plan)
+    return plans.as_llama_config(new, config.max_position_embeddings) if config.as_llama else new
 
 
 def workload(config: Config, models):
