@@ -1,8 +1,19 @@
-"""Merge speed and peak memory on two synthetic fp16 checkpoints of 0.82 GiB each, against mergekit 0.1.5.
+"""Merge speed and peak memory on synthetic fp16 checkpoints of 0.82 GiB each, against mergekit 0.1.5.
 
-    .venv/bin/python bench/bench_merge.py                 # linear (0.5, 0.5) and SLERP (t=0.5), 1 run each
-    .venv/bin/python bench/bench_merge.py --repeat 3 --threads 2 --dir /tmp
+    .venv/bin/python bench/bench_merge.py                 # every method, 1 run each
+    .venv/bin/python bench/bench_merge.py --repeat 3 --threads 2 --dir /tmp --methods linear slerp
     .venv/bin/python bench/bench_merge.py --repeat 3 --mergekit /tmp/mkvenv/bin/mergekit-yaml   # side by side
+    .venv/bin/python bench/bench_merge.py --size small --mergekit /tmp/mkvenv/bin/mergekit-yaml  # busy machine
+
+Methods: linear (0.5, 0.5) and SLERP (t=0.5) of models a and b; task arithmetic (weights 0.7, 0.4, lambda 0.8),
+TIES (density 0.5, weights 1, 0.5), DARE linear and DARE TIES (density 0.5, seed 0) and model stock, each on
+base a and fine-tunes b, c. With --mergekit, a `max |ours - mergekit|` column compares the two outputs over every
+tensor (in a child process, so the comparison's memory is not counted against later runs): a few float16 units
+in the last place is the two tools' different rounding; DARE's drop is random in both tools, so its masks (and
+that column) differ by design. TIES differs by more than rounding at a few entries (measured on the tests' tiny
+fp16 models: 34 of 100,800 entries by more than 1e-3): mergekit forms the deltas in float16, where an entry just
+above the k-th largest magnitude can round onto it, and its sort then breaks that tie the other way; the other
+small differences are mergekit's float16 sums. `--size small` (67M parameters, 0.13 GiB) keeps a run short on a busy machine.
 
 With --mergekit (the `mergekit-yaml` of a separate venv: python -m venv /tmp/mkvenv; /tmp/mkvenv/bin/pip install
 torch==2.13.0 mergekit==0.1.5), mergekit runs on the same inputs in the same run, interleaved with ours, and
@@ -33,7 +44,60 @@ import time
 from pathlib import Path
 
 MERGEKIT = {"linear": (11.2, 1600.0), "slerp": (16.7, 1600.0)}  # seconds, peak RSS MB (issue 4)
-VOCAB, HIDDEN, INTERMEDIATE, LAYERS = 32000, 2048, 5632, 6
+SIZES = {"full": (32000, 2048, 5632, 6), "small": (8000, 1024, 2816, 4)}  # vocab, hidden, intermediate, layers
+VOCAB, HIDDEN, INTERMEDIATE, LAYERS = SIZES["full"]
+# per method: (our CLI arguments, the models it reads, mergekit's YAML); {a} {b} {c} are the model dirs
+CASES = {
+    "linear": (["--method", "linear", "--model", "{a}:0.5", "--model", "{b}:0.5"], "ab",
+               "merge_method: linear\nmodels:\n  - model: {a}\n    parameters: {{weight: 0.5}}\n"
+               "  - model: {b}\n    parameters: {{weight: 0.5}}\ndtype: float16\n"),
+    "slerp": (["--method", "slerp", "--model", "{a}", "--model", "{b}", "--t", "0.5"], "ab",
+              "merge_method: slerp\nbase_model: {a}\nmodels:\n  - model: {a}\n  - model: {b}\n"
+              "parameters: {{t: 0.5}}\ndtype: float16\n"),
+    "task_arithmetic": (["--method", "task_arithmetic", "--model", "{a}", "--model", "{b}:0.7", "--model", "{c}:0.4",
+                         "--lambda", "0.8"], "abc",
+                        "merge_method: task_arithmetic\nbase_model: {a}\nmodels:\n  - model: {b}\n"
+                        "    parameters: {{weight: 0.7}}\n  - model: {c}\n    parameters: {{weight: 0.4}}\n"
+                        "parameters: {{lambda: 0.8}}\ndtype: float16\n"),
+    "ties": (["--method", "ties", "--model", "{a}", "--model", "{b}:1.0", "--model", "{c}:0.5", "--density", "0.5"],
+             "abc", "merge_method: ties\nbase_model: {a}\nmodels:\n  - model: {b}\n"
+             "    parameters: {{weight: 1.0, density: 0.5}}\n  - model: {c}\n    parameters: {{weight: 0.5, density: 0.5}}\n"
+             "dtype: float16\n"),
+    "dare_linear": (["--method", "dare_linear", "--model", "{a}", "--model", "{b}", "--model", "{c}", "--density",
+                     "0.5"], "abc", "merge_method: dare_linear\nbase_model: {a}\nmodels:\n  - model: {b}\n"
+                    "    parameters: {{weight: 1.0, density: 0.5}}\n  - model: {c}\n"
+                    "    parameters: {{weight: 1.0, density: 0.5}}\ndtype: float16\n"),
+    "dare_ties": (["--method", "dare_ties", "--model", "{a}", "--model", "{b}", "--model", "{c}", "--density", "0.5"],
+                  "abc", "merge_method: dare_ties\nbase_model: {a}\nmodels:\n  - model: {b}\n"
+                  "    parameters: {{weight: 1.0, density: 0.5}}\n  - model: {c}\n"
+                  "    parameters: {{weight: 1.0, density: 0.5}}\ndtype: float16\n"),
+    "model_stock": (["--method", "model_stock", "--model", "{a}", "--model", "{b}", "--model", "{c}"], "abc",
+                    "merge_method: model_stock\nbase_model: {a}\nmodels:\n  - model: {b}\n  - model: {c}\n"
+                    "dtype: float16\n"),
+}
+
+
+def max_abs_difference(ours: Path, theirs: Path) -> float:
+    """max |ours - theirs| over every tensor the two outputs share (float64)."""
+    import torch
+    from safetensors import safe_open
+
+    def tensors(model_dir: Path):
+        for shard in sorted(model_dir.glob("*.safetensors")):
+            with safe_open(shard, "pt") as fh:
+                for name in fh.keys():
+                    yield name, shard
+
+    theirs_at = dict(tensors(theirs))
+    worst = 0.0
+    for name, shard in tensors(ours):
+        if name in theirs_at:
+            with safe_open(shard, "pt") as fa, safe_open(theirs_at[name], "pt") as fb:
+                a, b = fa.get_tensor(name), fb.get_tensor(name)
+            if a.dtype == b.dtype and a.view(-1).view(torch.uint8).equal(b.view(-1).view(torch.uint8)):
+                continue  # the same bits (random-byte inputs hold NaNs, which never compare equal)
+            worst = max(worst, (a.double() - b.double()).abs().max().item())
+    return worst
 
 
 def tensor_shapes() -> dict[str, tuple[int, ...]]:
@@ -88,14 +152,6 @@ def run_merge(args: list[str]) -> tuple[float, float, float]:
     return run_child([str(Path(sys.executable).with_name("solar-ray")), "merge", *args])
 
 
-def mergekit_config(method: str, a: Path, b: Path) -> str:
-    if method == "linear":
-        return (f"merge_method: linear\nmodels:\n  - model: {a}\n    parameters: {{weight: 0.5}}\n"
-                f"  - model: {b}\n    parameters: {{weight: 0.5}}\ndtype: float16\n")
-    return (f"merge_method: slerp\nbase_model: {a}\nmodels:\n  - model: {a}\n  - model: {b}\n"
-            "parameters: {t: 0.5}\ndtype: float16\n")
-
-
 def run_child(command: list[str]) -> tuple[float, float, float]:
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child (progress bars) cannot block
         started = time.perf_counter()
@@ -126,9 +182,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="merge threads (default: all usable cores)")
     parser.add_argument("--dir", default=None, help="where to write the synthetic checkpoints (default: $TMPDIR)")
     parser.add_argument("--mergekit", default=None, help="a mergekit-yaml executable to time side by side")
-    parser.add_argument("--generate", nargs=2, metavar=("DIR", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--methods", nargs="+", default=list(CASES), choices=list(CASES), help="methods to run")
+    parser.add_argument("--size", choices=list(SIZES), default="full", help="full: 0.82 GiB per model; small: 0.13")
+    parser.add_argument("--generate", nargs=3, metavar=("DIR", "SEED", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--compare", nargs=2, metavar=("OURS", "THEIRS"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    global VOCAB, HIDDEN, INTERMEDIATE, LAYERS
+    if opts.compare:
+        print(max_abs_difference(Path(opts.compare[0]), Path(opts.compare[1])))
+        return
     if opts.generate:
+        VOCAB, HIDDEN, INTERMEDIATE, LAYERS = SIZES[opts.generate[2]]
         write_checkpoint(Path(opts.generate[0]), int(opts.generate[1]))
         return
 
@@ -137,20 +201,23 @@ def main() -> None:
         started = time.perf_counter()
         # Generated in a child: on Linux a child's ru_maxrss starts at its parent's RSS at fork, so this process
         # must never hold the checkpoints' tensors itself or every merge would appear to use that much memory.
-        for name, seed in (("a", 1), ("b", 2)):
-            subprocess.run([sys.executable, __file__, "--generate", str(root / name), str(seed)], check=True)
+        needed = sorted({m for method in opts.methods for m in CASES[method][1]})
+        for name in needed:
+            subprocess.run([sys.executable, __file__, "--generate", str(root / name), str(ord(name) - 96), opts.size],
+                           check=True)
         sizes = [json.loads((root / n / "model.safetensors.index.json").read_text())["metadata"]["total_size"]
-                 for n in ("a", "b")]
-        print(f"inputs: 2 x {sizes[0] / 2**30:.3f} GiB fp16 ({sizes[0] // 2:,} parameters each), "
+                 for n in needed]
+        print(f"inputs: {len(needed)} x {sizes[0] / 2**30:.3f} GiB fp16 ({sizes[0] // 2:,} parameters each), "
               f"generated in {time.perf_counter() - started:.1f} s; cores usable: {len(os.sched_getaffinity(0))}")
         extra = ["--threads", str(opts.threads)] if opts.threads else []
-        cases = {"linear": ["--method", "linear", "--model", f"{root / 'a'}:0.5", "--model", f"{root / 'b'}:0.5"],
-                 "slerp": ["--method", "slerp", "--model", str(root / "a"), "--model", str(root / "b"), "--t", "0.5"]}
+        dirs = {n: root / n for n in "abc"}
         rows = []
-        for method, args in cases.items():
-            best, reference = None, None
+        for method in opts.methods:
+            template, _, yaml = CASES[method]
+            args = [arg.format(**dirs) for arg in template]
+            best, reference, difference = None, None, None
             config = root / f"mergekit_{method}.yml"
-            config.write_text(mergekit_config(method, root / "a", root / "b"))
+            config.write_text(yaml.format(**dirs))
             for _ in range(opts.repeat):
                 out = root / f"out_{method}"
                 os.sync()  # start every run with no dirty pages of ours waiting for the disk
@@ -159,27 +226,32 @@ def main() -> None:
                 merge_seconds = json.loads((out / "lineage.json").read_text())["metrics"]["seconds"]
                 if best is None or seconds < best[0]:
                     best = (seconds, merge_seconds, cpu, rss, load)
-                shutil.rmtree(out)
                 if opts.mergekit:
                     threads = ["-j", str(opts.threads)] if opts.threads else []
+                    theirs = root / f"mergekit_{method}"
                     os.sync()
-                    ref_s, _, ref_mb = run_child([opts.mergekit, str(config), str(out), "--no-copy-tokenizer",
+                    ref_s, _, ref_mb = run_child([opts.mergekit, str(config), str(theirs), "--no-copy-tokenizer",
                                                   *threads])
                     if reference is None or ref_s < reference[0]:
                         reference = (ref_s, ref_mb)
-                    shutil.rmtree(out)
-            rows.append((method, *best, reference or MERGEKIT[method]))
+                    compared = subprocess.run([sys.executable, __file__, "--compare", str(out), str(theirs)],
+                                              check=True, capture_output=True, text=True)
+                    difference = float(compared.stdout.strip())
+                    shutil.rmtree(theirs)
+                shutil.rmtree(out)
+            rows.append((method, *best, reference or MERGEKIT.get(method, (float("nan"), float("nan"))), difference))
         floor = copy_floor(root / "a", root / "copy")
         ref_note = ("mergekit 0.1.5, measured in this run on the same inputs (fastest of the repeats)" if opts.mergekit
                     else "mergekit 0.1.5 (issue 4)")
-        print(f"\n{'method':<8} {'mergekit s':>10} {'ours s':>8} {'merge s':>8} {'CPU s':>6} {'speed-up':>9} "
-              f"{'peak RSS MB':>12} {'mergekit MB':>12} {'load avg':>9}  targets (>= 3x, < 600 MB)")
-        for method, seconds, merge_seconds, cpu, rss, load, (ref_s, ref_mb) in rows:
+        print(f"\n{'method':<15} {'mergekit s':>10} {'ours s':>8} {'merge s':>8} {'CPU s':>6} {'speed-up':>9} "
+              f"{'peak RSS MB':>12} {'mergekit MB':>12} {'max |diff|':>11} {'load avg':>9}  targets (>= 3x, < 600 MB)")
+        for method, seconds, merge_seconds, cpu, rss, load, (ref_s, ref_mb), difference in rows:
             speedup = ref_s / seconds
             verdict = "met" if speedup >= 3 and rss < 600 else "NOT met"
-            print(f"{method:<8} {ref_s:>10.1f} {seconds:>8.2f} {merge_seconds:>8.2f} {cpu:>6.2f} {speedup:>8.1f}x "
-                  f"{rss:>12.0f} {ref_mb:>12.0f} {load:>9.1f}  {verdict}")
-        print(f"{'cp -r':<8} {'':>10} {floor:>8.2f} {'':>8} {'':>6} {'':>9} {'':>12} {'':>12} "
+            shown = "-" if difference is None else f"{difference:.3g}"
+            print(f"{method:<15} {ref_s:>10.1f} {seconds:>8.2f} {merge_seconds:>8.2f} {cpu:>6.2f} {speedup:>8.1f}x "
+                  f"{rss:>12.0f} {ref_mb:>12.0f} {shown:>11} {load:>9.1f}  {verdict}")
+        print(f"{'cp -r':<15} {'':>10} {floor:>8.2f} {'':>8} {'':>6} {'':>9} {'':>12} {'':>12} {'':>11} "
               f"{os.getloadavg()[0]:>9.1f}  copying one input: this machine's floor for writing the output now")
         print(f"\nreference: {ref_note}; ours = whole `solar-ray merge` process (start-up and lineage hashing "
               "included), merge s = the merge alone, CPU s = the process's user + system time")

@@ -1,4 +1,4 @@
-"""`solar-ray merge OUT --method linear|slerp --model PATH[:WEIGHT] ...` (a config file form: `solar-ray run`)."""
+"""`solar-ray merge OUT --method METHOD --model PATH[:WEIGHT[:DENSITY]] ...` (a config file form: `solar-ray run`)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,29 @@ from typing import Annotated
 import typer
 
 from solar_ray.errors import ConfigError
-from solar_ray.merge.stage import Config
+from solar_ray.merge.plugin import parameter_help
+from solar_ray.merge.schedule import family_schedule
+from solar_ray.merge.stage import Config, ModelSpec
 
 HELP = {name: field.description for name, field in Config.model_fields.items()}
 
 
-def parse_model(text: str) -> tuple[str, float]:
-    """'runs/a:0.4' -> ('runs/a', 0.4); 'runs/a' -> ('runs/a', 1.0). A suffix that is not a number is path."""
-    path, sep, weight = text.rpartition(":")
-    if sep and path:
+def parse_model(text: str) -> tuple[str, float | None, float | None]:
+    """'runs/a:0.4:0.5' -> ('runs/a', 0.4, 0.5); 'runs/a:0.4' -> ('runs/a', 0.4, None); 'runs/a' -> ('runs/a',
+    None, None). Suffixes that are not numbers belong to the path."""
+    numbers: list[float] = []
+    path = text
+    for _ in range(2):
+        head, sep, tail = path.rpartition(":")
+        if not (sep and head):
+            break
         try:
-            return path, float(weight)
+            numbers.insert(0, float(tail))
         except ValueError:
-            pass
-    return text, 1.0
+            break
+        path = head
+    numbers += [None] * (2 - len(numbers))
+    return path, numbers[0], numbers[1]
 
 
 def parse_t(text: str | None, option: str) -> float | list[float] | None:
@@ -40,7 +49,8 @@ def register(app: typer.Typer) -> None:
     def merge(
         out: Annotated[Path, typer.Argument(help="Directory to write the merged model into.")],
         model: Annotated[list[str], typer.Option(
-            "--model", help="PATH[:WEIGHT], repeated; the first is the base (config, tokenizer, SLERP t=0).")],
+            "--model", help="PATH[:WEIGHT[:DENSITY]], repeated; the first is the base (config, tokenizer, "
+            "SLERP t=0, the origin of task vectors). WEIGHT: see the method; DENSITY, " + (ModelSpec.model_fields["density"].description or ""))],
         method: Annotated[str, typer.Option(help=HELP["method"])] = "linear",
         t: Annotated[str | None, typer.Option(
             "--t", help="SLERP t in [0, 1] (default for every tensor), or anchors over layers '0,0.5,1'.")] = None,
@@ -48,31 +58,32 @@ def register(app: typer.Typer) -> None:
             "--t-attn", help="SLERP t for attention tensors (self_attn), a value or anchors '0,0.5,1'.")] = None,
         t_mlp: Annotated[str | None, typer.Option(
             "--t-mlp", help="SLERP t for MLP tensors, a value or anchors '1,0.5,0'.")] = None,
-        no_normalize: Annotated[bool, typer.Option(
-            "--no-normalize", help="Use linear weights as given instead of dividing them by their sum.")] = False,
+        density: Annotated[float | None, typer.Option(help=parameter_help("density"))] = None,
+        lambda_: Annotated[float | None, typer.Option("--lambda", help=parameter_help("lambda"))] = None,
+        normalize: Annotated[bool | None, typer.Option(
+            "--normalize/--no-normalize", help=parameter_help("normalize") + " Default: the method's.")] = None,
+        rescale: Annotated[bool | None, typer.Option(
+            "--rescale/--no-rescale", help=parameter_help("rescale") + " Default: on.")] = None,
+        seed: Annotated[int | None, typer.Option(help=parameter_help("seed"))] = None,
         vocab: Annotated[str, typer.Option(help=HELP["vocab"])] = "error",
         allow_pickle: Annotated[bool, typer.Option(help=HELP["allow_pickle"])] = False,
         threads: Annotated[int | None, typer.Option(help=HELP["threads"])] = None,
         max_shard_mb: Annotated[float, typer.Option(help=HELP["max_shard_mb"])] = 5000,
         force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     ) -> None:
-        """Merge models: weighted average (--method linear) or spherical interpolation (--method slerp)."""
+        """Merge models: linear, slerp, task_arithmetic, ties, dare_linear, dare_ties or model_stock."""
         from solar_ray.config import validate
         from solar_ray.merge.stage import run
 
         models = {}
         for i, item in enumerate(model):
-            path, weight = parse_model(item)
-            models[f"model_{i}"] = {"path": path, "weight": weight}
-        schedule = parse_t(t, "--t")
-        by_family = {k: v for k, v in (("self_attn", parse_t(t_attn, "--t-attn")),
-                                       ("mlp", parse_t(t_mlp, "--t-mlp"))) if v is not None}
-        if by_family:
-            if schedule is None:
-                raise ConfigError("--t: missing; --t-attn/--t-mlp set some tensors, --t gives the rest")
-            schedule = {**by_family, "default": schedule}
-        tree = {"stage": "merge", "output": str(out), "method": method, "models": models, "t": schedule,
-                "normalize": not no_normalize, "vocab": vocab, "allow_pickle": allow_pickle, "threads": threads,
-                "max_shard_mb": max_shard_mb, "force": force}
+            path, weight, model_density = parse_model(item)
+            models[f"model_{i}"] = {"path": path, "weight": weight, "density": model_density}
+        schedule = family_schedule(parse_t(t, "--t"), parse_t(t_attn, "--t-attn"), parse_t(t_mlp, "--t-mlp"))
+        given = {"t": schedule, "density": density, "lambda": lambda_, "normalize": normalize, "rescale": rescale,
+                 "seed": seed}
+        tree = {"stage": "merge", "output": str(out), "method": method, "models": models,
+                "parameters": {k: v for k, v in given.items() if v is not None}, "vocab": vocab,
+                "allow_pickle": allow_pickle, "threads": threads, "max_shard_mb": max_shard_mb, "force": force}
         config = validate(Config, tree, "solar-ray merge")
         typer.echo(f"wrote {run(config)}")

@@ -6,13 +6,18 @@ model), and every chunk runs the same numpy ops (kernels.py) - which is why an o
 one bit for bit. Tensors travel as numpy arrays of their storage dtype, named by safetensors dtype codes ("F16",
 "BF16", ...). Steps for one merge:
 
-1. (methods needing it, SLERP) Gram pass: per chunk, float32 dot products |a|^2, |b|^2, a.b (numpy einsum: its
-   pairwise-unrolled sums lose ~1e-7 relative over 2M elements, BLAS sdot ~1e-5); a tensor's chunk partials are
-   added in float64 in chunk order (deterministic whatever the thread schedule);
-2. per tensor, the method turns its parameters (and Gram) into coefficients c_i;
-3. write pass: per chunk, acc = c_0*x_0 (float32), acc += c_i*x_i, cast to the output dtype, handed to `write`.
-   A coefficient of exactly 0 drops its input and a lone coefficient of exactly 1 copies the input bytes, so
-   SLERP at t=0/1 returns the endpoints exactly.
+1. (methods asking for it: SLERP the inputs', model stock the deltas') Gram pass: per chunk, float32 dot
+   products of every pair of vectors (numpy einsum: its pairwise-unrolled sums lose ~1e-7 relative over 2M
+   elements, BLAS sdot ~1e-5); a tensor's chunk partials are added in float64 in chunk order (deterministic
+   whatever the thread schedule);
+2. (TIES) trim pass: per tensor and task vector, |x_i - x_0| gathered over the whole tensor (float32, one tensor
+   per thread: the one place memory grows with the largest tensor rather than the chunk) to find the int(k n)-th
+   largest magnitude and how many entries equal to it each chunk keeps;
+3. per tensor, the method (solar_ray/merge/plugin.py) turns its parameters and those statistics into a plan:
+   coefficients c_i, or an element-wise task-vector mix;
+4. write pass: per chunk, acc = c_0*x_0 (float32), acc += c_i*x_i - or the task-vector mix - cast to the output
+   dtype, handed to `write`. A coefficient of exactly 0 drops its input and a lone coefficient of exactly 1
+   copies the input bytes, so SLERP at t=0/1 returns the endpoints exactly.
 
 Chunks run on a thread pool: numpy loops and os.pread/pwrite release the GIL, so threads use every core
 without copying tensors between processes; memory is `threads` chunks in flight, whatever the model size. The
@@ -22,18 +27,19 @@ on-disk merge never imports torch (kernels.py says why); the in-memory API takes
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from solar_ray.errors import ArtifactError
-from solar_ray.merge.kernels import FLOATS, STORAGE, narrow, widen
-from solar_ray.merge.methods import Gram, MergeSpec, TSpec
+from solar_ray.merge.methods import task_vectors
+from solar_ray.merge.plugin import Linear, MergeSpec, TaskVectors, TensorStats, Trim
+from solar_ray.tensors.kernels import FLOATS, STORAGE, narrow, widen
+from solar_ray.tensors.layout import count_layers, is_vocab_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -46,8 +52,6 @@ CHUNK_ELEMENTS = 1 << 18
 # and extra threads only contend for the GIL between numpy calls (SLERP on the bench inputs: 2 threads 3.3 s,
 # 3 threads 3.5 s, 4 threads 3.85 s on 2 cores); the work is memory-bound, so past 8 more add scratch, not speed.
 MAX_DEFAULT_THREADS = 8
-VOCAB_TENSORS = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out")
-LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
 
 class Source(Protocol):
@@ -114,10 +118,7 @@ def default_threads() -> int:
 # ------------------------------------------------------------------------------------------- validation
 
 
-def layer_count(names: Sequence[str]) -> int:
-    """Decoder layers in a checkpoint, from its tensor names (`*.layers.{i}.*`)."""
-    indices = {int(m.group(1)) for name in names if (m := LAYER_INDEX.search(name))}
-    return max(indices) + 1 if indices else 0
+layer_count = count_layers
 
 
 def check_compatible(models: Sequence[Mapping[str, tuple[tuple[int, ...], Any]]], labels: Sequence[str],
@@ -152,7 +153,7 @@ def check_compatible(models: Sequence[Mapping[str, tuple[tuple[int, ...], Any]]]
             other = info[name][0]
             if tuple(other) == tuple(shape):
                 continue
-            if any(key in name for key in VOCAB_TENSORS) and tuple(other[1:]) == tuple(shape[1:]):
+            if is_vocab_tensor(name) and tuple(other[1:]) == tuple(shape[1:]):
                 if vocab == "base":
                     continue
                 raise ArtifactError(
@@ -250,19 +251,68 @@ def _read_float32(source: Source, coefficient: float, start: int, end: int, buff
     return widen(source.read(start, end, buffers.raw(n)), source.dtype, coefficient, buffers.float32(kind, n))
 
 
-def _gram_partial(job: TensorJob, start: int, end: int, buffers: ThreadBuffers) -> tuple[float, float, float]:
-    """This chunk's |a|^2, |b|^2, a.b in float32, added across chunks in float64 by the caller."""
-    a = _read_float32(job.sources[0], 1.0, start, end, buffers, "acc")
-    b = _read_float32(job.sources[1], 1.0, start, end, buffers, "tmp")
-    return float(np.einsum("i,i->", a, a)), float(np.einsum("i,i->", b, b)), float(np.einsum("i,i->", a, b))
+def _vectors(job: TensorJob, kind: str, start: int, end: int, buffers: ThreadBuffers) -> list[np.ndarray]:
+    """The chunk's float32 vectors a Gram is taken over: the inputs, or the deltas x_i - x_0."""
+    values = [_read_float32(s, 1.0, start, end, buffers, f"in{i}") for i, s in enumerate(job.sources)]
+    if kind == "inputs":
+        return values
+    for delta in values[1:]:
+        np.subtract(delta, values[0], out=delta)
+    return values[1:]
 
 
-def _write_chunk(job: TensorJob, coefficients: Sequence[float], start: int, end: int, buffers: ThreadBuffers) -> None:
+def _gram_partial(job: TensorJob, kind: str, start: int, end: int, buffers: ThreadBuffers) -> np.ndarray:
+    """This chunk's dot products of every pair of vectors (float32 sums), added across chunks in float64."""
+    vectors = _vectors(job, kind, start, end, buffers)
+    gram = np.empty((len(vectors), len(vectors)))
+    for i, a in enumerate(vectors):
+        for j in range(i, len(vectors)):
+            gram[i, j] = gram[j, i] = float(np.einsum("i,i->", a, vectors[j]))
+    return gram
+
+
+def _trims(job: TensorJob, densities: Sequence[float], spans: Sequence[tuple[int, int]],
+           buffers: ThreadBuffers) -> tuple[Trim | None, ...]:
+    """Step 2 for one tensor: per task vector, the int(k n)-th largest |x_i - x_0| and each chunk's quota of
+    entries equal to it (earlier entries first), so that exactly int(k n) entries are kept."""
+    n = numel(job.sources[0].shape)
+    trims: list[Trim | None] = [None]
+    for i, density in enumerate(densities, start=1):
+        keep = int(density * n)
+        if keep >= n:
+            trims.append(None)
+            continue
+        magnitude = np.empty(n, dtype=np.float32)
+        for start, end in spans:
+            base = _read_float32(job.sources[0], 1.0, start, end, buffers, "acc")
+            other = _read_float32(job.sources[i], 1.0, start, end, buffers, "tmp")
+            np.abs(np.subtract(other, base, out=magnitude[start:end]), out=magnitude[start:end])
+        if keep == 0:  # nothing kept: a threshold no magnitude exceeds, no ties
+            trims.append(Trim(float("inf"), {}))
+            continue
+        threshold = np.partition(magnitude, n - keep)[n - keep]
+        need, quotas = keep - int(np.count_nonzero(magnitude > threshold)), {}
+        for start, end in spans:
+            equal = int(np.count_nonzero(magnitude[start:end] == threshold))
+            quotas[start] = max(0, min(need, equal))
+            need -= quotas[start]
+        trims.append(Trim(float(threshold), quotas))
+    return tuple(trims)
+
+
+def _write_chunk(job: TensorJob, plan: Linear | TaskVectors, stats: TensorStats, start: int, end: int,
+                 buffers: ThreadBuffers) -> None:
     n = end - start
-    terms = [(c, s) for c, s in zip(coefficients, job.sources, strict=True) if c != 0.0]
-    if job.sources[0].dtype not in FLOATS:  # integer buffers are not averaged: the base's values are kept
-        terms = [(1.0, job.sources[0])]
     out = buffers.get("out", STORAGE[job.out_dtype], n)
+    if isinstance(plan, TaskVectors):
+        base = _read_float32(job.sources[0], 1.0, start, end, buffers, "acc")
+        deltas = [_read_float32(s, 1.0, start, end, buffers, f"in{i}") for i, s in enumerate(job.sources[1:], 1)]
+        for delta in deltas:
+            np.subtract(delta, base, out=delta)
+        job.write(start, narrow(task_vectors.apply(plan, base, deltas, start, end, stats.trims),
+                                job.out_dtype, out, buffers))
+        return
+    terms = [(c, s) for c, s in zip(plan.coefficients, job.sources, strict=True) if c != 0.0]
     if not terms:
         out.fill(0)
         job.write(start, out)
@@ -278,26 +328,43 @@ def _write_chunk(job: TensorJob, coefficients: Sequence[float], start: int, end:
     job.write(start, narrow(acc, job.out_dtype, out, buffers))
 
 
+def _plan(job: TensorJob, spec: MergeSpec, num_layers: int, stats: TensorStats) -> Linear | TaskVectors:
+    if job.sources[0].dtype not in FLOATS:  # integer buffers are not averaged: the base's values are kept
+        return Linear([1.0] + [0.0] * (len(job.sources) - 1))
+    plan = spec.plan(job.name, num_layers, stats, job.models)
+    if isinstance(plan, TaskVectors) and job.models is not None:  # rows some models lack: their own indices
+        plan = replace(plan, models=tuple(job.models[1:]))
+    return plan
+
+
 def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, threads: int | None = None,
              chunk_elements: int = CHUNK_ELEMENTS) -> None:
-    """Merge every job's tensor chunk by chunk on a thread pool (steps 1-3 of the module docstring)."""
+    """Merge every job's tensor chunk by chunk on a thread pool (steps 1-4 of the module docstring)."""
     threads = threads or default_threads()
-    plan = [(job, start, end) for job in jobs for start, end in chunks(numel(job.sources[0].shape), chunk_elements)]
+    spans = {id(job): chunks(numel(job.sources[0].shape), chunk_elements) for job in jobs}
+    plan = [(job, start, end) for job in jobs for start, end in spans[id(job)]]
     buffers = ThreadBuffers(min(chunk_elements, max((end - start for _, start, end in plan), default=1)))
+    plugin = spec.plugin
+    floats = [job for job in jobs if job.sources[0].dtype in FLOATS and len(job.sources) > 1]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="merge") as pool:
-        grams: dict[int, Gram | None] = {id(job): None for job in jobs}
-        if spec.needs_gram:
-            gram_plan = [item for item in plan if item[0].sources[0].dtype in FLOATS and len(item[0].sources) == 2]
-            partials = pool.map(lambda item: _gram_partial(*item, buffers), gram_plan)
-            sums: dict[int, list[float]] = {}
-            for (job, _, _), (aa, bb, ab) in zip(gram_plan, partials, strict=True):  # in chunk order: deterministic
-                total = sums.setdefault(id(job), [0.0, 0.0, 0.0])
-                total[0] += aa
-                total[1] += bb
-                total[2] += ab
-            grams.update({key: Gram(*values) for key, values in sums.items()})
-        coefficients = {id(job): spec.coefficients(job.name, num_layers, grams[id(job)], job.models) for job in jobs}
-        for _ in pool.map(lambda it: _write_chunk(it[0], coefficients[id(it[0])], it[1], it[2], buffers), plan):
+        grams: dict[int, np.ndarray] = {}
+        if plugin.gram is not None:
+            gram_plan = [(job, start, end) for job in floats for start, end in spans[id(job)]]
+            partials = pool.map(lambda item: _gram_partial(item[0], plugin.gram, item[1], item[2], buffers),
+                                gram_plan)
+            for (job, _, _), partial in zip(gram_plan, partials, strict=True):  # in chunk order: deterministic
+                grams[id(job)] = grams[id(job)] + partial if id(job) in grams else partial
+        trims: dict[int, tuple[Trim | None, ...]] = {}
+        if plugin.needs_trim(spec):
+            trimmed = [job for job in floats if job.models is None]  # rows only some models have: not trimmed
+            densities = plugin.densities(spec)
+            for job, result in zip(trimmed, pool.map(lambda j: _trims(j, densities, spans[id(j)], buffers), trimmed),
+                                   strict=True):
+                trims[id(job)] = result
+        stats = {id(job): TensorStats(grams.get(id(job)), trims.get(id(job))) for job in jobs}
+        plans = {id(job): _plan(job, spec, num_layers, stats[id(job)]) for job in jobs}
+        for _ in pool.map(lambda it: _write_chunk(it[0], plans[id(it[0])], stats[id(it[0])], it[1], it[2], buffers),
+                          plan):
             pass
 
 
@@ -307,23 +374,24 @@ def run_jobs(jobs: Sequence[TensorJob], spec: MergeSpec, num_layers: int, thread
 def merge_state_dicts(
     method: str,
     state_dicts: Sequence[Mapping[str, torch.Tensor]],
-    weights: Sequence[float] | None = None,
-    t: TSpec | None = None,
-    normalize: bool = True,
+    weights: Sequence[float | None] | None = None,
+    densities: Sequence[float | None] | None = None,
     threads: int | None = None,
     chunk_elements: int = CHUNK_ELEMENTS,
     vocab: str = "error",
+    **parameters: Any,
 ) -> dict[str, torch.Tensor]:
     """Merge state dicts (the first is the base) into a new state dict in the base's dtypes.
 
-    `linear`: `weights` (default equal), normalised to sum 1 unless `normalize=False`; `slerp`: exactly two state
-    dicts and `t` (a float or a {filter: value-or-anchors, "default": ...} schedule). Same bits as the on-disk merge
-    with the same `chunk_elements` (SLERP's Gram sums depend on the chunking). `vocab="base"` accepts embeddings
-    of different vocabulary sizes (see `make_jobs`).
+    `method` is any registered plug-in (solar_ray.merge.plugin.METHODS); `weights` / `densities` are per state
+    dict (None: the method's default), `parameters` the method's own (`t=0.3` for slerp, `density=0.5,
+    lambda_=1.0` for ties, ...), validated like a config. Same bits as the on-disk merge with the same
+    `chunk_elements` (Gram sums depend on the chunking). `vocab="base"` accepts embeddings of different
+    vocabulary sizes (see `make_jobs`).
     """
     import torch
 
-    spec = MergeSpec.build(method, len(state_dicts), weights=weights, t=t, normalize=normalize)
+    spec = MergeSpec.build(method, len(state_dicts), weights=weights, densities=densities, **parameters)
     _check_state_dicts(state_dicts, vocab)
     out = {name: torch.empty_like(tensor, memory_format=torch.contiguous_format)
            for name, tensor in state_dicts[0].items()}
@@ -336,22 +404,22 @@ def merge_into_model(
     model: Any,
     sources: Sequence[Mapping[str, torch.Tensor]],
     method: str,
-    weights: Sequence[float] | None = None,
-    t: TSpec | None = None,
-    normalize: bool = True,
+    weights: Sequence[float | None] | None = None,
+    densities: Sequence[float | None] | None = None,
     threads: int | None = None,
     chunk_elements: int = CHUNK_ELEMENTS,
     vocab: str = "error",
+    **parameters: Any,
 ) -> Any:
     """Write the merge of `sources` into `model` (an nn.Module or a state dict) in place; returns `model`.
 
     No full copy of the model is made: each chunk is computed and copied into the parameter's own storage. The
     model may itself be one of the sources (e.g. `sources=[model.state_dict(), other]`): a chunk is read before
-    the same chunk is written, and SLERP's Gram pass finishes before any write. Tied weights are written once.
+    the same chunk is written, and the statistics passes (Gram, trims) finish before any write. Tied weights are written once.
     """
     import torch
 
-    spec = MergeSpec.build(method, len(sources), weights=weights, t=t, normalize=normalize)
+    spec = MergeSpec.build(method, len(sources), weights=weights, densities=densities, **parameters)
     _check_state_dicts(sources, vocab)
     target = model.state_dict() if hasattr(model, "state_dict") else model
     jobs, seen = [], set()

@@ -1,11 +1,13 @@
-"""`stage: merge` - weighted average (linear) or SLERP of models, streamed from disk with bounded memory.
+"""`stage: merge` - merge models with a registered method, streamed from disk with bounded memory.
 
 Features:
-1. `linear`: weighted average of any number of models, weights normalised to sum 1 unless `normalize: false`
-   (the paper's Average (0.5, 0.5), (0.4, 0.6), (0.6, 0.4));
-2. `slerp`: spherical interpolation per tensor between a base and another model, linear when the two are nearly
-   colinear; `t` one value or by tensor family and varying over depth (mergekit style):
-       t: {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}
+1. the paper's methods: `linear`, the weighted average of any number of models, weights normalised to sum 1
+   unless `parameters: {normalize: false}` (the paper's Average (0.5, 0.5), (0.4, 0.6), (0.6, 0.4)); `slerp`,
+   spherical interpolation per tensor between a base and another model, `t` one value or by tensor family and
+   varying over depth (mergekit style): `parameters: {t: {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}}`;
+2. the field's methods, on the first model as the base: `task_arithmetic`, `ties`, `dare_linear`, `dare_ties`
+   (per-model `weight` and `density`, `parameters: {density, lambda, normalize, rescale, seed}`) and
+   `model_stock` (no parameters); each method is a plug-in declaring its parameters (solar_ray/merge/methods/);
 3. float32 arithmetic, output in the base's dtypes; integer tensors are the base's; different vocabulary sizes
    are an error unless `vocab: base` (keep the base's vocabulary; see core.make_jobs);
 4. streaming (stream.py): chunks read with pread and written with pwrite on a thread pool, memory bounded by
@@ -14,8 +16,9 @@ Features:
    lineage.json listing every parent (model_0, model_1, ...) with its weight; written atomically.
 The same engine merges in memory (solar_ray.merge.merge_state_dicts / merge_into_model) for Tune sweeps.
 
-Raises ConfigError / ArtifactError (one line) for: an unknown method, weights summing to 0, t outside [0, 1],
-the wrong number of models, a missing model or config.json, pickle-only weights without `allow_pickle`,
+Raises ConfigError / ArtifactError (one line) for: an unknown method, a parameter the method does not take or
+out of its range (named `parameters.<key>` or `models.<name>.<key>`), weights summing to 0, the wrong number of
+models, a missing model or config.json, pickle-only weights without `allow_pickle`,
 different layer counts, a tensor missing in one model or of another shape (named), different vocabulary sizes
 (unless `vocab: base`),
 an existing output without `force`.
@@ -32,37 +35,43 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from solar_ray.artifacts import atomic_dir, write_lineage
 from solar_ray.config import LocalPath, StageConfig, Strict, dump_config
 from solar_ray.errors import ConfigError
 from solar_ray.merge.core import CHUNK_ELEMENTS
-from solar_ray.merge.methods import METHODS, MergeSpec, TSpec, check_t, get_method
+from solar_ray.merge.plugin import MergeSpec, get_method, method_names, validate_parameters
 
 
 class ModelSpec(Strict):
     """One input model of a merge."""
 
     path: LocalPath = Field(description="Model directory (Hugging Face layout, safetensors weights).")
-    weight: float = Field(default=1.0, description="Linear merge weight (normalised over models by default).")
+    weight: float | None = Field(
+        default=None, description="Weight of this model (linear: normalised over the models by default) or of its "
+        "task vector (task_arithmetic, ties, dare_*); default 1. Not for the base of a task-vector method."
+    )
+    density: float | None = Field(
+        default=None, description="ties / dare_*: fraction of this model's task vector kept, in (0, 1]; default "
+        "parameters.density."
+    )
 
 
 class Config(StageConfig):
     """A `stage: merge` config: the method, the models (the first is the base) and the method's parameters."""
 
     stage: Literal["merge"] = Field(default="merge", description="Always 'merge'.")
-    method: str = Field(default="linear", description=f"Merge method: {', '.join(sorted(METHODS))}.")
+    method: str = Field(default="linear", description=f"Merge method: {', '.join(method_names())}.")
     models: dict[str, ModelSpec] = Field(
-        description="Name -> {path, weight} (or just a path), in order; the first is the base: its config, "
-        "tokenizer and dtypes are kept and SLERP's t=0 returns it."
+        description="Name -> {path, weight, density} (or just a path), in order; the first is the base: its "
+        "config, tokenizer and dtypes are kept, SLERP's t=0 returns it, task vectors are taken from it."
     )
-    normalize: bool = Field(default=True, description="Divide linear weights by their sum (sum 0 is an error).")
-    t: TSpec | None = Field(
-        default=None, description="SLERP t in [0, 1] (0 = base, 1 = other), or {filter: t or [anchors over "
-        "layers], default: t}, e.g. {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}."
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="The method's own parameters, e.g. {t: 0.5} (slerp), {density: 0.5, "
+        "lambda: 1.0} (ties); `solar-ray merge --help` lists them."
     )
     vocab: Literal["error", "base"] = Field(
         default="error", description="Embeddings of different vocabulary sizes: 'error', or 'base' to keep the "
@@ -85,16 +94,16 @@ class Config(StageConfig):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        if value not in METHODS:
-            raise ValueError(f"unknown merge method {value!r}; known: {', '.join(sorted(METHODS))}")
+        if value not in method_names():
+            raise ValueError(f"unknown merge method {value!r}; known: {', '.join(method_names())}")
         return value
 
-    @field_validator("t")
+    @field_validator("parameters")
     @classmethod
-    def _t_in_range(cls, value):
-        if value is not None:
+    def _parameters_of_method(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "method" in info.data:  # (an unknown method is reported on its own)
             try:
-                check_t(value)
+                validate_parameters(get_method(info.data["method"]), value)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return value
@@ -105,13 +114,17 @@ class Config(StageConfig):
             self.spec()
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-        if self.method != "slerp" and self.t is not None:
-            raise ValueError(f"t is a SLERP parameter; method {self.method} does not use it")
         return self
 
     def spec(self) -> MergeSpec:
-        weights = [m.weight for m in self.models.values()]
-        return MergeSpec.build(self.method, len(self.models), weights=weights, t=self.t, normalize=self.normalize)
+        models = list(self.models.values())
+        per_model = {plural: [getattr(m, key) for m in models] for key, plural in (("weight", "weights"),
+                                                                                    ("density", "densities"))}
+        return MergeSpec.build(
+            self.method, len(models),
+            **{key: values if any(v is not None for v in values) else None for key, values in per_model.items()},
+            labels=[f"models.{name}" for name in self.models], **self.parameters,
+        )
 
 
 def run(config: Config) -> Path:
@@ -129,13 +142,14 @@ def run(config: Config) -> Path:
             chunk_elements=config.chunk_elements, max_shard_bytes=int(config.max_shard_mb * 10**6), vocab=config.vocab,
         )
         models = [{"name": name, "role": f"model_{i}", "path": m.path,
-                   "weight": spec.weights[i] if spec.weights else None}
+                   "weight": spec.weights[i] if spec.weights else None,
+                   "density": spec.densities[i] if spec.densities else None}
                   for i, (name, m) in enumerate(config.models.items())]
         (tmp / "README.md").write_text(model_card(config, spec, models))
         stats["seconds"] = round(time.perf_counter() - started, 3)
         write_lineage(tmp, "merge", dump_config(config),
                       parents={f"model_{i}": path for i, path in enumerate(paths)},
-                      metrics=stats, method=spec.method, models=models, t=spec.t)
+                      metrics=stats, method=spec.method, models=models, parameters=spec.summary())
     return Path(config.output)
 
 
@@ -144,14 +158,12 @@ def model_card(config: Config, spec: MergeSpec, models: list[dict]) -> str:
     lines = ["---", "library_name: transformers", "tags: [merge, solar-ray]", "---", "",
              f"# Merged model ({spec.method})", "",
              f"Made by `solar-ray` with the `{spec.method}` method ({method.reference}).", "",
-             "| role | name | path | weight |", "|---|---|---|---|"]
+             "| role | name | path | weight | density |", "|---|---|---|---|---|"]
     for m in models:
-        weight = "-" if m["weight"] is None else f"{m['weight']:.6g}"
-        lines.append(f"| {m['role']} | {m['name']} | `{m['path']}` | {weight} |")
-    if spec.t is not None:
-        lines += ["", f"SLERP t: `{spec.t}` (0 = {models[0]['name']}, 1 = {models[1]['name']})"]
-    if spec.weights is not None:
-        lines += ["", f"Weights {'normalised to sum 1' if config.normalize else 'as given (not normalised)'}."]
+        cells = ["-" if m[key] is None else f"{m[key]:.6g}" for key in ("weight", "density")]
+        lines.append(f"| {m['role']} | {m['name']} | `{m['path']}` | {cells[0]} | {cells[1]} |")
+    if spec.summary():
+        lines += ["", f"Parameters: `{spec.summary()}`."]
     lines += ["", f"Config, tokenizer and dtypes from the base model ({models[0]['name']}); "
               "arithmetic in float32. Lineage: lineage.json.", ""]
     return "\n".join(lines)

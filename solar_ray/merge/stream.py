@@ -1,10 +1,8 @@
 """Merge checkpoints on disk with bounded memory: read input chunks with pread, write output chunks with pwrite.
 
-Why not `safetensors.safe_open`: it memory-maps the shards, and every mapped page a merge touches counts in the
-process's resident set until the kernel chooses to drop it - merging two 0.8 GiB models that way peaks at their
-full size. Reading each chunk with `os.pread` into a small buffer keeps the inputs in the page cache (shared,
-not ours) and our RSS at `threads` chunks. Shard headers (where each tensor's bytes lie) come from
-solar_ray.upscale.stream.read_checkpoint, which up-scaling uses for the same reason.
+The byte-level I/O (shard headers, `DiskSource`, `ShardWriter`) is solar_ray.tensors.safetensors_io, shared with
+up-scaling; reading each chunk with `os.pread` into a small buffer keeps the inputs in the page cache (shared,
+not ours) and our RSS at `threads` chunks (that module says why not mmap).
 
 Output: the base model's tensors in the base's order and dtypes, cut into shards of at most `max_shard_bytes`;
 each shard's header is written first and the file pre-sized, so worker threads `pwrite` finished chunks straight
@@ -15,21 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from solar_ray.artifacts import PICKLE_SUFFIXES, require_model_dir
 from solar_ray.errors import ArtifactError
 from solar_ray.merge.core import CHUNK_ELEMENTS, MemorySource, check_compatible, make_jobs, numel, run_jobs
-from solar_ray.merge.kernels import STORAGE, itemsize
-from solar_ray.merge.methods import MergeSpec
-from solar_ray.upscale.stream import INDEX_NAME, read_checkpoint
+from solar_ray.merge.plugin import MergeSpec
+from solar_ray.tensors.safetensors_io import INDEX_NAME, ShardWriter, open_sources
 
 PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
 # Files of an input model that the merge rewrites or must not carry over as they are.
@@ -37,41 +30,12 @@ NOT_COPIED_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 NOT_COPIED = {INDEX_NAME, PICKLE_INDEX_NAME, "lineage.json", "README.md"}
 
 
-class DiskSource:
-    """One tensor inside a safetensors shard, read by element range with os.pread (no mmap)."""
-
-    def __init__(self, fd: int, start: int, dtype: str, shape: tuple[int, ...], path: Path) -> None:
-        self.fd, self.start, self.dtype, self.shape, self.path = fd, start, dtype, shape, path
-        self.itemsize = itemsize(dtype)
-
-    def read(self, start: int, end: int, buffer: np.ndarray | None = None) -> np.ndarray:
-        nbytes = (end - start) * self.itemsize
-        buffer = np.empty(nbytes, dtype=np.uint8) if buffer is None else buffer[:nbytes]
-        view, offset, done = memoryview(buffer), self.start + start * self.itemsize, 0
-        while done < nbytes:
-            got = os.preadv(self.fd, [view[done:]], offset + done)
-            if got == 0:
-                raise ArtifactError(f"{self.path}: ended at byte {offset + done}; the shard is truncated")
-            done += got
-        return buffer.view(STORAGE[self.dtype])
-
-
 def open_checkpoint(model_dir: Path, files: contextlib.ExitStack, allow_pickle: bool) -> dict[str, Any]:
     """Every tensor of a model directory as a Source, in file order. Pickle (.bin) only when allowed."""
     model_dir = require_model_dir(model_dir, allow_pickle=allow_pickle)
     if not any(model_dir.glob("*.safetensors")):
         return _open_pickle(model_dir)
-    fds: dict[Path, int] = {}
-    sources: dict[str, Any] = {}
-    # headers parsed (and checked against index and file sizes) by the byte-range reader up-scaling uses
-    for name, ref in sorted(read_checkpoint(model_dir).items(), key=lambda item: (item[1].file, item[1].start)):
-        if ref.dtype not in STORAGE:
-            raise ArtifactError(f"{ref.file}: tensor '{name}' has dtype {ref.dtype}, which the merge cannot read")
-        if ref.file not in fds:
-            fds[ref.file] = os.open(ref.file, os.O_RDONLY)
-            files.callback(os.close, fds[ref.file])
-        sources[name] = DiskSource(fds[ref.file], ref.start, ref.dtype, ref.shape, ref.file)
-    return sources
+    return open_sources(model_dir, files)
 
 
 def _open_pickle(model_dir: Path) -> dict[str, Any]:
@@ -83,62 +47,6 @@ def _open_pickle(model_dir: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         sources.update({name: MemorySource(tensor, name) for name, tensor in state.items()})
     return sources
-
-
-# ------------------------------------------------------------------------------------------------ writing
-
-
-class ShardWriter:
-    """Pre-sized output shards with headers written; `writer(name)` pwrites chunks of one tensor."""
-
-    def __init__(self, out_dir: Path, tensors: Sequence[tuple[str, str, tuple[int, ...]]], max_shard_bytes: int,
-                 files: contextlib.ExitStack) -> None:
-        shards: list[list[tuple[str, str, tuple[int, ...]]]] = [[]]
-        size = 0
-        for item in tensors:  # a tensor bigger than max_shard_bytes gets a shard of its own, as transformers does
-            nbytes = numel(item[2]) * itemsize(item[1])
-            if shards[-1] and size + nbytes > max_shard_bytes:
-                shards.append([])
-                size = 0
-            shards[-1].append(item)
-            size += nbytes
-        self.locations: dict[str, tuple[int, int, int]] = {}  # name -> (fd, byte offset, itemsize)
-        self.weight_map: dict[str, str] = {}
-        self.total_bytes = 0
-        for number, items in enumerate(shards, start=1):
-            shard_name = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
-            header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-            offset = 0
-            for name, dtype, shape in items:
-                nbytes = numel(shape) * itemsize(dtype)
-                header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-                offset += nbytes
-            raw = json.dumps(header, separators=(",", ":")).encode()
-            raw += b" " * (-len(raw) % 8)  # tensor data starts 8-byte aligned, as the safetensors writer does
-            fd = os.open(out_dir / shard_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            files.callback(os.close, fd)
-            os.pwrite(fd, struct.pack("<Q", len(raw)) + raw, 0)
-            os.ftruncate(fd, 8 + len(raw) + offset)
-            for name, dtype, _shape in items:
-                begin = header[name]["data_offsets"][0]
-                self.locations[name] = (fd, 8 + len(raw) + begin, itemsize(dtype))
-                self.weight_map[name] = shard_name
-            self.total_bytes += offset
-        self.shards = len(shards)
-
-    def writer(self, name: str):
-        fd, base, size = self.locations[name]
-
-        def write(start: int, values: np.ndarray) -> None:
-            view, offset, done = memoryview(np.ascontiguousarray(values).view(np.uint8)), base + start * size, 0
-            while done < len(view):
-                done += os.pwrite(fd, view[done:], offset + done)
-
-        return write
-
-    def write_index(self, out_dir: Path) -> None:
-        index = {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(self.weight_map.items()))}
-        (out_dir / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
 
 
 # -------------------------------------------------------------------------------------------------- merge

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from solar_ray.artifacts import LINEAGE, atomic_dir, read_lineage  # noqa: E402
 from solar_ray.errors import ArtifactError  # noqa: E402
 from solar_ray.evaluate.chance import chance_scores  # noqa: E402
-from solar_ray.report.findings import IndependentScores, PairedScores, Scores, judge  # noqa: E402
+from solar_ray.report.findings import LOWER_IS_BETTER, IndependentScores, PairedScores, Scores, judge  # noqa: E402
 from solar_ray.report.html import markdown_to_html  # noqa: E402
 from solar_ray.report.lineage_graph import mermaid, plot_lineage  # noqa: E402
 from solar_ray.report.spec import EARLIER_RUN, CurveSpec, ReportSpec  # noqa: E402
@@ -81,7 +81,8 @@ def score_table(scores: Scores, models: list[str], chance: dict[str, float] | No
     `chance` (metric -> % a uniform guess scores), a last row with it to read the scores against."""
     models = [m for m in models if m in scores] or sorted(scores)
     metrics = sorted({k for m in models for k in scores[m] if k != "h6"}) + ["h6"]
-    best = {k: max((scores[m][k][0] for m in models if k in scores[m]), default=None) for k in metrics}
+    best = {k: (min if k in LOWER_IS_BETTER else max)((scores[m][k][0] for m in models if k in scores[m]),
+                                                      default=None) for k in metrics}
     lines = ["| model | " + " | ".join(k.upper() if k == "h6" else k for k in metrics) + " |",
              "|---" * (len(metrics) + 1) + "|"]
     for model in models:
@@ -234,6 +235,11 @@ def write_pipeline_report(root: Path) -> Path:
             if not scores:
                 md.append(f"_eval stage '{table.eval}' has not run._")
                 continue
+            if table.losses:  # each row's training stage's final loss, as a column beside the scores
+                trained = loss_scores(root, kinds)
+                scores = {model: {**row, **({"loss": trained[table.losses[model]]["loss"]}
+                                            if table.losses.get(model) in trained else {})}
+                          for model, row in scores.items()}
             md.append(score_table(scores, table.models, chance_of(table.eval)))
 
         if spec.loss_curves:

@@ -17,6 +17,10 @@ class TableSpec(Strict):
     title: str = Field(description="Caption, e.g. 'Table 3: instruction-tuning ablations'.")
     eval: str = Field(description="The eval stage whose scores fill the table.")
     models: list[str] = Field(default_factory=list, description="Rows, in order (default: every model scored).")
+    losses: dict[str, str] = Field(
+        default_factory=dict, description="Row -> training stage whose final training loss (mean of its last "
+        "steps) fills a `loss` column beside the scores."
+    )
 
 
 class CurveSpec(Strict):

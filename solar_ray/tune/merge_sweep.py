@@ -1,11 +1,14 @@
-"""`stage: merge_sweep` - Ray Tune search over merge weights / SLERP t, each trial merged in memory and evaluated.
+"""`stage: merge_sweep` - Ray Tune search over a merge method's parameters, each trial merged in memory and evaluated.
 
 Features:
 1. candidates: two or more model dirs (the first is the base: config, tokenizer, dtypes); their state dicts are
    loaded ONCE by the driver and shared with every trial through Ray's object store (`tune.with_parameters`);
-2. searched keys (`space:`): `weight` (two candidates: weights (a, 1 - a)), `weights.<candidate>` (linear, any
-   number; unsearched candidates weigh 1, normalised), `t` (SLERP, one value) and `t_attn` / `t_mlp` (SLERP by
-   tensor family, `t` or 0.5 elsewhere);
+2. any registered merge method (solar_ray/merge/methods/); searched keys (`space:`): `weight` (linear, two
+   candidates: weights (a, 1 - a)), `weights.<candidate>` and `densities.<candidate>` (per-model values the method
+   takes; unsearched candidates weigh 1), any of the method's own parameters by name (`t`, `density`, `lambda`,
+   `seed`, ...), and `t_attn` / `t_mlp` (SLERP by tensor family, `t` or 0.5 elsewhere); `parameters:` fixes the
+   method's other parameters. Every searched value is checked against the method when the config is read, so a
+   range leaving it (a density of 1.5) fails before any trial;
 3. a trial builds the base architecture without initialising it, writes the merge into it with
    `solar_ray.merge.merge_into_model` (no checkpoint written) and scores it with
    `solar_ray.evaluate.runner.evaluate_model` on `tasks` / `limit`; it reports every score ("ARC", ..., "H6")
@@ -14,7 +17,8 @@ Features:
 5. output: `best_model/` exported by the merge stage itself (solar_ray.merge.stage.run: same engine, same bits
    as the in-memory trial), the sweep report (report.md/html, trials.csv, best.json, plots) and lineage.json.
 
-Raises ConfigError (one line) for: an empty space, an unknown space key or one that does not fit the method,
+Raises ConfigError (one line) for: an empty space, an unknown space key or one that does not fit the method, a
+searched value the method refuses,
 fewer than two candidates, a metric no trial reports; ArtifactError for a candidate model dir missing.
 
     solar-ray run experiments/tiny/merge_sweep.yaml
@@ -25,12 +29,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from solar_ray.config import LocalPath
+from solar_ray.errors import ConfigError
+from solar_ray.merge.plugin import MergeSpec, get_method, method_names
+from solar_ray.merge.schedule import FAMILY_FILTERS, family_schedule
 from solar_ray.tune.space import SweepConfig
-
-SLERP_KEYS = {"t", "t_attn", "t_mlp"}
 
 
 class Config(SweepConfig):
@@ -38,7 +43,10 @@ class Config(SweepConfig):
 
     stage: Literal["merge_sweep"] = Field(default="merge_sweep", description="Always 'merge_sweep'.")
     candidates: dict[str, LocalPath] = Field(description="Name -> model dir, in order; the first is the base.")
-    method: Literal["linear", "slerp"] = Field(default="linear", description="Merge method of every trial.")
+    method: str = Field(default="linear", description=f"Merge method of every trial: {', '.join(method_names())}.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="The method's parameters that are not searched, e.g. {lambda: 1.0}."
+    )
     tasks: list[str] = Field(default=["arc_challenge"], description="Eval tasks (suite or lm-eval names) per trial.")
     limit: int | None = Field(default=None, ge=1, description="Items per task per trial (None = all).")
     data_dir: LocalPath = Field(description="Benchmark data dir (WORLD/data/benchmarks layout) the eval reads.")
@@ -47,39 +55,80 @@ class Config(SweepConfig):
     vocab: Literal["error", "base"] = Field(default="error", description="Merge vocabulary rule (see merge stage).")
     export_best: bool = Field(default=True, description="Write the best merge to output/best_model/.")
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in method_names():
+            raise ValueError(f"unknown merge method {value!r}; known: {', '.join(method_names())}")
+        return value
+
     @model_validator(mode="after")
     def _space_fits_method(self) -> Config:
         if len(self.candidates) < 2:
             raise ValueError(f"candidates: a merge needs at least 2 models, got {len(self.candidates)}")
+        allowed = searchable_keys(self.method, list(self.candidates))
         for key in self.space:
-            name = key.removeprefix("weights.")
-            if self.method == "linear" and key == "weight":
-                if len(self.candidates) != 2:
-                    raise ValueError("space.weight is (a, 1 - a) for exactly 2 candidates; use weights.<name>")
-            elif self.method == "linear" and key.startswith("weights.") and name in self.candidates:
-                continue
-            elif self.method == "slerp" and key in SLERP_KEYS:
-                if len(self.candidates) != 2:
-                    raise ValueError(f"slerp merges exactly 2 candidates, got {len(self.candidates)}")
-            else:
-                allowed = ("weight, weights.<candidate>" if self.method == "linear" else "t, t_attn, t_mlp")
-                raise ValueError(f"space.{key}: not a {self.method} merge parameter; expected one of: {allowed}")
+            if key == "weight" and self.method == "linear" and len(self.candidates) != 2:
+                raise ValueError("space.weight is (a, 1 - a) for exactly 2 candidates; use weights.<name>")
+            if key not in allowed:
+                raise ValueError(f"space.{key}: not a {self.method} merge parameter; expected one of: "
+                                 f"{', '.join(allowed)}")
+        # every bound of every searched key (the others at their first value) must fit the method: a value it
+        # refuses fails now, not in a trial
+        first = {key: extreme_values(param)[0] for key, param in self.space.items()}
+        for key, param in self.space.items():
+            for value in extreme_values(param):
+                try:
+                    MergeSpec.build(self.method, len(self.candidates),
+                                    **merge_arguments(self, {**first, key: value}))
+                except ConfigError as exc:
+                    raise ValueError(f"space.{key}: value {value!r} does not fit {self.method}: {exc}") from None
         return self
 
 
+def searchable_keys(method: str, candidates: list[str]) -> list[str]:
+    """The space keys a sweep of `method` over `candidates` may search."""
+    plugin = get_method(method)
+    others = candidates[1:] if plugin.task_vectors else candidates
+    keys = ["weight"] if method == "linear" else []
+    keys += [f"{plural}.{name}" for key, plural in (("weight", "weights"), ("density", "densities"))
+             if key in plugin.per_model for name in others]
+    params = [info.alias or name for name, info in plugin.Params.model_fields.items()]
+    keys += params + (list(FAMILY_FILTERS) if "t" in params else [])
+    return keys
+
+
+def extreme_values(param) -> list[Any]:
+    """The values of a searched parameter that bound what a trial can draw."""
+    if param.grid is not None or param.choice is not None:
+        return list(param.grid if param.grid is not None else param.choice)
+    if param.randint is not None:
+        return [param.randint[0], param.randint[1] - 1]  # [low, high)
+    return list(param.uniform or param.loguniform)
+
+
 def merge_arguments(config: Config, params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's params -> `weights` / `t` for the merge engine (the trial and the export share this)."""
-    if config.method == "slerp":
-        if "t_attn" in params or "t_mlp" in params:
-            default = float(params.get("t", 0.5))
-            t = {"self_attn": float(params.get("t_attn", default)), "mlp": float(params.get("t_mlp", default)),
-                 "default": default}
-            return {"weights": None, "t": t}
-        return {"weights": None, "t": float(params["t"])}
+    """A trial's params -> `weights`, `densities` and method parameters for the merge engine (the trial, the
+    export and the config check share this)."""
+    names = list(config.candidates)
+    plugin = get_method(config.method)
+    arguments: dict[str, Any] = dict(config.parameters)
+    weights = densities = None
     if "weight" in params:
         a = float(params["weight"])
-        return {"weights": [a, 1.0 - a], "t": None}
-    return {"weights": [float(params.get(f"weights.{name}", 1.0)) for name in config.candidates], "t": None}
+        weights = [a, 1.0 - a]
+    elif any(key.startswith("weights.") for key in params):
+        weights = [None if plugin.task_vectors and i == 0 else float(params.get(f"weights.{name}", 1.0))
+                   for i, name in enumerate(names)]
+    if any(key.startswith("densities.") for key in params):
+        densities = [params.get(f"densities.{name}") for name in names]
+    for key, value in params.items():
+        if "." not in key and key != "weight" and key not in FAMILY_FILTERS:
+            arguments[key] = value
+    if any(key in params for key in FAMILY_FILTERS):
+        arguments["t"] = family_schedule(float(params.get("t", arguments.get("t", 0.5))), params.get("t_attn"),
+                                         params.get("t_mlp"))
+    return {"weights": weights, "densities": densities, **arguments}
 
 
 def load_candidates(config: Config) -> list[dict[str, Any]]:
@@ -164,11 +213,12 @@ def run(config: Config) -> Path:
         best = summary["best"]
         if config.export_best:
             arguments = merge_arguments(config, best["config"])
-            weights = arguments["weights"] or [1.0] * len(config.candidates)
+            weights = arguments.pop("weights") or [None] * len(config.candidates)
+            densities = arguments.pop("densities") or [None] * len(config.candidates)
             merge_stage.run(merge_stage.Config(
-                output=str(tmp / "best_model"), method=config.method, t=arguments["t"], vocab=config.vocab,
-                models={name: {"path": path, "weight": w}
-                        for (name, path), w in zip(config.candidates.items(), weights, strict=True)},
+                output=str(tmp / "best_model"), method=config.method, parameters=arguments, vocab=config.vocab,
+                models={name: {"path": path, "weight": w, "density": d}
+                        for (name, path), w, d in zip(config.candidates.items(), weights, densities, strict=True)},
             ))
         write_lineage(tmp, "merge_sweep", dump_config(config), parents=dict(config.candidates),
                       metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},

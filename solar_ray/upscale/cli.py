@@ -15,7 +15,9 @@ _HELP = {name: field.description for name, field in Config.model_fields.items()}
 def upscale(
     base: Annotated[Path, typer.Argument(help=_HELP["base"])],
     out: Annotated[Path, typer.Argument(help="Output model directory (written atomically).")],
+    method: Annotated[str, typer.Option("--method", help=_HELP["method"])] = "dus",
     drop: Annotated[int | None, typer.Option("--drop", help=_HELP["drop"])] = None,
+    insert: Annotated[int | None, typer.Option("--insert", help=_HELP["insert"])] = None,
     layers: Annotated[int | None, typer.Option("--layers", help=_HELP["layers"])] = None,
     as_llama: Annotated[bool, typer.Option("--as-llama", help=_HELP["as_llama"])] = False,
     max_position_embeddings: Annotated[
@@ -25,12 +27,14 @@ def upscale(
     max_shard_size: Annotated[str, typer.Option("--max-shard-size", help=_HELP["max_shard_size"])] = "5GB",
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Depth up-scale BASE (n layers) into OUT (2(n-M) layers), streaming tensors by byte range."""
+    """Up-scale BASE (n layers) into OUT: DUS (2(n-M) layers), DUS with averaged overlap, stacking (2n) or block
+    expansion (n+P), streaming tensors by byte range."""
     from solar_ray.config import validate
     from solar_ray.upscale.stage import run
 
     config = validate(Config, {
-        "stage": "upscale", "base": str(base), "output": str(out), "drop": drop, "layers": layers,
+        "stage": "upscale", "base": str(base), "output": str(out), "method": method, "drop": drop,
+        "insert": insert, "layers": layers,
         "as_llama": as_llama, "max_position_embeddings": max_position_embeddings, "allow_pickle": allow_pickle,
         "max_shard_size": max_shard_size, "force": force,
     }, "command line")

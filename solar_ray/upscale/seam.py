@@ -18,9 +18,10 @@ from pathlib import Path
 
 from solar_ray.artifacts import atomic_dir
 from solar_ray.errors import ArtifactError, DataError
-from solar_ray.upscale import layout
+from solar_ray.tensors import layout
+from solar_ray.tensors.safetensors_io import read_checkpoint
+from solar_ray.upscale import plans
 from solar_ray.upscale.stage import inspect_base, map_tensors
-from solar_ray.upscale.stream import read_checkpoint
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 BUILTIN_TEXTS = (
@@ -73,7 +74,7 @@ def parameter_counts(base: Path, allow_pickle: bool = False) -> dict[int, int]:
     n = layout.layer_count(config, arch, str(base / "config.json"))
     tensors = read_checkpoint(base)
     tied = layout.is_tied(config, arch)
-    return {m: sum(ref.numel for _, ref in map_tensors(tensors, arch, layout.LayerPlan(n, m), tied, base))
+    return {m: sum(ref.numel for _, ref in map_tensors(tensors, arch, plans.dus(n, m), tied, base))
             for m in range(1, (n - 1) // 2 + 1)}
 
 

@@ -1,18 +1,23 @@
-"""`stage: upscale` - depth up-scaling (DUS, SOLAR 10.7B) of any `*.layers.{i}.*` decoder checkpoint, streamed.
+"""`stage: upscale` - depth up-scaling of any `*.layers.{i}.*` decoder checkpoint, streamed; DUS and its rivals.
 
-From an n-layer base, write the 2(n-M)-layer model: base layers 0..n-M-1 then M..n-1, renumbered 0..2(n-M)-1;
-embeddings, final norm and lm_head carried over once (n=32, M=8 -> 48 layers, 10.7B from Mistral-7B).
+Methods (solar_ray/upscale/plans.py says how each builds its layers):
+- `dus` (default, SOLAR 10.7B): base layers 0..n-M-1 then M..n-1, renumbered 0..2(n-M)-1 (n=32, M=8 -> 48);
+- `dus_average`: DUS's two copies overlapping on 2M layers, averaged there, same 2(n-M) layers;
+- `stack`: two full copies, n -> 2n;
+- `block_expansion` (LLaMA-Pro): P identity blocks inserted evenly (copies with o_proj / down_proj zeroed), n -> n+P.
+Embeddings, final norm and lm_head are carried over once.
 
 Features:
-1. M from `drop` (default n/4) or from a target `layers` count (L = 2(n-M));
-2. architecture-generic via solar_ray/upscale/layout.py: per-layer config lists (`layer_types`, ...) sliced like
+1. M from `drop` (default n/4), P from `insert` (default n/4), or either from a target `layers` count;
+2. architecture-generic via solar_ray/tensors/layout.py: per-layer config lists (`layer_types`, ...) sliced like
    the tensors, layer-index lists remapped, tied embeddings kept tied (a redundant lm_head is not copied);
 3. `as_llama`: a Mistral checkpoint re-expressed as Llama-2 (full attention, max positions 4096 unless given);
 4. streaming (stream.py): headers parsed, tensor bytes copied file to file; memory stays flat whatever the size;
 5. output: sharded safetensors + index, config.json, tokenizer / generation config / chat template files copied
    when present, README.md model card, lineage.json (parents {"base"}, parameter counts); written atomically.
 
-Raises ArtifactError (one line) for: M out of range (M < 1 or 2M >= n), a missing or misnamed tensor, a
+Raises ArtifactError (one line) for: M out of range (M < 1 or 2M >= n), P not dividing n, a parameter the
+method does not take, a missing or misnamed tensor, a
 truncated shard, pickle-only weights without `allow_pickle`, an unknown architecture, an existing output without
 `force`.
 
@@ -38,8 +43,16 @@ from pydantic import Field, field_validator, model_validator
 from solar_ray.artifacts import PICKLE_SUFFIXES, atomic_dir, write_json, write_lineage
 from solar_ray.config import LocalPath, StageConfig, dump_config
 from solar_ray.errors import ArtifactError
-from solar_ray.upscale import layout
-from solar_ray.upscale.stream import INDEX_NAME, TensorRef, read_checkpoint, write_checkpoint
+from solar_ray.tensors import layout
+from solar_ray.tensors.safetensors_io import (
+    INDEX_NAME,
+    MeanTensor,
+    TensorRef,
+    ZeroTensor,
+    read_checkpoint,
+    write_checkpoint,
+)
+from solar_ray.upscale import plans
 
 SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 # Files never copied from the base as-is: weights (rewritten), config (rewritten), our own artifact files.
@@ -59,11 +72,20 @@ class Config(StageConfig):
 
     stage: Literal["upscale"] = Field(default="upscale", description="Always 'upscale'.")
     base: LocalPath = Field(description="Base model directory (Hugging Face layout, safetensors shards).")
-    drop: int | None = Field(
-        default=None, description="M, layers dropped from the end of the first copy and the start of the second. "
-        "Default n/4 (8 of 32 -> 48 layers)."
+    method: Literal["dus", "dus_average", "stack", "block_expansion"] = Field(
+        default="dus", description="dus (SOLAR), dus_average (overlapping layers averaged), stack (n -> 2n) or "
+        "block_expansion (LLaMA-Pro: identity blocks inserted)."
     )
-    layers: int | None = Field(default=None, description="Target layer count L = 2(n-M), instead of drop.")
+    drop: int | None = Field(
+        default=None, description="dus / dus_average: M, layers dropped from the end of the first copy and the "
+        "start of the second. Default n/4 (8 of 32 -> 48 layers)."
+    )
+    insert: int | None = Field(
+        default=None, description="block_expansion: P, identity blocks inserted, one after each of P even groups "
+        "of layers (P divides n). Default n/4."
+    )
+    layers: int | None = Field(default=None, description="Target layer count instead of drop / insert: "
+                               "L = 2(n-M) (dus, dus_average), n+P (block_expansion), 2n (stack).")
     as_llama: bool = Field(default=False, description="Write a Mistral base as a Llama-2 model (as SOLAR did).")
     max_position_embeddings: int | None = Field(
         default=None, ge=1, description="With as_llama: max positions of the Llama config (default 4096)."
@@ -83,6 +105,10 @@ class Config(StageConfig):
     def _one_depth(self) -> Config:
         if self.drop is not None and self.layers is not None:
             raise ValueError(f"give drop or layers, not both (got drop={self.drop}, layers={self.layers})")
+        if self.drop is not None and self.method not in ("dus", "dus_average"):
+            raise ValueError(f"drop: a DUS parameter; method {self.method} drops no layers")
+        if self.insert is not None and self.method != "block_expansion":
+            raise ValueError(f"insert: a block_expansion parameter; method {self.method} inserts no blocks")
         if self.max_position_embeddings is not None and not self.as_llama:
             raise ValueError("max_position_embeddings applies only with as_llama: true")
         return self
@@ -103,8 +129,7 @@ def upscale(config: Config) -> Path:
         raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
     base_config, arch, pickles = inspect_base(base, config.allow_pickle)
     n = layout.layer_count(base_config, arch, f"{base / 'config.json'}")
-    drop = layout.resolve_drop(n, config.drop, config.layers, str(base))
-    plan = layout.LayerPlan(n, drop)
+    plan = plans.make_plan(config.method, n, config.drop, config.insert, config.layers, str(base))
     if config.as_llama and base_config.get("model_type") not in ("mistral", "llama"):
         raise ArtifactError(
             f"{base / 'config.json'}: --as-llama converts Mistral (or Llama) checkpoints; got model_type "
@@ -117,15 +142,17 @@ def upscale(config: Config) -> Path:
         stats = write_checkpoint(tmp, mapping, parse_size(config.max_shard_size))
         if pickles:
             shutil.rmtree(tmp / ".converted")
-        new_config = layout.upscale_config(base_config, arch, plan)
+        new_config = plans.upscale_config(base_config, arch, plan)
         if config.as_llama:
-            new_config = layout.as_llama_config(new_config, config.max_position_embeddings)
+            new_config = plans.as_llama_config(new_config, config.max_position_embeddings)
         write_json(tmp / "config.json", new_config)
         copied = copy_side_files(base, tmp)
         metrics = {
             "layers_before": n,
             "layers_after": plan.layers,
-            "drop": drop,
+            "method": plan.method,
+            "drop": plan.drop,
+            "inserted": plan.inserted,
             "params_before": sum(ref.numel for ref in tensors.values()),
             "params_after": sum(ref.numel for _, ref in mapping),
             **stats,
@@ -133,7 +160,8 @@ def upscale(config: Config) -> Path:
         }
         (tmp / "README.md").write_text(model_card(base, plan, metrics, new_config, config.as_llama))
         write_lineage(tmp, "upscale", dump_config(config), parents={"base": base}, metrics=metrics,
-                      layer_sources=list(plan.sources), copied_files=copied)
+                      layer_sources=[list(srcs) for srcs in plan.sources], identity_layers=sorted(plan.identity),
+                      copied_files=copied)
     return out
 
 
@@ -183,9 +211,10 @@ def _pickle_to_safetensors(base: Path, pickles: list[Path], into: Path) -> Path:
 
 
 def map_tensors(
-    tensors: dict[str, TensorRef], arch: layout.Architecture, plan: layout.LayerPlan, tied: bool, base: Path
-) -> list[tuple[str, TensorRef]]:
-    """(output name, source tensor) for every output tensor, in file order: embeddings, layers 0.., the rest.
+    tensors: dict[str, TensorRef], arch: layout.Architecture, plan: plans.LayerPlan, tied: bool, base: Path
+) -> list[tuple[str, TensorRef | ZeroTensor | MeanTensor]]:
+    """(output name, source) for every output tensor, in file order: embeddings, layers 0.., the rest. A source
+    is a base tensor (copied), its zeros (an identity layer's residual outputs) or a mean of base tensors.
 
     Checks that every base layer 0..n-1 has the same tensor names and none lies outside; names the offender.
     """
@@ -209,9 +238,14 @@ def map_tensors(
     first = sorted((r for r in others if r.name == arch.embed_key), key=lambda r: r.name)
     rest = sorted((r for r in others if r.name != arch.embed_key), key=lambda r: (str(r.file), r.start))
     mapping = [(ref.name, ref) for ref in first]
-    for j, i in enumerate(plan.sources):
-        for ref in sorted(by_layer[i].values(), key=lambda r: (str(r.file), r.start)):
-            mapping.append((layout.rename_layer(ref.name, arch, j), ref))
+    for j, sources in enumerate(plan.sources):
+        for suffix, ref in sorted(by_layer[sources[0]].items(), key=lambda item: (str(item[1].file), item[1].start)):
+            source: TensorRef | ZeroTensor | MeanTensor = ref
+            if j in plan.identity and arch.writes_residual(suffix):
+                source = ZeroTensor(ref.dtype, ref.shape)
+            elif len(sources) > 1:
+                source = MeanTensor(tuple(by_layer[i][suffix] for i in sources))
+            mapping.append((plans.rename_layer(ref.name, arch, j), source))
     mapping += [(ref.name, ref) for ref in rest]
     return mapping
 
@@ -257,18 +291,19 @@ def copy_side_files(base: Path, out: Path) -> list[str]:
     return copied
 
 
-def model_card(base: Path, plan: layout.LayerPlan, metrics: dict[str, Any], config: dict[str, Any],
+def model_card(base: Path, plan: plans.LayerPlan, metrics: dict[str, Any], config: dict[str, Any],
                as_llama: bool) -> str:
-    keep = plan.n - plan.drop
+    untrained = ("The inserted blocks compute the identity until trained: fine-tune them (LLaMA-Pro trains only "
+                 "them)." if plan.method == "block_expansion" else
+                 "The seam between the two copies is untrained: continue pretraining before use.")
     return (
         f"# Depth up-scaled {base.name}\n\n"
-        f"Built by `solar-ray upscale` (depth up-scaling, SOLAR 10.7B, arXiv 2312.15166) from `{base}`.\n\n"
+        f"Built by `solar-ray upscale --method {plan.method}` from `{base}`.\n\n"
         f"- architecture: {config.get('architectures', ['?'])[0]} (model_type {config.get('model_type')})"
         f"{', converted from Mistral to Llama-2' if as_llama else ''}\n"
-        f"- layers: {plan.n} -> {plan.layers} (dropped M={plan.drop}: layers 0..{keep - 1}, then {plan.drop}.."
-        f"{plan.n - 1} of the base)\n"
+        f"- layers: {plan.n} -> {plan.layers} ({plan.describe()})\n"
         f"- parameters: {metrics['params_before']:,} -> {metrics['params_after']:,}\n\n"
-        "The seam between the two copies is untrained: continue pretraining before use.\n"
+        f"{untrained}\n"
     )
 
 
@@ -282,9 +317,9 @@ def model_config(config: Config, sub: str, models) -> dict[str, Any] | None:
         return None
     arch = layout.architecture_for(base, config.base)
     n = layout.layer_count(base, arch, config.base)
-    new = layout.upscale_config(base, arch, layout.LayerPlan(n, layout.resolve_drop(n, config.drop, config.layers,
-                                                                                    config.base)))
-    return layout.as_llama_config(new, config.max_position_embeddings) if config.as_llama else new
+    plan = plans.make_plan(config.method, n, config.drop, config.insert, config.layers, config.base)
+    new = plans.upscale_config(base, arch, plan)
+    return plans.as_llama_config(new, config.max_position_embeddings) if config.as_llama else new
 
 
 def workload(config: Config, models):

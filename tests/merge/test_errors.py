@@ -7,6 +7,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 
 from solar_ray.config import load_config
 from solar_ray.errors import SolarRayError
@@ -53,6 +54,24 @@ def test_cli_linear_and_slerp_succeed(tmp_path, models, monkeypatch, capsys):
     assert not (sl["model.norm.weight"] == a["model.norm.weight"]).all()  # default t = 0.5
 
 
+def test_cli_ties_options_reach_the_merge(tmp_path, models, monkeypatch, capsys):
+    """--model PATH:WEIGHT:DENSITY, --density, --lambda: the same merge as the in-memory API with those values."""
+    from solar_ray.merge import merge_state_dicts
+    from tests.merge.conftest import load_state
+
+    code, _, err = cli(monkeypatch, capsys, "merge", str(tmp_path / "ties"), "--method", "ties", "--model",
+                       str(models["a16"]), "--model", f"{models['b16']}:0.7:0.5", "--model", str(models["c16"]),
+                       "--density", "0.3", "--lambda", "0.9")
+    assert code == 0, err
+    lineage = json.loads((tmp_path / "ties" / "lineage.json").read_text())
+    assert lineage["parameters"] == {"lambda": 0.9, "normalize": True, "density": 0.3}
+    assert [m["density"] for m in lineage["models"]] == [None, 0.5, None]
+    expected = merge_state_dicts("ties", [load_state(models[n]) for n in ("a16", "b16", "c16")],
+                                 weights=[None, 0.7, None], densities=[None, 0.5, None], density=0.3, lambda_=0.9)
+    merged = load_state(tmp_path / "ties")
+    assert all(torch.equal(merged[k], expected[k]) for k in expected)
+
+
 @pytest.mark.parametrize("case", ["shape", "layers", "vocab", "missing_tensor"])
 def test_mismatched_models_are_refused(tmp_path, models, monkeypatch, capsys, case):
     from safetensors.torch import load_file, save_file
@@ -90,8 +109,15 @@ def test_mismatched_models_are_refused(tmp_path, models, monkeypatch, capsys, ca
     (["--method", "slerp", "--model", "{a}", "--model", "{b}", "--t", "0.5", "--t-attn", "0,2"], ("t=2.0",)),
     (["--method", "slerp", "--model", "{a}", "--model", "{b}"], ("t", "needs t")),
     (["--method", "slerp", "--model", "{a}", "--model", "{b}", "--model", "{a}", "--t", "0.5"], ("exactly 2",)),
-    (["--method", "ties", "--model", "{a}", "--model", "{b}"], ("unknown merge method 'ties'", "linear, slerp")),
+    (["--method", "frankenmerge", "--model", "{a}", "--model", "{b}"], ("unknown merge method 'frankenmerge'",
+                                                                          "linear", "ties")),
     (["--model", "{a}", "--model", "{missing}"], ("nope", "not found")),
+    (["--method", "ties", "--model", "{a}", "--model", "{b}", "--density", "1.5"],
+     ("parameters.density", "less than or equal to 1")),
+    (["--method", "ties", "--model", "{a}:0.5", "--model", "{b}"], ("models.model_0.weight", "no task vector")),
+    (["--method", "model_stock", "--model", "{a}", "--model", "{b}"], ("at least 3",)),
+    (["--method", "slerp", "--model", "{a}", "--model", "{b}", "--t", "0.5", "--lambda", "2"],
+     ("parameters.lambda", "not a parameter of slerp")),
 ])
 def test_bad_parameters_and_paths(tmp_path, models, monkeypatch, capsys, args, fragments):
     values = {"a": models["a16"], "b": models["b16"], "missing": tmp_path / "nope"}
@@ -142,12 +168,12 @@ def test_config_rejects_t_out_of_range_and_t_for_linear():
     from solar_ray.errors import ConfigError
 
     base = {"stage": "merge", "models": {"a": "x", "b": "y"}}
-    with pytest.raises(ConfigError, match=r"key 't'.*outside \[0, 1\]"):
-        build_config({**base, "method": "slerp", "t": {"mlp": [0, 1.2], "default": 0.5}}, "cfg.yaml")
+    with pytest.raises(ConfigError, match=r"parameters.t.mlp: t=1.2 is outside \[0, 1\]"):
+        build_config({**base, "method": "slerp", "parameters": {"t": {"mlp": [0, 1.2], "default": 0.5}}}, "cfg.yaml")
     with pytest.raises(ConfigError, match="needs a 'default'"):
-        build_config({**base, "method": "slerp", "t": {"mlp": 0.5}}, "cfg.yaml")
-    with pytest.raises(ConfigError, match="SLERP parameter"):
-        build_config({**base, "method": "linear", "t": 0.5}, "cfg.yaml")
+        build_config({**base, "method": "slerp", "parameters": {"t": {"mlp": 0.5}}}, "cfg.yaml")
+    with pytest.raises(ConfigError, match="parameters.t: not a parameter of linear; its parameters: normalize"):
+        build_config({**base, "method": "linear", "parameters": {"t": 0.5}}, "cfg.yaml")
 
 
 def test_run_slerp_from_a_config_file_with_a_schedule(tmp_path, models, monkeypatch, capsys):
@@ -157,7 +183,7 @@ def test_run_slerp_from_a_config_file_with_a_schedule(tmp_path, models, monkeypa
     config.write_text(
         "stage: merge\nmethod: slerp\n"
         f"models:\n  base: {models['a16']}\n  other: {{path: {models['b16']}}}\n"
-        "t: {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}\n"
+        "parameters:\n  t: {self_attn: [0, 0.5, 1], mlp: [1, 0.5, 0], default: 0.5}\n"
     )
     code, stdout, err = cli(monkeypatch, capsys, "run", str(config), f"output={tmp_path / 'out'}")
     assert code == 0, err

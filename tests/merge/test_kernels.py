@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from solar_ray.merge.kernels import narrow, widen
+from solar_ray.tensors.kernels import narrow, widen
 
 
 class Scratch:

@@ -15,8 +15,12 @@ from tests.merge.conftest import load_state
 
 
 def merge(tmp_path, method, paths, name="out", **kw):
-    models = {f"m{i}": {"path": str(p), "weight": w} for i, (p, w) in enumerate(paths)}
-    config = Config(stage="merge", output=str(tmp_path / name), method=method, models=models, **kw)
+    """Merge on disk; `paths` are (path, weight) pairs, method parameters (t, normalize, ...) pass as keywords."""
+    weighted = method != "slerp"  # SLERP takes no per-model weight (its plug-in refuses one)
+    models = {f"m{i}": {"path": str(p), **({"weight": w} if weighted else {})} for i, (p, w) in enumerate(paths)}
+    fields = {k: kw.pop(k) for k in list(kw) if k in Config.model_fields}
+    config = Config(stage="merge", output=str(tmp_path / name), method=method, models=models, parameters=kw,
+                    **fields)
     return run(config)
 
 

@@ -64,11 +64,38 @@ def test_slerp_space_maps_to_a_t_schedule(tiny_world, candidates, tmp_path):
                           space={"t_attn": {"uniform": [0, 1]}, "t_mlp": {"uniform": [0, 1]}},
                           search={"algorithm": "optuna", "metric": "mean"})
     assert merge_sweep.merge_arguments(config, {"t_attn": 0.2, "t_mlp": 0.7}) == {
-        "weights": None, "t": {"self_attn": 0.2, "mlp": 0.7, "default": 0.5}}
+        "weights": None, "densities": None, "t": {"self_attn": 0.2, "mlp": 0.7, "default": 0.5}}
     three = {**candidates, "third": candidates["base"]}
     config = sweep_config(tmp_path, three, tiny_world, space={"weights.noisy": {"uniform": [0, 2]}},
                           search={"metric": "mean"})
     assert merge_sweep.merge_arguments(config, {"weights.noisy": 0.5})["weights"] == [1.0, 0.5, 1.0]
+
+
+def test_ties_density_space_is_validated_and_maps_to_the_merge(tiny_world, candidates, tmp_path):
+    from ray.tune.search.sample import Float
+
+    from solar_ray.tune.space import param_space
+
+    three = {**candidates, "third": candidates["noisy"]}
+    config = sweep_config(tmp_path, three, tiny_world, method="ties", parameters={"lambda": 0.9},
+                          space={"density": {"uniform": [0.2, 0.8]}, "weights.third": {"choice": [0.5, 1.0]},
+                                 "densities.noisy": {"grid": [0.3, 1.0]}},
+                          search={"algorithm": "random", "metric": "mean"})
+    domain = param_space(config.space)["density"]
+    assert isinstance(domain, Float) and (domain.lower, domain.upper) == (0.2, 0.8)
+    assert merge_sweep.merge_arguments(config, {"density": 0.25, "weights.third": 0.5, "densities.noisy": 0.3}) == {
+        "weights": [None, 1.0, 0.5], "densities": [None, 0.3, None], "lambda": 0.9, "density": 0.25}
+    bad_space = [
+        ({"density": {"uniform": [0.2, 1.5]}},
+         "space.density: value 1.5 does not fit ties: parameters.density: Input should be less than or equal to 1"),
+        ({"densities.third": {"grid": [0.5, 0.0]}}, r"space.densities.third: value 0.0 .*outside \(0, 1\]"),
+        ({"weights.base": {"uniform": [0, 1]}}, "space.weights.base: not a ties merge parameter"),
+        ({"t": {"uniform": [0, 1]}}, "space.t: not a ties merge parameter; expected one of: weights.noisy"),
+    ]
+    for space, message in bad_space:
+        with pytest.raises(SolarRayError, match=message) as info:
+            sweep_config(tmp_path, three, tiny_world, method="ties", space=space, search={"metric": "mean"})
+        assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("extra, message", [

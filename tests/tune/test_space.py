@@ -11,13 +11,21 @@ def sweep(space, **search):
     return validate(SweepConfig, {"stage": "x", "space": space, "search": {**SEARCH, **search}}, "sweep.yaml")
 
 
-def test_params_map_to_tune_domains():
-    from ray.tune.search.sample import Categorical, Float, Integer
+def test_params_map_to_tune_domains_with_their_bounds_and_scale():
+    import numpy as np
 
-    assert isinstance(Param(uniform=(0.2, 0.8)).to_tune(), Float)
-    assert isinstance(Param(loguniform=(1e-6, 1e-4)).to_tune(), Float)
-    assert isinstance(Param(choice=["sigmoid", "ipo"]).to_tune(), Categorical)
-    assert isinstance(Param(randint=(1, 3)).to_tune(), Integer)
+    uniform = Param(uniform=(0.2, 0.8)).to_tune()
+    assert (uniform.lower, uniform.upper) == (0.2, 0.8)
+    log = Param(loguniform=(1e-6, 1e-4)).to_tune()
+    assert (log.lower, log.upper) == (1e-6, 1e-4)
+    # log scale: a tenth of draws below 10^-5.8 (uniform in the exponent), not 1% (uniform in the value)
+    draws = np.asarray(log.sample(size=4000, random_state=np.random.RandomState(0)))
+    assert ((draws >= 1e-6) & (draws <= 1e-4)).all()
+    assert 0.08 < float(np.mean(draws < 10**-5.8)) < 0.12
+    assert Param(choice=["sigmoid", "ipo"]).to_tune().categories == ["sigmoid", "ipo"]
+    integers = Param(randint=(1, 3)).to_tune()
+    assert (integers.lower, integers.upper) == (1, 3)
+    assert set(integers.sample(size=200, random_state=np.random.RandomState(0))) == {1, 2}  # [low, high)
     assert Param(grid=[0.4, 0.5]).to_tune() == {"grid_search": [0.4, 0.5]}
 
 

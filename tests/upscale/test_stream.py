@@ -7,7 +7,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from solar_ray.errors import ArtifactError
-from solar_ray.upscale.stream import plan_shards, read_checkpoint, read_header, write_checkpoint, write_shard
+from solar_ray.tensors.safetensors_io import (
+    plan_shards,
+    read_checkpoint,
+    read_header,
+    write_checkpoint,
+    write_shard,
+)
 
 
 @pytest.fixture()

@@ -143,7 +143,7 @@ def test_experiment_yaml_validates():
 
 
 def test_interrupted_run_leaves_nothing_and_rerun_works(llama_base, tmp_path, monkeypatch):
-    import solar_ray.upscale.stream as stream
+    import solar_ray.tensors.safetensors_io as stream
 
     calls = []
     real_write_shard = stream.write_shard

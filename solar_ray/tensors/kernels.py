@@ -1,4 +1,4 @@
-"""The merge's arithmetic in numpy: tensors in their safetensors storage, widened to float32 and narrowed back.
+"""Tensor arithmetic in numpy, for merging and averaging: safetensors storage widened to float32 and narrowed back.
 
 Why numpy and hand-written bit operations rather than torch: importing torch takes 2-3.4 s on the 2-core bench
 machine, longer than merging two 0.8 GiB checkpoints, and numpy's own float16 casts are scalar loops (3.3 ns an
