@@ -49,7 +49,7 @@ def test_solar_10_7b_keeps_the_papers_numbers(tmp_path):
     c = pipe.configs
     assert c["mistral_7b"].repo_id == "mistralai/Mistral-7B-v0.1"
     assert (c["dus"].drop, c["dus"].as_llama, c["dus"].max_position_embeddings) == (8, True, 4096)
-    caps = {name: s.cap for stage in ("data_sft_v3", "data_dpo_v2") for name, s in c[stage].sources.items()}
+    caps = {name: s.cap for stage in ("data_sft_v3", "data_dpo_cand") for name, s in c[stage].sources.items()}
     assert caps == {"alpaca_gpt4": 52000, "open_orca": 100000, "synth_math_instruct": 52000,
                     "ultrafeedback_binarized": 60800, "orca_dpo_pairs": 12900, "synth_math_alignment": 20100}
     assert set(c["data_sft_v1"].sources) == {"alpaca_gpt4"}
@@ -61,3 +61,74 @@ def test_solar_10_7b_keeps_the_papers_numbers(tmp_path):
     assert c["cpt"].deepspeed.zero_stage == 3 and c["cpt"].scaling.use_gpu is True
     assert c["eval_merge"].backend == "vllm" and c["eval_merge"].tasks == ["h6"]
     assert (c["contamination"].examples, c["contamination"].neighbours, c["contamination"].prefix_ratio) == (100, 100, 0.4)
+
+
+# ------------------------------------------------------------------ the paper's wording, pinned on the shipped YAML
+
+REPO = EXPERIMENTS.parent
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    return Pipeline(EXPERIMENTS / "solar_10_7b" / "pipeline.yaml", output=str(tmp_path_factory.mktemp("paper")))
+
+
+def test_dpo_v1_only_uses_ultrafeedback_clean_table_4(paper):
+    assert set(paper.configs["data_dpo_v1"].sources) == {"ultrafeedback_binarized"}, \
+        "Table 4: 'DPO v1' only uses the Ultrafeedback Clean dataset"
+    assert set(paper.configs["data_dpo_v2"].sources) == {"ultrafeedback_binarized", "synth_math_alignment"}, \
+        "Table 4: 'DPO v2' = DPO v1 + Synth. Math-Alignment"
+
+
+def test_orca_dpo_pairs_of_table_1_train_the_final_candidates(paper):
+    stages = paper.experiment.stages
+    with_orca = {name for name, c in paper.configs.items()
+                 if c.stage == "data" and "orca_dpo_pairs" in getattr(c, "sources", {})}
+    assert with_orca == {"data_dpo_cand"}, "Table 1's Orca DPO pairs (12.9K): only the candidates' data"
+    assert paper.configs["data_dpo_cand"].sources["orca_dpo_pairs"].cap == 12900
+    assert {stages[c].inputs["dataset"] for c in ("cand_1", "cand_2")} == {"data_dpo_cand"}
+    comment = (EXPERIMENTS / "solar_10_7b" / "data_dpo_cand.yaml").read_text()
+    assert "Why Orca DPO pairs go here" in comment
+
+
+def test_contamination_reference_is_solar_10_7b_table_9(paper):
+    """Table 9: "We set SOLAR 10.7B as our reference model": the continued-pretrained up-scaled model."""
+    assert paper.experiment.stages["contamination"].inputs["reference"] == "cpt"
+    assert paper.configs["cpt"].stage == "pretrain" and paper.experiment.stages["cpt"].inputs["model"] == "dus"
+
+
+def test_synth_math_can_reach_table_1s_126k_rows_from_math_7500_problems(paper):
+    n = paper.configs["synth_math"].sampling.n
+    assert 7500 * n * 7 >= 126_000 * 10, (  # a yield of 0.7, in integers
+        f"Table 1: Synth. Math-Instruct has 126K rows; 7,500 MATH problems x n={n} cannot reach it at a 0.7 yield")
+
+
+def test_math_seed_is_eleutherai_hendrycks_math_one_config_per_subject(paper):
+    seed = paper.configs["math_seed"]
+    assert (seed.repo_id, seed.split) == ("EleutherAI/hendrycks_math", "train"), "hendrycks/competition_math left the hub"
+    assert seed.subsets == ["algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+                            "number_theory", "prealgebra", "precalculus"]
+
+
+def test_no_data_source_points_at_the_whole_synth_artifact():
+    """A data source reads synth_math/instruct or /alignment, never the folder holding rejected.parquet."""
+    import yaml
+
+    paths = []
+    for path in [*CONFIGS, *(REPO / "cluster" / "jobs").glob("*.yaml")]:
+        tree = yaml.safe_load(path.read_text()) or {}
+        for stage in (tree.get("stages") or {}).values():
+            paths += [(path, ref) for key, ref in stage.get("inputs", {}).items() if key.startswith("sources.")]
+        paths += [(path, src["path"]) for src in (tree.get("sources") or {}).values()
+                  if isinstance(src, dict) and "synth_math" in str(src.get("path", ""))]
+    synth = [(path, ref) for path, ref in paths if "synth_math" in ref]
+    assert synth, "no data source reads Synth. Math"
+    for path, ref in synth:
+        assert ref.rstrip("/").endswith(("instruct", "alignment")), f"{path}: {ref} is the whole synth artifact"
+
+
+def test_the_repository_never_refers_to_a_design_brief_outside_it():
+    import subprocess
+
+    found = subprocess.run(["git", "grep", "-n", "DESIGN" + ".md"], cwd=REPO, capture_output=True, text=True)
+    assert found.stdout == "", found.stdout

@@ -157,8 +157,8 @@ def contamination_section(root: Path, stages: dict[str, str]) -> str:
     for name, kind in stages.items():
         table = root / name / "table.md"
         if kind == "contamination" and table.is_file():
-            parts += [f"Stage `{name}` (share of examples whose neighbour score is below 0.1; near 100 means "
-                      "likely contaminated):", "", table.read_text().strip(), ""]
+            parts += [f"Stage `{name}` (fraction of examples whose neighbour score is below 0.1, as Table 9 "
+                      "prints it; near 1 means likely contaminated):", "", table.read_text().strip(), ""]
     return "\n".join(parts)
 
 
