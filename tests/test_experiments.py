@@ -132,3 +132,24 @@ def test_the_repository_never_refers_to_a_design_brief_outside_it():
 
     found = subprocess.run(["git", "grep", "-n", "DESIGN" + ".md"], cwd=REPO, capture_output=True, text=True)
     assert found.stdout == "", found.stdout
+
+
+@pytest.mark.parametrize("name", ["tiny", "solar_10_7b"])
+def test_each_candidate_trains_with_the_best_config_of_its_own_dpo_sweep(name, tmp_path):
+    """Cand. 1 / Cand. 2 re-run DPO v2 / v3 'with other hyper-parameters': a Ray Tune (ASHA) sweep picks them."""
+    pipe = Pipeline(EXPERIMENTS / name / "pipeline.yaml", output=str(tmp_path))
+    stages = pipe.experiment.stages
+    for cand, sft in (("cand_1", "sft_v3"), ("cand_2", "sft_v3_v4")):
+        sweep = f"dpo_sweep_{cand}"
+        assert pipe.configs[sweep].stage == "dpo_sweep" and pipe.configs[sweep].scheduler is not None  # ASHA
+        assert pipe.configs[sweep].space, f"{sweep}: the search space is stated in the YAML"
+        assert stages[cand].inputs["hyperparameters_from"] == f"{sweep}:best_config.json"
+        assert stages[sweep].inputs["overrides.model"] == stages[cand].inputs["model"] == sft
+        assert stages[sweep].inputs["overrides.dataset"] == stages[cand].inputs["dataset"]
+    merged = {stages[f"merge_v{i}"].inputs.get("models.first.path", stages[f"merge_v{i}"].inputs.get("models.base.path"))
+              for i in (1, 2, 3, 4)}
+    assert merged == {"cand_1"}
+    assert pipe.configs["merge_sweep"].stage == "merge_sweep"
+    assert set(pipe.configs["merge_sweep"].candidates) == {"cand_1", "cand_2"}
+    assert {stages["merge_sweep"].inputs[f"candidates.{c}"] for c in ("cand_1", "cand_2")} == {"cand_1", "cand_2"}
+    assert pipe.configs["merge_sweep"].tasks == ["h6"], "merge weights are scored on H6"
