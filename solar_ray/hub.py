@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,9 @@ from solar_ray.config import StageConfig, dump_config
 from solar_ray.errors import ArtifactError
 
 MIRROR_ENV = "SOLAR_RAY_HUB_MIRROR"
+# A pipeline runs stages in threads; two of them opening hub datasets at once failed in datasets' tqdm progress
+# bars ("'tqdm' object has no attribute '_lock'", found by the rehearsal), so datasets open one at a time.
+HUB_OPEN_LOCK = threading.Lock()
 
 MODEL_FILES = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
                "tokenizer*", "special_tokens_map.json", "*.model", "chat_template.jinja"]
@@ -116,7 +120,8 @@ def _write_splits(repo_id: str, subsets: list[str | None], split: str, path: Pat
     with path.open("w") as fh:
         for subset in subsets:
             try:
-                rows = load_dataset(dataset_source(repo_id), subset, split=split)
+                with HUB_OPEN_LOCK:
+                    rows = load_dataset(dataset_source(repo_id), subset, split=split)
             except Exception as exc:  # offline, gated, missing: one line naming the dataset
                 raise ArtifactError(f"fetch {repo_id} ({subset}, {split}): {type(exc).__name__}: "
                                     f"{str(exc).splitlines()[0] if str(exc) else 'download failed'}") from None

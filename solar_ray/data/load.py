@@ -15,6 +15,7 @@ quarantined, not crash the run.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,20 @@ def read_raw(spec: DatasetSpec, path: str | None, hub_id: str | None, subset: st
     import datasets
 
     try:
-        from solar_ray.hub import dataset_source
+        from solar_ray.hub import HUB_OPEN_LOCK, dataset_source
 
-        streamed = datasets.load_dataset(dataset_source(hub_id), subset, split=split, streaming=True)
+        source = dataset_source(hub_id)
+        with HUB_OPEN_LOCK:
+            streamed = datasets.load_dataset(source, subset, split=split, streaming=True)
     except Exception as exc:  # the hub raises many types (offline, missing repo, bad split); report one line
         raise DataError(f"{spec.name}: cannot stream '{hub_id}' split '{split}' ({type(exc).__name__}: {exc})") from None
+    if os.environ.get("HF_HUB_OFFLINE") or Path(source).is_dir():
+        # ray.data.from_huggingface first asks huggingface.co for the hub's parquet export of the dataset, an HTTP
+        # call that ignores HF_HUB_OFFLINE and fails without a network (found by the rehearsal). Offline, or from a
+        # local mirror, read the stream itself: Ray's own fallback when that export does not exist.
+        from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
+
+        return ray.data.read_datasource(HuggingFaceDatasource(dataset=streamed)), False
     return ray.data.from_huggingface(streamed), False
 
 

@@ -25,6 +25,8 @@ def prepare(experiment: Path, output: str | None):
     from solar_ray.rehearsal.mirror import build_mirror
     from solar_ray.rehearsal.profile import Profile
 
+    # Offline before anything imports huggingface_hub or datasets: both read these once, at import.
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     profile_path = Path(experiment).parent / PROFILE_FILE
     if not profile_path.is_file():
         raise ConfigError(f"{experiment}: --rehearse needs a scale profile at {profile_path}")
@@ -33,5 +35,5 @@ def prepare(experiment: Path, output: str | None):
     hub = root / HUB_DIR
     if not (hub / "models").is_dir():
         build_mirror(hub)
-    os.environ.update({MIRROR_ENV: str(hub), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    os.environ[MIRROR_ENV] = str(hub)
     return profile, str(root)
