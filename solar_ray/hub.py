@@ -119,17 +119,21 @@ def _write_splits(repo_id: str, subsets: list[str | None], split: str, path: Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         for subset in subsets:
+            # Streamed: nothing goes through datasets' prepared-dataset cache, which offline (HF_DATASETS_OFFLINE)
+            # hands back an earlier copy of a dataset with the same name whatever its files now hold (seen).
             try:
                 with HUB_OPEN_LOCK:
-                    rows = load_dataset(dataset_source(repo_id), subset, split=split)
+                    rows = load_dataset(dataset_source(repo_id), subset, split=split, streaming=True)
+                written = 0
+                for row in rows:
+                    fh.write(json.dumps(row) + "\n")
+                    written += 1
             except Exception as exc:  # offline, gated, missing: one line naming the dataset
                 raise ArtifactError(f"fetch {repo_id} ({subset}, {split}): {type(exc).__name__}: "
                                     f"{str(exc).splitlines()[0] if str(exc) else 'download failed'}") from None
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
             if len(subsets) > 1:
-                counts[str(subset)] = len(rows)
-            counts[split] = counts.get(split, 0) + len(rows)
+                counts[str(subset)] = written
+            counts[split] = counts.get(split, 0) + written
     return counts
 
 
