@@ -11,7 +11,7 @@ run on a cluster starts by fetching once to shared storage:
   `<output>/<benchmark>/<split>.jsonl` with lm-eval's field names (the upstream datasets' own columns).
 Raises ArtifactError (one line naming the repository) when the hub cannot be reached or the repository is missing.
 
-Every hub read of the project resolves a repository id here (`model_source`, `dataset_source`): the hub itself,
+Every hub read of the project resolves a repository id here (`mirror_repo`, `dataset_source`): the hub itself,
 or, when SOLAR_RAY_HUB_MIRROR names a folder, `<folder>/models/<org>/<name>` and `<folder>/datasets/<org>/<name>`:
 repository-shaped copies (a dataset's README.md declares its configs and splits, as on the hub) that the same
 loading code reads offline. The rehearsal (solar_ray.rehearsal) builds one.
@@ -154,12 +154,6 @@ def mirror_repo(repo_id: str, repo_type: str) -> Path | None:
 def dataset_source(repo_id: str) -> str:
     """What `datasets.load_dataset` should open for a hub dataset id: the id, or the mirror's folder."""
     mirror = mirror_repo(repo_id, "dataset")
-    return str(mirror) if mirror is not None else repo_id
-
-
-def model_source(repo_id: str) -> str:
-    """What `from_pretrained` should open for a hub model id: the id, or the mirror's folder."""
-    mirror = mirror_repo(repo_id, "model")
     return str(mirror) if mirror is not None else repo_id
 
 
