@@ -97,17 +97,22 @@ def offset_seeds(config: Any, offset: int) -> Any:
     distinct seed."""
     from pydantic import BaseModel
 
-    if not offset or not isinstance(config, BaseModel):
+    def is_seed(name: str, value: Any) -> bool:
+        return name == "seed" and isinstance(value, int) and not isinstance(value, bool)
+
+    if not offset:
+        return config
+    if isinstance(config, dict):  # e.g. a sweep's base config tree: its trials' seeds too
+        return {k: v + offset if is_seed(k, v) else offset_seeds(v, offset) for k, v in config.items()}
+    if not isinstance(config, BaseModel):
         return config
     update = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
-        if name == "seed" and isinstance(value, int) and not isinstance(value, bool):
+        if is_seed(name, value):
             update[name] = value + offset
-        elif isinstance(value, BaseModel):
+        elif isinstance(value, (BaseModel, dict)):
             update[name] = offset_seeds(value, offset)
-        elif isinstance(value, dict) and any(isinstance(v, BaseModel) for v in value.values()):
-            update[name] = {k: offset_seeds(v, offset) for k, v in value.items()}
     return config.model_copy(update=update)
 
 

@@ -20,7 +20,8 @@ from pydantic import Field
 
 from solar_ray.config import Strict
 
-# Dotted config keys a profile may change, as fnmatch patterns; a sweep's `overrides.` prefix is looked through.
+# Dotted config keys a profile may change, as fnmatch patterns; a sweep's `overrides.` and `base.` prefixes are
+# looked through (its trial config).
 SIZE_KEYS = (
     # worker counts
     "parallel", "scaling.num_workers", "scaling.cpus_per_worker", "workers", "cpus_per_worker", "actors",
@@ -39,7 +40,7 @@ SIZE_KEYS = (
 
 
 def is_size_key(key: str) -> bool:
-    key = key.removeprefix("overrides.")
+    key = key.removeprefix("overrides.").removeprefix("base.")  # a sweep's trial config, resized
     return any(fnmatch.fnmatchcase(key, pattern) for pattern in SIZE_KEYS)
 
 
