@@ -1,4 +1,4 @@
-"""The SOLAR-Instruct chat template (Alpaca-styled, DESIGN.md section 2).
+"""The SOLAR-Instruct chat template (Alpaca-styled, docs/reference.md).
 
 `### System:` / `### User:` / `### Assistant:` blocks separated by blank lines. EOS follows every assistant turn
 so a model trained on it learns to stop. The `{% generation %}` markers let TRL compute an assistant-only loss

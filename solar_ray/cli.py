@@ -69,13 +69,23 @@ def pipeline(
         "--verbose", help="Stream all output (Ray workers, libraries) instead of writing it to <output>/logs/.")] = False,
     seed: Annotated[int | None, typer.Option(
         min=0, help="The experiment's seed, added to every stage's seeds (default: the experiment's `seed`, 0).")] = None,
+    rehearse: Annotated[bool, typer.Option("--rehearse", help="Run the experiment offline on this machine with only "
+                                           "its sizes changed (rehearsal.yaml beside it; a local stand-in hub).")] = False,
 ) -> None:
     """Run a whole experiment as a DAG of stages; completed stages with unchanged inputs are skipped."""
+    import time
+
     from solar_ray.pipeline import Pipeline
 
     if start and only:
         raise typer.BadParameter("use --from or --only, not both")
-    pipe = Pipeline(experiment, output=output, seed=seed)
+    profile = None
+    if rehearse:
+        from solar_ray.rehearsal.session import prepare
+
+        profile, output = prepare(experiment, output)
+    started = time.monotonic()
+    pipe = Pipeline(experiment, output=output, seed=seed, profile=profile)
     spec = None
     if cluster is not None:
         from solar_ray.plan.cluster import load_cluster
@@ -99,6 +109,8 @@ def pipeline(
 
     with pipeline_console(pipe, verbose=verbose):
         pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster_spec=spec)
+    if rehearse:
+        typer.echo(f"rehearsal of {experiment}: every stage ran, in {time.monotonic() - started:.0f} s ({pipe.root})")
 
 
 @app.command()

@@ -97,28 +97,38 @@ def offset_seeds(config: Any, offset: int) -> Any:
     distinct seed."""
     from pydantic import BaseModel
 
-    if not offset or not isinstance(config, BaseModel):
+    def is_seed(name: str, value: Any) -> bool:
+        return name == "seed" and isinstance(value, int) and not isinstance(value, bool)
+
+    if not offset:
+        return config
+    if isinstance(config, dict):  # e.g. a sweep's base config tree: its trials' seeds too
+        return {k: v + offset if is_seed(k, v) else offset_seeds(v, offset) for k, v in config.items()}
+    if not isinstance(config, BaseModel):
         return config
     update = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
-        if name == "seed" and isinstance(value, int) and not isinstance(value, bool):
+        if is_seed(name, value):
             update[name] = value + offset
-        elif isinstance(value, BaseModel):
+        elif isinstance(value, (BaseModel, dict)):
             update[name] = offset_seeds(value, offset)
-        elif isinstance(value, dict) and any(isinstance(v, BaseModel) for v in value.values()):
-            update[name] = {k: offset_seeds(v, offset) for k, v in value.items()}
     return config.model_copy(update=update)
 
 
 class Pipeline:
     """A loaded experiment: validated stage configs, their dependency graph and output locations."""
 
-    def __init__(self, path: str | Path, output: str | None = None, seed: int | None = None):
+    def __init__(self, path: str | Path, output: str | None = None, seed: int | None = None,
+                 profile: Any = None):
         self.path = Path(path)
         self.experiment = validate(Experiment, read_yaml(self.path), str(self.path))  # type: ignore[arg-type]
         if seed is not None:
             self.experiment.seed = seed
+        # A scale profile (solar_ray.rehearsal.profile, --rehearse): size changes laid over every stage config.
+        self.profile = profile
+        if profile is not None and profile.parallel:
+            self.experiment.parallel = profile.parallel
         default = Path("runs") / (f"{self.experiment.name}_seed{self.experiment.seed}" if self.experiment.seed
                                   else self.experiment.name)  # a run with another seed does not overwrite seed 0's
         # Absolute, because Ray workers do not share the driver's working directory.
@@ -164,6 +174,8 @@ class Pipeline:
             tree = deep_merge({}, spec.config)
         for key, value in spec.overrides.items():
             set_dotted(tree, key, value)
+        if self.profile is not None:
+            self.profile.apply(name, tree)
         for key, ref in spec.inputs.items():
             set_dotted(tree, key, str(self.artifact(ref)))
         tree["output"] = str(self.root / name)

@@ -39,7 +39,7 @@ def zephyr_preference(chosen: list[Message], rejected: list[Message]) -> dict[st
 
 
 def render_solar(messages: list[Message], eos_token: str = "</s>", add_generation_prompt: bool = False) -> str:
-    """Text of `messages` under the SOLAR-Instruct template (DESIGN.md s.2), EOS after each assistant turn."""
+    """Text of `messages` under the SOLAR-Instruct template (docs/reference.md), EOS after each assistant turn."""
     parts = []
     for message in messages:
         role, content = message["role"], message["content"]

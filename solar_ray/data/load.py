@@ -4,6 +4,9 @@ Every source becomes a Ray Dataset of *adapted* rows with one schema per kind (`
 fields, `source`, and bookkeeping columns the filters fill in (`reason`, `detail`, `benchmark`, `ngram`,
 `flan_task`, `upstream_id`, `flan_question`, `row`). A row with a non-null `reason` is quarantined.
 
+A rejected-rows file (`rejected*.parquet`, the quarantine every stage keeps beside its data) is never read as
+data: a path to one, or a directory whose data files would include one, is an error.
+
 JSON lines are read as raw text and parsed per row rather than with Arrow's JSON reader, because Arrow fails the
 whole block when one row has a different type (a number where text was expected) - and such a row must be
 quarantined, not crash the run.
@@ -12,6 +15,7 @@ quarantined, not crash the run.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +81,13 @@ def adapt_batch(batch, *, spec: DatasetSpec, source: str, lines: bool):
     return pa.Table.from_pylist(out, schema=schema)
 
 
+REJECTED_FILES = "rejected*.parquet"
+
+
 def local_files(path: Path, split: str) -> tuple[str, list[str]]:
     """('parquet' | 'jsonl' | 'json', files) for a file, or a directory holding <split>.<ext> or data files."""
+    if path.match(REJECTED_FILES):
+        raise DataError(f"{path}: a rejected-rows file is not data; point at the dataset (e.g. its train.parquet)")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".parquet":
@@ -93,6 +102,10 @@ def local_files(path: Path, split: str) -> tuple[str, list[str]]:
             return local_files(path / f"{split}.{ext}", split)
     for ext in ("parquet", "jsonl"):
         files = sorted(str(p) for p in path.glob(f"*.{ext}"))
+        rejected = [name for name in files if Path(name).match(REJECTED_FILES)]
+        if rejected:
+            raise DataError(f"{path}: no {split}.{ext} here, and its *.{ext} files include the rejected-rows file "
+                            f"{Path(rejected[0]).name}; point at the dataset sub-directory (e.g. synth_math/instruct)")
         if files:
             return ext, files
     raise DataError(f"{path}: no {split}.parquet / {split}.jsonl / *.parquet / *.jsonl files in this directory")
@@ -124,9 +137,20 @@ def read_raw(spec: DatasetSpec, path: str | None, hub_id: str | None, subset: st
     import datasets
 
     try:
-        streamed = datasets.load_dataset(hub_id, subset, split=split, streaming=True)
+        from solar_ray.hub import HUB_OPEN_LOCK, dataset_source
+
+        source = dataset_source(hub_id)
+        with HUB_OPEN_LOCK:
+            streamed = datasets.load_dataset(source, subset, split=split, streaming=True)
     except Exception as exc:  # the hub raises many types (offline, missing repo, bad split); report one line
         raise DataError(f"{spec.name}: cannot stream '{hub_id}' split '{split}' ({type(exc).__name__}: {exc})") from None
+    if os.environ.get("HF_HUB_OFFLINE") or Path(source).is_dir():
+        # ray.data.from_huggingface first asks huggingface.co for the hub's parquet export of the dataset, an HTTP
+        # call that ignores HF_HUB_OFFLINE and fails without a network (found by the rehearsal). Offline, or from a
+        # local mirror, read the stream itself: Ray's own fallback when that export does not exist.
+        from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
+
+        return ray.data.read_datasource(HuggingFaceDatasource(dataset=streamed)), False
     return ray.data.from_huggingface(streamed), False
 
 

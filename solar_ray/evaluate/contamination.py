@@ -1,14 +1,15 @@
-"""`stage: contamination` - the reference-model neighbour test of SOLAR Table 9 (DESIGN.md s.3).
+"""`stage: contamination` - the reference-model neighbour test of SOLAR Table 9.
 
 Method, per benchmark (ARC, MMLU, TruthfulQA, GSM8K):
-  1. Take `examples` test items (default 100) as text: question + gold answer.
+  1. Draw `examples` test items (default 100) by a shuffle seeded with `seed` (not the first rows: MMLU's test
+     file is sorted by subject), each as text: question + gold answer.
   2. Keep the first `prefix_ratio` (default 0.4) of the words; the reference model samples `neighbours`
      (default 100) continuations of that prefix, each as long (in tokens) as the example's own remainder.
   3. Under the tested model, compute the mean token loss of the example and of each neighbour.
   4. score = fraction of neighbours whose loss is below the example's. A memorised example is more likely than
      its neighbours, so its score is near 0.
-  5. Report "result < 0.1, %": the share of examples with score < 0.1. Near 100 means likely contaminated; the
-     paper reads > 90 as contaminated.
+  5. Report "result < 0.1": the fraction of examples with score < 0.1, printed as Table 9 prints it (0.06 ...
+     0.70). Near 1 means likely contaminated; the paper reads > 0.9 as contaminated.
 Work is split by examples over Ray actors; each holds both models, samples neighbours and scores them.
 The paper's defaults (100 x 100) are hours on CPU: the tiny configs use a handful of each.
 
@@ -36,7 +37,8 @@ THRESHOLD = 0.1
 class Config(StageConfig):
     stage: Literal["contamination"] = "contamination"
     model: LocalPath = Field(description="Model directory under test.")
-    reference: LocalPath = Field(description="Reference model directory that samples the neighbours (e.g. the base).")
+    reference: LocalPath = Field(description="Reference model directory that samples the neighbours (Table 9: the "
+                           "continued-pretrained SOLAR 10.7B, 'We set SOLAR 10.7B as our reference model').")
     data_dir: LocalPath = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
     benchmarks: list[Literal["arc_challenge", "mmlu", "truthfulqa_mc2", "gsm8k"]] = Field(
         default=list(TESTED), description="Benchmarks to test (Table 9: ARC, MMLU, TruthfulQA, GSM8K).")
@@ -45,10 +47,14 @@ class Config(StageConfig):
     prefix_ratio: float = Field(default=0.4, gt=0, lt=1, description="Share of an example's words kept as prefix.")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the reference model.")
     workers: int | None = Field(default=None, description="Ray actors; default: cluster CPUs.")
-    seed: int = Field(default=0, description="Sampling seed (per example: seed + example index).")
+    seed: int = Field(default=0, description="Seed of the example draw (a shuffle of each benchmark's test rows) "
+                      "and of the neighbour sampling (per example: seed + example index).")
 
 
-def load_examples(data_dir: str | Path, key: str, count: int) -> list[str]:
+def load_examples(data_dir: str | Path, key: str, count: int, seed: int = 0) -> list[str]:
+    """`count` examples of a benchmark drawn by a shuffle seeded with `seed`: the test the paper follows samples
+    at random, and benchmark files are often sorted (MMLU's test rows by subject), so the first rows are not a
+    sample."""
     from solar_ray.errors import DataError
     from solar_ray.evaluate.tasks import read_rows
 
@@ -57,8 +63,12 @@ def load_examples(data_dir: str | Path, key: str, count: int) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: file not found; the contamination test of {key} reads "
                         f"{spec.folder}/{spec.eval_split}.jsonl")
+    import random
+
+    rows = list(enumerate(read_rows(path), 1))
+    random.Random(seed).shuffle(rows)
     texts = []
-    for number, row in enumerate(read_rows(path, count), 1):
+    for number, row in rows[:count]:
         try:
             texts.append(gold_text(key, row))
         except (KeyError, ValueError, IndexError, TypeError) as exc:
@@ -77,8 +87,8 @@ def score_examples(example_losses: list[float], neighbour_losses: list[list[floa
 
 
 def contamination_figure(scores: list[float]) -> float:
-    """'result < 0.1, %': the share of examples whose score is below 0.1, in percent."""
-    return 100 * sum(s < THRESHOLD for s in scores) / len(scores)
+    """'result < 0.1': the fraction of examples whose score is below 0.1 (Table 9 prints 0.06 ... 0.70)."""
+    return sum(s < THRESHOLD for s in scores) / len(scores)
 
 
 def _worker_cls():
@@ -149,7 +159,7 @@ def measure(config: Config) -> dict[str, Any]:
     from solar_ray.ray_session import cluster_cpus, init_ray
 
     check_models({"model": config.model, "reference": config.reference})
-    examples = {key: load_examples(config.data_dir, key, config.examples) for key in config.benchmarks}
+    examples = {key: load_examples(config.data_dir, key, config.examples, config.seed) for key in config.benchmarks}
     init_ray()
     workers = config.workers or max(1, cluster_cpus())
     worker_cls = _worker_cls()
@@ -179,7 +189,7 @@ def measure(config: Config) -> dict[str, Any]:
 def table(results: dict[str, Any], model: str) -> str:
     names = [r["name"] for r in results.values()]
     lines = ["| Model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
-             f"| {model} (result < 0.1, %) | " + " | ".join(f"{r['figure']:.2f}" for r in results.values()) + " |"]
+             f"| {model} (result < 0.1) | " + " | ".join(f"{r['figure']:.2f}" for r in results.values()) + " |"]
     return "\n".join(lines) + "\n"
 
 
@@ -194,11 +204,11 @@ def run(config: Config) -> Path:
     with atomic_dir(out, force=config.force) as tmp:
         write_json(tmp / "results.json", results)
         (tmp / "table.md").write_text(table(results, Path(config.model).name))
-        (tmp / "table.csv").write_text("benchmark,result_below_0.1_pct\n"
+        (tmp / "table.csv").write_text("benchmark,result_below_0.1\n"
                                        + "".join(f"{r['name']},{r['figure']:.4f}\n" for r in results.values()))
         write_lineage(tmp, "contamination", config.model_dump(mode="json"),
                       parents={"model": config.model, "reference": config.reference},
-                      metrics={f"{r['name']}/result_below_0.1_pct": r["figure"] for r in results.values()})
+                      metrics={f"{r['name']}/result_below_0.1": r["figure"] for r in results.values()})
     print(table(results, Path(config.model).name))
     return out
 

@@ -1,4 +1,4 @@
-"""`stage: eval` - lm-eval's leaderboard v1 tasks (DESIGN.md s.3) on one or more models, offline, on Ray.
+"""`stage: eval` - lm-eval's leaderboard v1 tasks (docs/reference.md) on one or more models, offline, on Ray.
 
 Features: suites by name (`h6`, `h6_mc`, ...) or task names; lm-eval's own prompts, few-shot sampling and metrics
 over local benchmark files (`data_dir`, the tiny world's data/benchmarks layout or a user's mirror); tasks spread

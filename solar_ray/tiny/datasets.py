@@ -1,4 +1,4 @@
-"""The tiny world's datasets, one writer per upstream schema (DESIGN.md section 2), all generated here.
+"""The tiny world's datasets, one writer per upstream schema (docs/reference.md), all generated here.
 
 Benchmark questions use long templates (13+ words with the answer) that no training set uses, so n-gram
 decontamination has something to find exactly where contamination is planted: in OpenOrca rows of the FLAN

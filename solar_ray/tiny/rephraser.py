@@ -16,7 +16,7 @@ import random
 import re
 
 from solar_ray.synth.engines import Completion, GenerationEngine, register_engine
-from solar_ray.synth.prompts import SOLUTION_TAG
+from solar_ray.synth.prompts import QUESTION_TAG, SOLUTION_TAG
 
 ADD = re.compile(r"the (\w+) has (\d+) (\w+) \. the (\w+) gives the \1 (\d+) more \3 \. how many \3 does the \1 have now \?")
 SUB = re.compile(r"the (\w+) has (\d+) (\w+) \. the \1 gives (\d+) \3 to the (\w+) \. how many \3 does the \1 have now \?")
@@ -54,6 +54,14 @@ class TinyWorldEngine(GenerationEngine):
     whichever actor of the pool draws it and in whatever order, so a rerun of the stage writes the same data.
     """
 
+    chat = False  # set by render_chat: chat completions repeat the question tag (synth.prompts.parse_rephrasing)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """A chat request as its turns' text: this engine reads the seed problem from the text, whatever the chat
+        template of the model it stands in for (the rehearsal's rephraser is an instruction model)."""
+        self.chat = True
+        return "\n\n".join(message["content"] for message in messages)
+
     def generate(self, prompts: list[str], stop: list[str] | None = None) -> list[list[Completion]]:
         results = []
         for prompt in prompts:
@@ -63,7 +71,8 @@ class TinyWorldEngine(GenerationEngine):
             for _ in range(self.sampling.n):
                 slip = rng.random() < self.sampling.temperature / 4
                 pair = rephrase(problem, rng, slip)
-                text = "" if pair is None else f" {pair[0]}\n{SOLUTION_TAG} {pair[1]}"
+                tag = QUESTION_TAG if self.chat else ""
+                text = "" if pair is None else f"{tag} {pair[0]}\n{SOLUTION_TAG} {pair[1]}"
                 samples.append(Completion(text=text, num_tokens=len(text.split())))
             results.append(samples)
         return results

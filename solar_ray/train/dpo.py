@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from solar_ray.train.common import TrainStageConfig
 
@@ -29,6 +29,17 @@ class Config(TrainStageConfig):
     beta: float = Field(default=0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.")
     loss_type: Literal[LOSS_TYPES] = Field(default="sigmoid", description="DPO loss (TRL loss_type); sigmoid = the paper's.")
 
+    # A sweep's best config as an ordinary input (solar_ray.train.hyperparameters): its keys override these.
+    hyperparameters_from: str | None = Field(default=None, description="A sweep's best_config.json ({dotted key: "
+                                             "value}, e.g. beta, optim.learning_rate) whose values override this config's.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_hyperparameters(cls, data):
+        from solar_ray.train.hyperparameters import apply_hyperparameters
+
+        return apply_hyperparameters(data, cls.model_fields)
+
 
 def prepare(config: Config, hw: dict[str, Any]):
     from solar_ray.train.hf import hf_loop_config
@@ -40,9 +51,10 @@ def prepare(config: Config, hw: dict[str, Any]):
 
 
 def run(config: Config) -> Path:
+    from solar_ray.train.hyperparameters import require_hyperparameters
     from solar_ray.train.launcher import run as launch_run
 
-    return launch_run(config)
+    return launch_run(require_hyperparameters(config))
 
 
 def train_loop(cfg: dict[str, Any]) -> None:

@@ -12,8 +12,10 @@ Features:
 4. trials at once = what the workers fit on the cluster (`concurrent_trials`; Train V2 reserves the workers
    apart from the trial); a trial stopped by ASHA frees its workers (orphans.py);
 5. a rerun after a killed driver resumes the Tune experiment (sweep.py);
-6. output: the sweep report (report.md/html, trials.csv, best.json, plots), `best_config.yaml` (the base DPO
-   config with the best trial's overrides: `solar-ray run` it to train the final model) and lineage.json.
+6. output: the sweep report (report.md/html, trials.csv, best.json, plots), `best_config.json` (the best
+   trial's searched keys, {dotted key: value}: a DPO config's `hyperparameters_from` input, so a pipeline trains
+   the candidate with them), `best_config.yaml` (the base DPO config with them: `solar-ray run` it) and
+   lineage.json.
 
 Raises ConfigError (one line) for: an empty space, a space key the DPO config does not have (checked against
 the DPO config before any trial starts), a trial bigger than the local Ray, a metric no trial reports; plus the
@@ -160,7 +162,7 @@ def run(config: Config) -> Path:
     import yaml
     from ray import tune
 
-    from solar_ray.artifacts import atomic_dir, write_lineage
+    from solar_ray.artifacts import atomic_dir, write_json, write_lineage
     from solar_ray.config import dump_config
     from solar_ray.errors import ArtifactError, ConfigError
     from solar_ray.train.common import check_inputs
@@ -181,6 +183,7 @@ def run(config: Config) -> Path:
         summary = write_sweep_report(experiment_path(config), tmp, config.search.metric, config.search.mode)
         best = summary["best"]
         best_dpo = config.dpo_config(best["config"])
+        write_json(tmp / "best_config.json", {key: best["config"][key] for key in config.space})
         (tmp / "best_config.yaml").write_text(
             f"# solar-ray run {Path(config.output) / 'best_config.yaml'}\n"
             + yaml.safe_dump(dump_config(best_dpo), sort_keys=False))

@@ -52,6 +52,8 @@ class Config(SweepConfig):
     data_dir: LocalPath = Field(description="Benchmark data dir (WORLD/data/benchmarks layout) the eval reads.")
     batch_size: int = Field(default=16, ge=1, description="lm-eval batch size.")
     cpus_per_trial: float = Field(default=1, gt=0, description="CPUs Tune reserves for one trial.")
+    gpus_per_trial: float = Field(default=0, ge=0, description="GPUs Tune reserves for one trial (device cuda).")
+    device: str = Field(default="cpu", description="Where a trial's merged model is scored: cpu or cuda.")
     vocab: Literal["error", "base"] = Field(default="error", description="Merge vocabulary rule (see merge stage).")
     export_best: bool = Field(default=True, description="Write the best merge to output/best_model/.")
 
@@ -176,9 +178,9 @@ def merge_and_evaluate(config: Config, params: dict[str, Any], state_dicts: list
                                                  dtype=next(iter(state_dicts[0].values())).dtype)
     merge_into_model(model, state_dicts, config.method, vocab=config.vocab, threads=threads,
                      **merge_arguments(config, params))
-    model.eval()
+    model.to(config.device).eval()
     scores = evaluate_model(model, AutoTokenizer.from_pretrained(base), tasks=config.tasks, limit=config.limit,
-                            data_dir=config.data_dir, batch_size=config.batch_size)
+                            data_dir=config.data_dir, device=config.device, batch_size=config.batch_size)
     scores["mean"] = sum(scores.values()) / len(scores)
     return scores
 
@@ -205,7 +207,8 @@ def run(config: Config) -> Path:
     trainable = tune.with_parameters(trial, config_dict=dump_config(config), state_dicts=state_dicts)
     # Reused trial processes: a fresh one spends ~5 s importing torch/transformers/lm-eval and warming lm-eval
     # up, several times the evaluation of a tiny model (bench/bench_tune.py).
-    run_tuner(config, trainable, {"cpu": config.cpus_per_trial}, reuse_actors=True)
+    resources = {"cpu": config.cpus_per_trial, **({"gpu": config.gpus_per_trial} if config.gpus_per_trial else {})}
+    run_tuner(config, trainable, resources, reuse_actors=True)
     del state_dicts
 
     with atomic_dir(config.output, force=config.force) as tmp:

@@ -16,7 +16,7 @@ EXAMPLES = 6
 def test_scores_and_figure_by_hand():
     scores = score_examples([1.0, 3.0], [[2.0, 2.5, 0.5, 4.0], [1.0, 2.0, 2.5, 5.0]])
     assert scores == [0.25, 0.75]
-    assert contamination_figure([0.0, 0.05, 0.1, 0.9]) == 50.0
+    assert contamination_figure([0.0, 0.05, 0.1, 0.9]) == 0.5  # a fraction, as Table 9 prints it (0.06 ... 0.70)
     assert split_prefix("one two three four five six seven eight nine ten", 0.4) == "one two three four"
 
 
@@ -56,7 +56,22 @@ def test_separates_trained_from_untrained(ray_session, tmp_path, eval_model, con
 
     clean_figure = json.loads((clean / "results.json").read_text())["arc_challenge"]["figure"]
     dirty_figure = json.loads((dirty / "results.json").read_text())["arc_challenge"]["figure"]
-    assert dirty_figure >= 80, dirty_figure
-    assert clean_figure <= 20, clean_figure
+    assert dirty_figure >= 0.8, dirty_figure
+    assert clean_figure <= 0.2, clean_figure
     assert "result < 0.1, %" in (dirty / "table.md").read_text()
     assert (dirty / "lineage.json").is_file()
+
+
+def test_sample_is_a_seeded_shuffle_not_the_first_rows(tmp_path):
+    """MMLU's test file is sorted by subject: the first N rows are one subject, a seeded shuffle spans several."""
+    import json
+
+    rows = [{"question": f"{subject} question {i}", "choices": ["a", "b", "c", "d"], "answer": 0, "subject": subject}
+            for subject in ("anatomy", "astronomy", "virology") for i in range(20)]
+    (tmp_path / "mmlu").mkdir()
+    (tmp_path / "mmlu" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    drawn = load_examples(tmp_path, "mmlu", 10, seed=0)
+    assert len({text.split()[0] for text in drawn}) > 1, drawn
+    assert drawn == load_examples(tmp_path, "mmlu", 10, seed=0)
+    assert drawn != load_examples(tmp_path, "mmlu", 10, seed=1)
+    assert sorted(load_examples(tmp_path, "mmlu", 60, seed=3)) == sorted(f"{r['question']} a" for r in rows)

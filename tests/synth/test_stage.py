@@ -36,6 +36,7 @@ def test_scripted_engine_end_to_end(ray_session, seed_file, benchmarks_dir, tmp_
     # 10 seed rows: 1 without answer, 1 contaminated -> 8 seeds x 2 samples = 16 samples.
     assert counts["seed_rows"] == 10 and counts["seeds_used"] == 8 and counts["samples"] == 16
     assert counts["kept"] == 3  # seeds 0, 1, 8 once each; each second sample repeats the first
+    assert counts["yield"] == round(3 / 16, 4)  # rows kept / samples generated, what sizing sampling.n needs
     assert {k: v for k, v in counts.items() if k.startswith("rejected_")} == {
         "rejected_duplicate": 5,  # the second sample of seeds 0, 1, 5, 8 and both samples of seed 6 (= seed 0)
         "rejected_generation_failed": 2, "rejected_answer_mismatch": 2, "rejected_unparseable": 2,

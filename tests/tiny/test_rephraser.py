@@ -44,3 +44,14 @@ def test_engine_samples_depend_on_the_prompt_not_on_batching_or_order(tmp_path):
     assert reversed_order == one_batch
     reseeded = texts(engine_cls(str(tmp_path), sampling.model_copy(update={"seed": 8}), EngineOptions()), prompts)
     assert reseeded != one_batch
+
+
+def test_engine_answers_chat_requests_as_a_chat_model_does(tmp_path):
+    """prompt_format chat (the paper's rephraser is an instruction model): the completion repeats the question tag."""
+    from solar_ray.synth.prompts import build_chat_messages
+
+    engine = ENGINES["tiny_world"](str(tmp_path), SamplingSettings(n=1, temperature=0.0, seed=1), EngineOptions())
+    prompt = engine.render_chat(build_chat_messages("what is 4 + 5 ?", "4 + 5 = 9 so $\\boxed{9}$ .", few_shot=2))
+    [[sample]] = engine.generate([prompt])
+    assert parse_rephrasing(sample.text, "completion") != ("compute 4 plus 5 .", "we have 4 + 5 = 9 , so the answer is $\\boxed{9}$ .")
+    assert parse_rephrasing(sample.text, "chat") == ("compute 4 plus 5 .", "we have 4 + 5 = 9 , so the answer is $\\boxed{9}$ .")

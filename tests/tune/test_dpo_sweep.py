@@ -78,6 +78,13 @@ def test_dpo_sweep_with_asha_stops_weak_trials_and_reports(ray_session, dpo_inpu
     best_config = yaml.safe_load((out / "best_config.yaml").read_text())
     assert best_config["stage"] == "dpo" and best_config["beta"] == best["config"]["beta"]
     assert best_config["optim"]["learning_rate"] == best["config"]["optim.learning_rate"]
+    # best_config.json: the searched keys only, what a DPO config's hyperparameters_from takes in a pipeline.
+    searched = json.loads((out / "best_config.json").read_text())
+    assert searched == {"beta": best["config"]["beta"], "optim.learning_rate": 3e-3}
+    from solar_ray.train.dpo import Config as DpoConfig
+
+    trained = DpoConfig(**{**dpo_inputs, "hyperparameters_from": str(out / "best_config.json")})
+    assert (trained.beta, trained.optim.learning_rate) == (searched["beta"], 3e-3)
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["metrics"]["trials"] == 4 and lineage["best"] == best
     # Each trial trained under its own Train run, next to the Tune experiment.

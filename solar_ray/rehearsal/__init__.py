@@ -1,0 +1,1 @@
+"""The rehearsal: the paper experiment itself on one CPU machine, offline, with only its scale changed."""
