@@ -139,7 +139,7 @@ def test_experiment_yaml_validates():
     path = ROOT / "experiments" / "tiny" / "upscale.yaml"
     assert path.read_text().startswith("# solar-ray run experiments/tiny/upscale.yaml")
     config = load_config(path, ["base=somewhere"])
-    assert isinstance(config, Config) and config.base == "somewhere"
+    assert isinstance(config, Config) and config.base == str(Path("somewhere").resolve())  # resolved where the user runs
 
 
 def test_interrupted_run_leaves_nothing_and_rerun_works(llama_base, tmp_path, monkeypatch):
