@@ -27,6 +27,9 @@ LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "robust", "exo_pair", "
 
 
 class Config(TrainStageConfig):
+    """A field named like a TRL DPOConfig field reaches TRL under that name (solar_ray.train.hf): add one here to
+    expose another TRL setting."""
+
     stage: Literal["dpo"] = "dpo"
     beta: float = Field(default=0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.")
     loss_type: Literal[LOSS_TYPES] = Field(default="sigmoid", description="DPO loss (TRL loss_type); sigmoid = the paper's.")

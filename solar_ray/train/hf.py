@@ -1,13 +1,14 @@
 """What SFT and DPO share: a TRL trainer inside a Ray Train worker, on DeepSpeed, with exact resume.
 
-A stage is its config plus a `TrlRecipe` (the TRL config and trainer classes, the dataset columns). Driver side:
-`prepare` checks the inputs and puts the rows in Ray's object store (no worker needs the dataset's path -
-multi-node safe). Worker side: `train_loop` builds the TRL config - every stage-config setting whose name is a
-field of the TRL config class passes by name (learning_rate, max_length, beta, loss_type, ...), so a new TRL field
-needs only a field in the stage config; `trainer_arguments` holds just what we derive or rename - builds the
-trainer, checkpoints every `run.checkpoint_every` steps through Ray (DeepSpeed engine, optimiser, scheduler, each
-rank's RNG, the trainer state with its log history and data position), resumes from Ray's last checkpoint, and
-exports the model.
+A TRL stage is its config plus a `TrlRecipe` (TRL's config and trainer classes, the dataset columns).
+
+Driver side, `prepare`: check the inputs and put the rows in Ray's object store (no worker needs the dataset's
+path: multi-node safe). Worker side, `train_loop`: build the TRL config, in which every stage setting named like a
+field of TRL's config class passes under its name (learning_rate, max_length, beta, loss_type, ...), so exposing
+another TRL field takes only a field in the stage config; `trainer_arguments` holds just the values we derive or
+rename. Then build the trainer, hand a checkpoint to Ray every `run.checkpoint_every` steps (DeepSpeed engine,
+optimiser, scheduler, each rank's RNG, the trainer state with its log history and data position), resume from
+Ray's last checkpoint, and export the model.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ from solar_ray.train.hf import TrlRecipe
 
 
 class Config(TrainStageConfig):
+    """A field named like a TRL SFTConfig field reaches TRL under that name (solar_ray.train.hf): add one here to
+    expose another TRL setting."""
+
     stage: Literal["sft"] = "sft"
     assistant_only_loss: bool = Field(
         default=True, description="Train on assistant tokens only (needs {% generation %} in the chat template)."
