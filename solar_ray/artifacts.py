@@ -71,12 +71,12 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
 
 
 def refuse_output_among_inputs(output: str | Path, inputs: Mapping[str, str | Path]) -> None:
-    """ArtifactError when the output directory is an input, or holds one, or lies inside one: writing it (with
-    force) would replace or change the stage's own input, and its lineage would name itself as its parent."""
+    """ArtifactError when the output directory is an input or holds one: replacing it (with force) would delete
+    the stage's own input while the stage reads it, and its lineage would name itself as its parent."""
     out = Path(output).resolve()
     for role, path in inputs.items():
         source = Path(path).resolve()
-        if out == source or out in source.parents or source in out.parents:
+        if out == source or out in source.parents:
             raise ArtifactError(f"{output}: the output would overwrite input {role} ({path}); write to another directory")
 
 

@@ -107,13 +107,15 @@ def test_atomic_dir_removes_trash_left_between_replace_and_delete(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
 
 
-def test_output_that_is_or_holds_or_sits_in_an_input_is_refused(tmp_path):
+def test_output_that_is_or_holds_an_input_is_refused(tmp_path):
     from solar_ray.artifacts import refuse_output_among_inputs
 
     model = tmp_path / "m"
-    for output in (model, tmp_path / "m" / "merged", tmp_path / "." / "m"):
+    for output in (model, tmp_path / "." / "m", tmp_path):
         with pytest.raises(ArtifactError, match=r"would overwrite input base \("):
             refuse_output_among_inputs(output, {"base": model})
     with pytest.raises(ArtifactError, match="would overwrite input other"):
         refuse_output_among_inputs(tmp_path / "y", {"base": tmp_path / "x", "other": tmp_path / "y" / "z"})
-    refuse_output_among_inputs(tmp_path / "merged", {"base": model, "other": tmp_path / "m2"})  # siblings are fine
+    # Siblings, and an output inside an input's directory (nothing of the input is replaced), are fine.
+    refuse_output_among_inputs(tmp_path / "merged", {"base": model, "other": tmp_path / "m2"})
+    refuse_output_among_inputs(model / "merged", {"base": model})
