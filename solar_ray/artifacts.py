@@ -30,8 +30,14 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 TRACKED_PACKAGES = (
     "solar-ray", "torch", "ray", "transformers", "trl", "deepspeed", "datasets", "lm-eval", "safetensors", "vllm",
 )
-# Environment variables whose values must never be written into lineage, reports or logs.
-SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY", "CREDENTIAL")
+# Environment variables whose values must never be written into lineage, reports or logs: a name holding one of
+# these anywhere (PGPASSWORD, AWS_SECRET_ACCESS_KEY, GH_TOKEN, DB_PASSWD) ...
+SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "APIKEY", "API_KEY", "PRIVATE_KEY")
+# ... or one of these short words as a whole `_`-separated word: WANDB_KEY but not KEYBOARD, SMTP_PASS but not
+# PASSTHROUGH, MYSQL_PWD, GITHUB_AUTH.
+SECRET_WORDS = ("KEY", "PASS", "PWD", "AUTH", "PAT", "CREDENTIALS")
+# Names the rules above match that are not secrets: the working directory, and the tokenizers' thread switch.
+NOT_SECRETS = ("PWD", "OLDPWD", "TOKENIZERS_PARALLELISM")
 
 
 @contextlib.contextmanager
@@ -44,7 +50,9 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     if out.exists() and not force:
         raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a run that was killed mid-write
+    # Left by a run killed mid-write (tmp) or between replacing and deleting the old copy (old). Another driver's
+    # in-progress directory is safe only because drivers lock the output root first (solar_ray.output_root).
+    for stale in [*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")]:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -60,6 +68,16 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def refuse_output_among_inputs(output: str | Path, inputs: Mapping[str, str | Path]) -> None:
+    """ArtifactError when the output directory is an input or holds one: replacing it (with force) would delete
+    the stage's own input while the stage reads it, and its lineage would name itself as its parent."""
+    out = Path(output).resolve()
+    for role, path in inputs.items():
+        source = Path(path).resolve()
+        if out == source or out in source.parents:
+            raise ArtifactError(f"{output}: the output would overwrite input {role} ({path}); write to another directory")
 
 
 def content_hash(directory: str | Path) -> str:
@@ -100,13 +118,17 @@ def git_revision() -> str | None:
     return result.stdout.strip() or None
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret (hub token, cloud key, password)."""
+    upper = name.upper()
+    if upper in NOT_SECRETS:
+        return False
+    return any(marker in upper for marker in SECRET_MARKERS) or bool(set(upper.split("_")) & set(SECRET_WORDS))
+
+
 def secret_values() -> list[str]:
     """Values of secret-looking environment variables (hub tokens, cloud keys), longest first."""
-    values = {
-        value
-        for key, value in os.environ.items()
-        if len(value) >= 6 and any(marker in key.upper() for marker in SECRET_MARKERS)
-    }
+    values = {value for key, value in os.environ.items() if len(value) >= 6 and is_secret_name(key)}
     return sorted(values, key=len, reverse=True)
 
 

@@ -6,6 +6,7 @@ Bad input ends with one line on stderr naming the file, key, row or tensor at fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -45,10 +46,13 @@ def run(
 ) -> None:
     """Run one stage from a config file, e.g. `solar-ray run experiments/tiny/sft.yaml optim.epochs=2`."""
     from solar_ray.config import load_config
+    from solar_ray.output_root import claim, stage_paths
     from solar_ray.stages import run_stage
 
     stage_config = load_config(config, overrides or [])
-    path = run_stage(stage_config)
+    output = getattr(stage_config, "output", None)
+    with claim(Path(output).parent, stage_paths(stage_config)) if output else contextlib.nullcontext():
+        path = run_stage(stage_config)
     typer.echo(f"wrote {path}")
 
 
@@ -106,8 +110,9 @@ def pipeline(
         Console(width=260, emoji=False).print(table)
         return
     from solar_ray.console import pipeline_console
+    from solar_ray.output_root import claim
 
-    with pipeline_console(pipe, verbose=verbose):
+    with claim(pipe.root, [pipe.root]), pipeline_console(pipe, verbose=verbose):
         pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster_spec=spec)
     if rehearse:
         typer.echo(f"rehearsal of {experiment}: every stage ran, in {time.monotonic() - started:.0f} s ({pipe.root})")

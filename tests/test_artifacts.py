@@ -96,3 +96,26 @@ def test_external_inputs_are_fingerprinted_by_name_size_and_mtime(tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"12345")
     assert artifact_hash(tmp_path) != first
     assert artifact_hash(tmp_path / "missing") is None
+
+
+def test_atomic_dir_removes_trash_left_between_replace_and_delete(tmp_path):
+    trash = tmp_path / ".art.old-deadbeef"  # a run killed after renaming the old copy aside, before deleting it
+    trash.mkdir()
+    (trash / "weights").write_bytes(b"0" * 100)
+    with atomic_dir(tmp_path / "art") as tmp:
+        (tmp / "done").write_text("y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
+def test_output_that_is_or_holds_an_input_is_refused(tmp_path):
+    from solar_ray.artifacts import refuse_output_among_inputs
+
+    model = tmp_path / "m"
+    for output in (model, tmp_path / "." / "m", tmp_path):
+        with pytest.raises(ArtifactError, match=r"would overwrite input base \("):
+            refuse_output_among_inputs(output, {"base": model})
+    with pytest.raises(ArtifactError, match="would overwrite input other"):
+        refuse_output_among_inputs(tmp_path / "y", {"base": tmp_path / "x", "other": tmp_path / "y" / "z"})
+    # Siblings, and an output inside an input's directory (nothing of the input is replaced), are fine.
+    refuse_output_among_inputs(tmp_path / "merged", {"base": model, "other": tmp_path / "m2"})
+    refuse_output_among_inputs(model / "merged", {"base": model})

@@ -197,11 +197,19 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
             finished += 1
             print(f"  eval [{finished}/{total}] {model}: {name} ({time.perf_counter() - start:.0f} s)", flush=True)
     finally:
-        for worker in pool:
-            ray.kill(worker)
+        stop_pool(pool)
     for result in merged.values():
         result["timing"] = {"wall_s": round(time.perf_counter() - start, 2), "workers": workers}
     return merged
+
+
+def stop_pool(pool: list) -> None:
+    """Remove each actor's task dir, then kill the actors (ray.kill runs no clean-up inside them)."""
+    import ray
+
+    ray.wait([worker.close.remote() for worker in pool], num_returns=len(pool), timeout=60)
+    for worker in pool:
+        ray.kill(worker)
 
 
 def check_models(models: dict[str, str]) -> None:
@@ -244,6 +252,11 @@ def _eval_worker_cls():
 
         def task_names(self) -> list[str]:
             return self.names
+
+        def close(self) -> None:
+            import shutil
+
+            shutil.rmtree(self.task_dir, ignore_errors=True)
 
         def evaluate(self, model: str, names: list[str], limit: int | None) -> dict[str, Any]:
             if model not in self.lms:

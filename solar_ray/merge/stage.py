@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from solar_ray.artifacts import atomic_dir, write_lineage
+from solar_ray.artifacts import atomic_dir, refuse_output_among_inputs, write_lineage
 from solar_ray.config import LocalPath, StageConfig, Strict, dump_config
 from solar_ray.errors import ConfigError
 from solar_ray.merge.core import CHUNK_ELEMENTS
@@ -135,6 +135,7 @@ def run(config: Config) -> Path:
         raise ConfigError("output: missing; give the directory to write the merged model into")
     spec = config.spec()
     paths = [m.path for m in config.models.values()]
+    refuse_output_among_inputs(config.output, {name: m.path for name, m in config.models.items()})
     started = time.perf_counter()
     with atomic_dir(config.output, force=config.force) as tmp:
         stats = merge_checkpoints(

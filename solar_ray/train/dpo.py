@@ -18,13 +18,18 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from solar_ray.train import hf
 from solar_ray.train.common import TrainStageConfig
+from solar_ray.train.hf import TrlRecipe
 
 LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair", "apo_zero",
               "apo_down", "discopop", "aot", "aot_unpaired", "sft")
 
 
 class Config(TrainStageConfig):
+    """A field named like a TRL DPOConfig field reaches TRL under that name (solar_ray.train.hf): add one here to
+    expose another TRL setting."""
+
     stage: Literal["dpo"] = "dpo"
     beta: float = Field(default=0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.")
     loss_type: Literal[LOSS_TYPES] = Field(default="sigmoid", description="DPO loss (TRL loss_type); sigmoid = the paper's.")
@@ -41,13 +46,12 @@ class Config(TrainStageConfig):
         return apply_hyperparameters(data, cls.model_fields)
 
 
-def prepare(config: Config, hw: dict[str, Any]):
-    from solar_ray.train.hf import hf_loop_config
-    from solar_ray.train.launcher import Launch
+# ref_model None: TRL builds the frozen reference from the same model path.
+RECIPE = TrlRecipe("DPOConfig", "DPOTrainer", columns=("prompt", "chosen", "rejected"), trainer_kwargs=(("ref_model", None),))
 
-    loop_config = hf_loop_config(config, hw, ("prompt", "chosen", "rejected"))
-    loop_config["args"].update(beta=config.beta, loss_type=[config.loss_type])
-    return Launch(train_loop, loop_config, datasets={}, split_datasets=[])
+
+def prepare(config: Config, hw: dict[str, Any]):
+    return hf.prepare(config, hw, RECIPE)
 
 
 def run(config: Config) -> Path:
@@ -55,30 +59,6 @@ def run(config: Config) -> Path:
     from solar_ray.train.launcher import run as launch_run
 
     return launch_run(require_hyperparameters(config))
-
-
-def train_loop(cfg: dict[str, Any]) -> None:
-    """Ray Train worker: TRL DPOTrainer; TRL builds the frozen reference from the same model path."""
-    from solar_ray.train.hf import hf_dataset, load_policy, train_with_ray
-
-    def build(output_dir: str, callbacks: list):
-        from trl import DPOConfig, DPOTrainer
-
-        # Arguments first: they register the DeepSpeed config, so under ZeRO-3 the models load already sharded.
-        args = DPOConfig(output_dir=output_dir, **cfg["args"])
-        model, tokenizer = load_policy(cfg)
-        rows = cfg["rows"]
-        return DPOTrainer(
-            model=model,
-            ref_model=None,
-            args=args,
-            train_dataset=hf_dataset(rows["train"]),
-            eval_dataset=hf_dataset(rows["test"]) if "test" in rows else None,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-
-    train_with_ray(cfg, build)
 
 
 # The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.

@@ -1,14 +1,19 @@
 """What SFT and DPO share: a TRL trainer inside a Ray Train worker, on DeepSpeed, with exact resume.
 
-Driver side: `hf_loop_config` turns the stage config into the workers' config (rows travel through Ray's object
-store, so no worker needs the dataset's path - multi-node safe). Worker side: `train_with_ray` builds the TRL
-trainer from a recipe function, wraps it with Ray's `prepare_trainer` + `RayTrainReportCallback` (HF checkpoints
-every `run.checkpoint_every` steps, from every rank: DeepSpeed engine, optimiser, scheduler, each rank's RNG, the
-trainer state with its log history and data position), resumes from Ray's last checkpoint, and exports the model.
+A TRL stage is its config plus a `TrlRecipe` (TRL's config and trainer classes, the dataset columns).
+
+Driver side, `prepare`: check the inputs and put the rows in Ray's object store (no worker needs the dataset's
+path: multi-node safe). Worker side, `train_loop`: build the TRL config, in which every stage setting named like a
+field of TRL's config class passes under its name (learning_rate, max_length, beta, loss_type, ...), so exposing
+another TRL field takes only a field in the stage config; `trainer_arguments` holds just the values we derive or
+rename. Then build the trainer, hand a checkpoint to Ray every `run.checkpoint_every` steps (DeepSpeed engine,
+optimiser, scheduler, each rank's RNG, the trainer state with its log history and data position), resume from
+Ray's last checkpoint, and export the model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -17,36 +22,58 @@ from typing import Any
 from solar_ray.train.common import TrainStageConfig, check_inputs, planned_steps
 
 
-def hf_loop_config(config: TrainStageConfig, hw: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    """Check inputs, put the rows in the object store, and map our settings onto TrainingArguments fields."""
+@dataclasses.dataclass(frozen=True)
+class TrlRecipe:
+    """What differs between the TRL stages: TRL's config and trainer classes (names in `trl`) and the columns."""
+
+    config_class: str  # e.g. "SFTConfig"
+    trainer_class: str  # e.g. "SFTTrainer"
+    columns: tuple[str, ...]  # dataset columns the trainer reads
+    trainer_kwargs: tuple[tuple[str, Any], ...] = ()  # e.g. (("ref_model", None),): TRL builds the reference
+
+
+def prepare(config: TrainStageConfig, hw: dict[str, Any], recipe: TrlRecipe):
+    """Driver side of a TRL stage: check inputs, ship the rows, and build the workers' loop config."""
     import pyarrow.parquet as pq
     import ray
 
-    from solar_ray.train.deepspeed_config import deepspeed_config
+    from solar_ray.train.launcher import Launch
 
-    counts = check_inputs(config, columns)
+    counts = check_inputs(config, recipe.columns)
     splits = {}
     for split in ("train", "test"):
         if counts.get(split):
-            table = pq.read_table(Path(config.dataset) / f"{split}.parquet", columns=list(columns))
+            table = pq.read_table(Path(config.dataset) / f"{split}.parquet", columns=list(recipe.columns))
             splits[split] = ray.put(table.to_pylist())
+    loop_config = {
+        "model": config.model, "rows": splits, "recipe": recipe, "backend": hw["backend"],
+        "log_every": config.run.log_every,
+        "args": trainer_arguments(config, hw, planned_steps(config, counts["train"]), has_eval="test" in splits),
+        "by_name": settings_by_name(config),
+    }
+    return Launch(train_loop, loop_config, datasets={}, split_datasets=[])
+
+
+def settings_by_name(config: TrainStageConfig) -> dict[str, Any]:
+    """Settings handed to TRL under their own name when its config class has that field: the optimiser's and
+    the stage's own (beta, loss_type, assistant_only_loss, ...)."""
+    own = {name: getattr(config, name) for name in type(config).model_fields.keys() - TrainStageConfig.model_fields.keys()}
+    return {**config.optim.model_dump(), **own}
+
+
+def trainer_arguments(config: TrainStageConfig, hw: dict[str, Any], total_steps: int, has_eval: bool) -> dict[str, Any]:
+    """The TrainingArguments values we derive or rename (the rest pass by name, see `settings_by_name`)."""
+    from solar_ray.train.deepspeed_config import deepspeed_config
+
     o, r, workers = config.optim, config.run, config.scaling.num_workers
     accum = config.gradient_accumulation_steps()
-    total_steps = planned_steps(config, counts["train"])
-    has_eval = "test" in splits
-    args = {
+    return {
         "per_device_train_batch_size": o.per_device_batch_size,
         "per_device_eval_batch_size": o.per_device_batch_size,
         "gradient_accumulation_steps": accum,
-        "learning_rate": o.learning_rate,
-        "weight_decay": o.weight_decay,
         "lr_scheduler_type": o.lr_scheduler,
         "warmup_steps": o.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
         "max_steps": total_steps,
-        "max_grad_norm": o.max_grad_norm,
-        checkpointing_field(): o.gradient_checkpointing,
-        "max_length": o.max_length,
-        "seed": o.seed,
         "data_seed": o.seed,
         "logging_steps": 1,  # every step into the log history (metrics.jsonl); Ray reports every run.log_every
         "save_strategy": "steps",
@@ -64,16 +91,41 @@ def hf_loop_config(config: TrainStageConfig, hw: dict[str, Any], columns: tuple[
             config.deepspeed.offload_optimizer, for_hf_trainer=True,
         ),
     }
-    return {"model": config.model, "rows": splits, "args": args, "backend": hw["backend"], "log_every": r.log_every}
 
 
-def checkpointing_field() -> str:
-    """TrainingArguments' name for activation checkpointing: transformers 5.2x renamed gradient_checkpointing
-    (the old name still works, with a FutureWarning from every worker)."""
-    from transformers import TrainingArguments
+def trl_config(config_class: type, cfg: dict[str, Any], output_dir: str):
+    """The TRL config object: derived arguments, plus every by-name setting that is a field of `config_class`."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    by_name = dict(cfg["by_name"])
+    # transformers 5.2x renamed gradient_checkpointing (the old name still works, with a FutureWarning per worker).
+    if "activation_checkpointing" in fields:
+        by_name["activation_checkpointing"] = by_name.pop("gradient_checkpointing")
+    args = {name: value for name, value in by_name.items() if name in fields and name not in cfg["args"]}
+    return config_class(output_dir=output_dir, **args, **cfg["args"])
 
-    fields = TrainingArguments.__dataclass_fields__
-    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+def train_loop(cfg: dict[str, Any]) -> None:
+    """Ray Train worker: the recipe's TRL trainer on the rows in `cfg` (every rank holds them; the trainer shards)."""
+    import trl
+
+    recipe: TrlRecipe = cfg["recipe"]
+
+    def build(output_dir: str, callbacks: list):
+        # Arguments first: they register the DeepSpeed config, so under ZeRO-3 the models load already sharded.
+        args = trl_config(getattr(trl, recipe.config_class), cfg, output_dir)
+        model, tokenizer = load_policy(cfg)
+        rows = cfg["rows"]
+        return getattr(trl, recipe.trainer_class)(
+            model=model,
+            args=args,
+            train_dataset=hf_dataset(rows["train"]),
+            eval_dataset=hf_dataset(rows["test"]) if "test" in rows else None,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            **dict(recipe.trainer_kwargs),
+        )
+
+    train_with_ray(cfg, build)
 
 
 def hf_dataset(ref: Any):
@@ -107,7 +159,7 @@ def load_policy(cfg: dict[str, Any]):
 def train_with_ray(cfg: dict[str, Any], build_trainer) -> None:
     """Worker body: `build_trainer(output_dir, callbacks)` returns a TRL trainer; train it, resume, export."""
     import ray.train
-    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from ray.train.huggingface.transformers import prepare_trainer
 
     from solar_ray.train import worker
 
@@ -115,18 +167,57 @@ def train_with_ray(cfg: dict[str, Any], build_trainer) -> None:
     if checkpoint is not None and worker.is_final(checkpoint):
         worker.report_again(checkpoint)
         return
+    # Each rank's own scratch directory: checkpoints leave it for Ray's storage as soon as they are saved.
     with tempfile.TemporaryDirectory(prefix="solar-ray-hf-") as output_dir:
-        trainer = build_trainer(output_dir, [RayTrainReportCallback(), ProgressCallback(cfg["log_every"])])
+        trainer = build_trainer(output_dir, trainer_callbacks(cfg["log_every"]))
         trainer = prepare_trainer(trainer)
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
                 worker.log_rank0(f"resuming from {directory}")
-                trainer.train(resume_from_checkpoint=str(Path(directory) / RayTrainReportCallback.CHECKPOINT_NAME))
+                trainer.train(resume_from_checkpoint=str(Path(directory) / CHECKPOINT_NAME))
         else:
             trainer.train()
         history = metrics_history(trainer.state.log_history)
         final = dict(history[-1]) if history else {}
         worker.report_final(lambda out: export_trainer(trainer, out), history, final)
+
+
+def trainer_callbacks(log_every: int) -> list:
+    return [_report_checkpoint_class()(), ProgressCallback(log_every)]
+
+
+CHECKPOINT_NAME = "checkpoint"  # the HF checkpoint's folder inside a Ray checkpoint (as Ray's own callback names it)
+
+
+def _report_checkpoint_class():
+    from transformers import TrainerCallback
+
+    class ReportCheckpoint(TrainerCallback):
+        """Hands each saved HF checkpoint to Ray Train, every rank its own part, and keeps no copy behind.
+
+        Ray's RayTrainReportCallback copies the checkpoint and leaves it in the rank's output dir, where
+        transformers prunes old ones (save_total_limit) on rank 0 only: every other rank would keep each
+        ZeRO-3 optimiser shard it ever saved (~1.7 TB on one 8-GPU node for a 10.7B SFT). Here the checkpoint
+        is moved, not copied, into the directory Ray uploads, and deleted once Ray holds it; Ray's storage keeps
+        the newest `run.keep_checkpoints` (CheckpointConfig), which is what resume reads.
+        """
+
+        def on_save(self, args, state, control, **kwargs):
+            import ray.train
+            from transformers.trainer_utils import get_last_checkpoint
+
+            metrics: dict[str, Any] = {}
+            for log in state.log_history:
+                metrics.update(log)
+            source = get_last_checkpoint(args.output_dir)
+            with tempfile.TemporaryDirectory(prefix="solar-ray-report-", dir=args.output_dir) as staging:
+                checkpoint = None
+                if source is not None:
+                    Path(source).rename(Path(staging) / CHECKPOINT_NAME)  # same file system: no copy
+                    checkpoint = ray.train.Checkpoint.from_directory(staging)
+                ray.train.report(metrics, checkpoint=checkpoint)
+
+    return ReportCheckpoint
 
 
 def export_trainer(trainer, out: Path) -> None:

@@ -86,7 +86,8 @@ def prepare(config: Config, hw: dict[str, Any]):
         "backend": hw["backend"],
         "deepspeed": deepspeed_config(
             config.deepspeed.zero_stage, hw["bf16"], o.per_device_batch_size, accum, workers,
-            o.max_grad_norm, config.deepspeed.offload_optimizer,
+            o.max_grad_norm, config.deepspeed.offload_optimizer, learning_rate=o.learning_rate,
+            weight_decay=o.weight_decay,
         ),
     }
     return Launch(train_loop, loop_config, datasets, split_datasets=list(datasets))
@@ -176,7 +177,7 @@ def setup_engine(cfg: dict[str, Any]):
     """Model + AdamW + warmup/decay schedule wrapped by deepspeed.initialize (torch.distributed is Ray's)."""
     import deepspeed
     import torch
-    from transformers import AutoModelForCausalLM, get_scheduler
+    from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if cfg["bf16"] else torch.float32
     sharded_load = None
@@ -192,14 +193,27 @@ def setup_engine(cfg: dict[str, Any]):
     if cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-    scheduler = get_scheduler(
-        cfg["lr_scheduler"], optimizer, num_warmup_steps=cfg["warmup_steps"], num_training_steps=cfg["total_steps"]
-    )
     engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=cfg["deepspeed"], dist_init_required=False
+        model=model, config=cfg["deepspeed"], dist_init_required=False, **optimizer_arguments(model, cfg)
     )
     return engine
+
+
+def optimizer_arguments(model, cfg: dict[str, Any]) -> dict[str, Any]:
+    """deepspeed.initialize's optimiser arguments: our torch AdamW and its schedule, or, when the DeepSpeed config
+    names an optimiser (ZeRO-Offload), the parameters for DeepSpeed to build its own and the schedule to put on it."""
+    import torch
+    from transformers import get_scheduler
+
+    def schedule(optimizer):
+        return get_scheduler(
+            cfg["lr_scheduler"], optimizer, num_warmup_steps=cfg["warmup_steps"], num_training_steps=cfg["total_steps"]
+        )
+
+    if "optimizer" in cfg["deepspeed"]:
+        return {"model_parameters": [p for p in model.parameters() if p.requires_grad], "lr_scheduler": schedule}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+    return {"optimizer": optimizer, "lr_scheduler": schedule(optimizer)}
 
 
 def step_metrics(step: int, losses: list, engine, tokens: int, seconds: float) -> dict[str, Any]:
@@ -231,14 +245,30 @@ def eval_loss(engine, cfg: dict[str, Any]) -> float:
     if shard is None:
         return float("nan")
     engine.eval()
-    total, count = torch.zeros(()), torch.zeros(())
+    total, count = 0.0, 0
     with torch.no_grad():
         for batch in shard.iter_torch_batches(batch_size=cfg["micro_batch_size"]):
             input_ids = batch["input_ids"].to(engine.device, dtype=torch.long)
-            total += engine(input_ids=input_ids, labels=input_ids).loss.float().cpu() * len(input_ids)
+            total += engine(input_ids=input_ids, labels=input_ids).loss.float().item() * len(input_ids)
             count += len(input_ids)
     engine.train()
-    stats = torch.stack([total, count])
+    return mean_over_ranks(total, count, collective_device(dist.get_backend(), engine.device))
+
+
+def collective_device(backend: str, device) -> Any:
+    """Where a tensor must live for a collective on `backend`: NCCL reduces GPU tensors only (a CPU tensor is an
+    error), gloo reduces CPU tensors."""
+    import torch
+
+    return torch.device(device) if backend == "nccl" else torch.device("cpu")
+
+
+def mean_over_ranks(total: float, count: int, device) -> float:
+    """sum(total) / sum(count) over all ranks (every rank calls), reduced on `device`."""
+    import torch
+    import torch.distributed as dist
+
+    stats = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.SUM)
     return (stats[0] / stats[1].clamp(min=1)).item()
 

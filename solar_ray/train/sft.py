@@ -19,52 +19,32 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from solar_ray.train import hf
 from solar_ray.train.common import TrainStageConfig
+from solar_ray.train.hf import TrlRecipe
 
 
 class Config(TrainStageConfig):
+    """A field named like a TRL SFTConfig field reaches TRL under that name (solar_ray.train.hf): add one here to
+    expose another TRL setting."""
+
     stage: Literal["sft"] = "sft"
     assistant_only_loss: bool = Field(
         default=True, description="Train on assistant tokens only (needs {% generation %} in the chat template)."
     )
 
 
-def prepare(config: Config, hw: dict[str, Any]):
-    from solar_ray.train.hf import hf_loop_config
-    from solar_ray.train.launcher import Launch
+RECIPE = TrlRecipe("SFTConfig", "SFTTrainer", columns=("messages",))
 
-    loop_config = hf_loop_config(config, hw, ("messages",))
-    loop_config["args"]["assistant_only_loss"] = config.assistant_only_loss
-    return Launch(train_loop, loop_config, datasets={}, split_datasets=[])
+
+def prepare(config: Config, hw: dict[str, Any]):
+    return hf.prepare(config, hw, RECIPE)
 
 
 def run(config: Config) -> Path:
     from solar_ray.train.launcher import run as launch_run
 
     return launch_run(config)
-
-
-def train_loop(cfg: dict[str, Any]) -> None:
-    """Ray Train worker: TRL SFTTrainer on the rows in `cfg` (every rank holds them; the trainer shards)."""
-    from solar_ray.train.hf import hf_dataset, load_policy, train_with_ray
-
-    def build(output_dir: str, callbacks: list):
-        from trl import SFTConfig, SFTTrainer
-
-        # Arguments first: they register the DeepSpeed config, so under ZeRO-3 the models load already sharded.
-        args = SFTConfig(output_dir=output_dir, **cfg["args"])
-        model, tokenizer = load_policy(cfg)
-        rows = cfg["rows"]
-        return SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=hf_dataset(rows["train"]),
-            eval_dataset=hf_dataset(rows["test"]) if "test" in rows else None,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-
-    train_with_ray(cfg, build)
 
 
 # The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.

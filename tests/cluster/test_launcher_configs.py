@@ -124,3 +124,49 @@ def test_gcp_nodes_sit_on_the_ssh_only_vpc_of_the_readme():
         (nic,) = node_type["node_config"]["networkInterfaces"]
         assert nic["network"] == "global/networks/solar-ray", name
         assert nic["nicType"] == "GVNIC", f"{name}: A3 (H100) VMs require gVNIC"
+
+
+# EC2 instance types with EFA, and their network cards (one EFA interface each), from the EC2 EFA documentation.
+EFA_NETWORK_CARDS = {"p5.48xlarge": 32, "p5e.48xlarge": 32, "p5en.48xlarge": 16, "p4d.24xlarge": 4, "p4de.24xlarge": 4}
+
+
+def test_aws_efa_interfaces_only_on_efa_types_and_on_every_training_type():
+    config = load("aws")
+    subnets = set()
+    for name, node_type in config["available_node_types"].items():
+        node_config = node_type["node_config"]
+        interfaces = node_config.get("NetworkInterfaces", [])
+        cards = EFA_NETWORK_CARDS.get(node_config["InstanceType"])
+        if cards is None:
+            assert not interfaces and "Placement" not in node_config, f"{name}: {node_config['InstanceType']} has no EFA"
+            continue
+        assert node_type["labels"]["solar-ray/kind"] == "train", name
+        assert sorted(i["NetworkCardIndex"] for i in interfaces) == list(range(cards)), f"{name}: one EFA per card"
+        assert all(i["InterfaceType"] == "efa" for i in interfaces), name
+        assert [i["DeviceIndex"] for i in interfaces] == [0] + [1] * (cards - 1), name
+        assert node_config["Placement"]["GroupName"] == "solar-ray-efa", name
+        subnets |= {i["SubnetId"] for i in interfaces}
+        # What Ray's AWS bootstrap requires once NetworkInterfaces is given (its module needs boto3, absent here).
+        assert not {"SubnetId", "SubnetIds", "SecurityGroupIds"} & set(node_config), name
+        assert all(i["SubnetId"] and i["Groups"] for i in interfaces), name
+    assert len(subnets) == 1, "EFA traffic stays in one availability zone: one subnet for every EFA node"
+    trained = {n for n, t in workers(config).items() if t["labels"]["solar-ray/kind"] == "train"}
+    assert trained and all(config["available_node_types"][n]["node_config"].get("NetworkInterfaces") for n in trained)
+    (start,) = [cmd for cmd in config["worker_start_ray_commands"] if "ray start" in cmd]
+    assert start.index("cluster/aws/efa_env.sh") < start.index("ray start")  # Ray's workers inherit NCCL's settings
+
+
+@pytest.mark.parametrize("efa", [True, False])
+def test_efa_env_sets_nccl_over_efa_only_where_the_device_is(tmp_path, efa):
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fi_info = bin_dir / "fi_info"  # libfabric's probe; exits non-zero when the node has no EFA device
+    fi_info.write_text(f"#!/bin/sh\n[ \"$*\" = '-p efa' ] && exit {0 if efa else 1}\nexit 2\n")
+    fi_info.chmod(0o755)
+    script = f"source {REPO / 'cluster' / 'aws' / 'efa_env.sh'}; echo \"$FI_PROVIDER|$FI_EFA_FORK_SAFE|$LD_LIBRARY_PATH\""
+    result = subprocess.run(["bash", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True,
+                            text=True, timeout=30, check=True)
+    expected = "efa|1|/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib:" if efa else "||"
+    assert result.stdout.strip() == expected

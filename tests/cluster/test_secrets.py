@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from solar_ray.artifacts import SECRET_MARKERS
+from solar_ray.artifacts import is_secret_name, secret_values
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -28,8 +28,29 @@ LITERAL_SECRET_PATTERNS = {
 
 
 def looks_secret(name: str) -> bool:
-    # TOKENIZERS_PARALLELISM holds "false": the markers' TOKEN matches it, but it is a tokenizer switch.
-    return not name.startswith("TOKENIZERS_") and any(marker in name.upper() for marker in SECRET_MARKERS)
+    return is_secret_name(name)
+
+
+SECRET_NAMES = ["HF_TOKEN", "DB_PASSWD", "PGPASSWORD", "MYSQL_PWD", "SMTP_PASS", "GITHUB_AUTH", "OPENAI_KEY",
+                "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "GPG_PASSPHRASE", "GITHUB_PAT", "GOOGLE_CREDENTIALS"]
+NOT_SECRET_NAMES = ["PWD", "OLDPWD", "TOKENIZERS_PARALLELISM", "KEYBOARD_LAYOUT", "PASSTHROUGH_MODE", "PATH",
+                    "PYTHONPATH", "HOME"]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_secret_names_are_redacted(name, monkeypatch):
+    value = f"v{secrets.token_hex(8)}"
+    monkeypatch.setenv(name, value)
+    assert is_secret_name(name)
+    assert value in secret_values()
+
+
+@pytest.mark.parametrize("name", NOT_SECRET_NAMES)
+def test_ordinary_names_are_not_redacted(name, monkeypatch):
+    value = f"/v{secrets.token_hex(8)}"
+    monkeypatch.setenv(name, value)
+    assert not is_secret_name(name)
+    assert value not in secret_values()
 
 
 def cluster_files() -> list[Path]:

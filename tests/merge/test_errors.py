@@ -198,3 +198,14 @@ def torch_equal(x, y) -> bool:
     import torch
 
     return torch.equal(x, y)
+
+
+def test_merge_into_its_own_input_is_refused_even_with_force(tmp_path, models, monkeypatch, capsys):
+    own = tmp_path / "own"
+    shutil.copytree(models["a16"], own)
+    before = sorted((p.name, p.stat().st_size) for p in own.iterdir())
+    code, _, err = cli(monkeypatch, capsys, "merge", str(own), "--model", str(own), "--model", str(models["b16"]),
+                       "--force")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{own}: the output would overwrite input" in err
+    assert sorted((p.name, p.stat().st_size) for p in own.iterdir()) == before

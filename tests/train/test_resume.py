@@ -29,9 +29,11 @@ def _losses(path) -> dict[int, float]:
 
 @pytest.fixture(scope="module")
 def clean_run(ray_session, tiny_model, text_dataset, tmp_path_factory):
-    """An uninterrupted pretraining run (ZeRO-2, 2 workers): the reference for both tests below."""
+    """An uninterrupted pretraining run (ZeRO-2, 2 workers): the reference for both tests below. fit +
+    write_artifact, not run: its Ray storage stays, like a driver's that died before deleting it."""
     tmp_path = tmp_path_factory.mktemp("resume")
-    clean = run(_config(tiny_model, text_dataset, tmp_path, "clean", "clean"))
+    config = _config(tiny_model, text_dataset, tmp_path, "clean", "clean")
+    clean = write_artifact(config, fit(config))
     return tmp_path, clean
 
 
@@ -59,6 +61,8 @@ def test_killed_worker_resumes_with_identical_losses(clean_run, tiny_model, text
 def test_rerun_with_same_name_returns_the_finished_run(clean_run, tiny_model, text_dataset):
     tmp_path, clean = clean_run
     # Same run name and storage: the finished run's result comes back without training again.
+    assert (tmp_path / "ray" / "clean").is_dir()
     again = run(_config(tiny_model, text_dataset, tmp_path, "clean", "again"))
     assert _losses(again) == _losses(clean)
     assert (again / "model.safetensors").read_bytes() == (clean / "model.safetensors").read_bytes()
+    assert not (tmp_path / "ray" / "clean").exists()  # deleted once the artifact was written

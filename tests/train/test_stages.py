@@ -22,6 +22,7 @@ def _run(module, model, dataset, tmp_path, zero_stage, **extra):
         run={"name": name, "storage_path": str(tmp_path / "ray"), "checkpoint_every": 3}, **extra,
     )
     out = run(config)
+    assert not (tmp_path / "ray" / name).exists()  # the run's checkpoints are deleted once the artifact is written
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return out, [row for row in rows if "loss" in row]
 
