@@ -13,11 +13,13 @@ Detecting an autoscaler the way Ray does: autoscaler v2 (and KubeRay's) publishe
 (`ray._private.state.state.get_cluster_config()`, what Ray Train and Ray Data read); from it comes the most
 the cluster can grow to, so a stage beyond even that fails at once too. Autoscaler v1 (`ray up`'s default,
 `ray start --autoscaling-config`) publishes only its status (the `__autoscaling_status` key `ray status`
-reads), so its limits are unknown here: the stage asks and waits.
+reads; every head runs it, a head without an autoscaling config in read-only mode), so its limits are unknown
+here: the stage asks and waits.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -53,9 +55,19 @@ def find_autoscaler() -> Autoscaler | None:
     if config is not None and any(group.max_count != 0 for group in config.node_group_configs):
         limits = ray_state.state.get_max_resources_from_cluster_config() or {}
         return Autoscaler(limits={key: float(value) for key, value in limits.items()})
-    if _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS):  # autoscaler v1's monitor is running
+    status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)  # autoscaler v1's monitor, if any
+    if status and v1_can_launch(json.loads(status)):
         return Autoscaler(limits=None)
     return None
+
+
+def v1_can_launch(status: dict) -> bool:
+    """Is autoscaler v1's status that of a real autoscaler? Every `ray start --head` runs the v1 monitor, but
+    without an autoscaling config it only mirrors the nodes it finds (Ray's readonly provider), naming each node
+    type `node_<node id>`; a real one names them after its config's `available_node_types`."""
+    report = status.get("autoscaler_report") or {}
+    types = set((report.get("node_type_mapping") or {}).values()) | set(report.get("active_nodes") or {})
+    return any(not name.startswith("node_") for name in types)
 
 
 def node_totals() -> list[Bundle]:

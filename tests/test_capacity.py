@@ -78,3 +78,14 @@ def test_parallel_stages_request_the_sum_of_their_bundles(monkeypatch):
     capacity._request("a", None)
     capacity._request("b", None)
     assert sent == [[{"GPU": 1.0}], [{"GPU": 1.0}, {"GPU": 2.0}], [{"GPU": 2.0}], []]
+
+
+def test_a_plain_heads_readonly_monitor_is_no_autoscaler():
+    """Every `ray start --head` runs autoscaler v1's monitor; without an autoscaling config it mirrors the nodes
+    (types `node_<id>`) and can launch nothing. Statuses as Ray 2.60 writes them (trimmed)."""
+    readonly = {"autoscaler_report": {"active_nodes": {"node_fd31a9": 1}, "node_type_mapping": {"fd31a9": "node_fd31a9"},
+                                      "pending_launches": {}, "legacy": True}}
+    fake_multinode = {"autoscaler_report": {"active_nodes": {"ray.head.default": 1}, "pending_launches": {},
+                                            "node_type_mapping": {"fff00000": "ray.head.default"}, "legacy": True}}
+    assert not capacity.v1_can_launch(readonly)
+    assert capacity.v1_can_launch(fake_multinode)

