@@ -14,8 +14,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${1:-runs/gpu_check}
-# The rehearsal's command (the paper pipeline with its rehearsal profile; see README "Rehearsal").
-REHEARSAL=${REHEARSAL:-".venv/bin/solar-ray pipeline experiments/solar_10_7b/pipeline.yaml --rehearsal --output $OUT/rehearsal"}
+# The rehearsal: the paper pipeline at its rehearsal profile's sizes (experiments/solar_10_7b/rehearsal.yaml).
+REHEARSAL=${REHEARSAL:-".venv/bin/solar-ray pipeline experiments/solar_10_7b/pipeline.yaml --rehearse --output $OUT/rehearsal"}
 BUDGET_S=${BUDGET_S:-600}
 
 command -v nvidia-smi >/dev/null 2>&1 || { echo "error: no nvidia-smi: this check needs an NVIDIA GPU" >&2; exit 2; }
