@@ -255,7 +255,8 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
     start = time.perf_counter()
     # The driver prints one line per finished (model, task); the actors' own progress bars (lm-eval, datasets),
     # two or more interleaved per line of the console, are off.
-    quiet = {"env_vars": {"TQDM_DISABLE": "1"}}
+    # (Not with vLLM: its generate divides by the progress bar's elapsed time, 0 when tqdm is disabled.)
+    quiet = {"env_vars": {"TQDM_DISABLE": "1"}} if backend != "vllm" else {}
     lm_settings = {"backend": backend, "device": device, "batch_size": batch_size,
                    "dtype": resolve_dtype(dtype, backend, device), "gpu_memory_utilization": gpu_memory_utilization}
     pool = [EvalWorker.options(**worker_options(cpus_per_worker, gpus_per_worker if gpu else 0), runtime_env=quiet)
