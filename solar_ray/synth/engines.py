@@ -245,12 +245,12 @@ class VLLMEngine(GenerationEngine):
 
     @classmethod
     def preflight(cls, model: str, options: EngineOptions) -> None:
-        import os
+        from solar_ray.ray_session import remote_cluster
 
         # On a cluster the engines run on its (GPU) nodes, whose image brings vLLM; a CPU head often has none.
         # Only a local Ray runs the actors with this machine's packages, so only then are they checked here.
         build = vllm_build()
-        if not os.environ.get("RAY_ADDRESS"):
+        if not remote_cluster():
             if build is None:
                 raise EngineStartError(
                     "engine 'vllm': vllm is not installed here (GPU machines: pip install 'solar-ray[vllm]'; CPU "
