@@ -61,7 +61,7 @@ class AutoscalingHead(LocalHead):
             "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
             "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
         }
-        self.config_path = self.temp_dir / "autoscaling.json"
+        self.config_path = self.root / "autoscaling.json"  # beside the head's temp dir, which start creates
         self.config_path.write_text(json.dumps(config))
         self.extra_env.update({"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
                                "PYTHONPATH": str(REPO)})
