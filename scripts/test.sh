@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # Install solar-ray into .venv and run the whole test suite (offline, CPU, about 11-12 minutes on 2 cores from a
-# fresh clone).
+# fresh clone); then the vLLM tests (marker `vllm`) in .venv-vllm, the community CPU build of vLLM, which
+# scripts/vllm-venv.sh builds once and caches. Arguments run only that part of the main suite
+# (`bash scripts/test.sh -x -q tests/merge`); SOLAR_RAY_VLLM_TESTS=1 adds the vLLM tests to it, 0 leaves them out.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-exec .venv/bin/python -m pytest "$@"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "${SOLAR_RAY_VLLM_TESTS:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
+  bash scripts/vllm-venv.sh
+  .venv-vllm/bin/python -m pytest -m vllm -q || status=$?
+fi
+exit $status

@@ -44,3 +44,10 @@ def root_cause(exc: BaseException) -> str:
     name = type(exc).__name__.removeprefix("RayTaskError(").removesuffix(")")
     text = message if message.startswith(f"{name}:") else f"{name}: {message}"
     return text if len(text) <= 400 else text[:397] + "..."
+
+
+def remote_cause(exc: BaseException) -> BaseException:
+    """A SolarRayError raised inside a Ray task or actor, unwrapped from Ray's wrapper (whose text carries the
+    remote traceback), so the CLI prints its one line; any other exception as it came."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, SolarRayError) else exc

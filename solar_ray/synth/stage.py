@@ -136,6 +136,7 @@ def run(config: Config) -> Path:
     import pandas as pd
 
     from solar_ray.artifacts import atomic_dir, write_json, write_lineage
+    from solar_ray.capacity import ensure_capacity
     from solar_ray.errors import ArtifactError
     from solar_ray.ray_session import cluster_gpus, init_ray
     from solar_ray.synth.engines import get_engine
@@ -147,7 +148,13 @@ def run(config: Config) -> Path:
     if out.exists() and not config.force:  # fail before hours of generation, not at the final rename
         raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
     engine_cls = get_engine(config.engine)
-    engine_cls.preflight(config.model, config.engine_options)
+    # Ray first: the engines' device and the room for them are the cluster's (a CPU head has no GPU of its own).
+    init_ray()
+    options = engine_cls.resolve_options(config.engine_options)
+    engine_cls.preflight(config.model, options)
+    gpus = engine_cls.resources(options)["num_gpus"]
+    ensure_capacity(f"stage 'synth_math' ({out.name})",
+                    [{"CPU": config.num_cpus_per_actor, "GPU": gpus}] * config.actors)
 
     # 1. Seeds: usable rows, minus those without an answer or matching a benchmark.
     seed_path, rows = read_seed_file(config.seed_data)
@@ -156,10 +163,9 @@ def run(config: Config) -> Path:
     seeds, rejected_seeds = select_seeds(seed_path, rows, index)
 
     # 2. Generation over the actor pool, resumable from the work directory next to the output.
-    init_ray()
     work_dir = out.parent / f".{out.name}.synth-work-{work_key(config, seed_path)}"
     generations, stats = generate_blocks(
-        seeds, work_dir, engine_cls, config.model, config.sampling, config.engine_options,
+        seeds, work_dir, engine_cls, config.model, config.sampling, options,
         prompt_format=config.prompt_format, few_shot=config.few_shot, block_size=config.block_size,
         batch_size=config.batch_size, actors=config.actors, num_cpus_per_actor=config.num_cpus_per_actor,
     )

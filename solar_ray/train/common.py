@@ -163,11 +163,16 @@ def check_inputs(config: TrainStageConfig, required_columns: tuple[str, ...]) ->
     return counts
 
 
-def resolve_hardware(config: TrainStageConfig, cluster_gpus: int) -> dict[str, object]:
-    """Pick GPU/CPU, precision and backend; GPU-only options on a machine without GPUs are a ConfigError."""
+def resolve_hardware(config: TrainStageConfig, cluster_gpus: int, gpus_obtainable: bool | None = None) -> dict[str, object]:
+    """Pick GPU/CPU, precision and backend; GPU-only options on a machine without GPUs are a ConfigError.
+
+    `gpus_obtainable`: the cluster has GPUs or an autoscaler that can add GPU nodes (default: it has GPUs now).
+    Whether the cluster is big enough for the workers is `check_capacity`'s question."""
     s, ds = config.scaling, config.deepspeed
-    if s.use_gpu and cluster_gpus == 0:
-        raise ConfigError("scaling.use_gpu is true but the Ray cluster has no GPU; set scaling.use_gpu=false")
+    obtainable = bool(cluster_gpus) if gpus_obtainable is None else gpus_obtainable
+    if s.use_gpu and not obtainable:
+        raise ConfigError("scaling.use_gpu is true but the Ray cluster has no GPU and no autoscaler that can add "
+                          "GPU nodes; set scaling.use_gpu=false")
     use_gpu = bool(cluster_gpus) if s.use_gpu is None else s.use_gpu
     if not use_gpu:
         if ds.bf16:
@@ -176,15 +181,22 @@ def resolve_hardware(config: TrainStageConfig, cluster_gpus: int) -> dict[str, o
             raise ConfigError("scaling.backend is nccl, which needs GPUs; use scaling.backend=gloo on CPU")
         if ds.offload_optimizer:
             raise ConfigError("deepspeed.offload_optimizer needs GPU training; set deepspeed.offload_optimizer=false")
-    from solar_ray.ray_session import remote_cluster
-
-    if use_gpu and s.num_workers > cluster_gpus and not remote_cluster():
-        raise ConfigError(
-            f"scaling.num_workers {s.num_workers} exceeds the {cluster_gpus} GPU(s) of the local Ray cluster"
-        )
     bf16 = use_gpu if ds.bf16 is None else ds.bf16
     backend = s.backend if s.backend != "auto" else ("nccl" if use_gpu else "gloo")
     return {"use_gpu": use_gpu, "bf16": bf16, "backend": backend}
+
+
+def worker_bundles(config: TrainStageConfig, use_gpu: bool) -> list[dict[str, float]]:
+    """The Ray bundles of the run's workers, as the launcher's ScalingConfig asks for them."""
+    bundle = {"CPU": config.scaling.cpus_per_worker, **({"GPU": 1.0} if use_gpu else {})}
+    return [dict(bundle) for _ in range(config.scaling.num_workers)]
+
+
+def check_capacity(config: TrainStageConfig, hw: dict[str, object]) -> None:
+    """Wait for the cluster (or its autoscaler) to hold every worker, or fail at once with one line."""
+    from solar_ray.capacity import ensure_capacity
+
+    ensure_capacity(f"stage '{config.stage}' ({config.run_name()})", worker_bundles(config, bool(hw["use_gpu"])))
 
 
 def planned_steps(config: TrainStageConfig, train_rows: int) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 from solar_ray.config import absolute_unless_uri, dump_config
 from solar_ray.errors import SolarRayError
-from solar_ray.train.common import TrainStageConfig, resolve_hardware
+from solar_ray.train.common import TrainStageConfig, check_capacity, resolve_hardware
 from solar_ray.train.worker import EXPORT_DIR, read_metrics
 
 
@@ -38,10 +38,13 @@ class Launch:
 
 def hardware(config: TrainStageConfig) -> dict[str, Any]:
     """GPU or CPU, precision and backend for this cluster; raises ConfigError for GPU-only options on CPU."""
+    from solar_ray.capacity import gpus_obtainable
     from solar_ray.ray_session import cluster_gpus, init_ray
 
     init_ray()
-    return resolve_hardware(config, cluster_gpus())
+    hw = resolve_hardware(config, cluster_gpus(), gpus_obtainable())
+    check_capacity(config, hw)
+    return hw
 
 
 def build_trainer(config: TrainStageConfig, launch: Launch, hw: dict[str, Any], callbacks: list | None = None):
