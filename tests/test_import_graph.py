@@ -87,3 +87,14 @@ def test_the_walk_finds_a_circle_through_a_function_level_import():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_modules_named_by_path_exist():
+    """Registries that import by module path (to keep the graph acyclic) name modules the package ships."""
+    from solar_ray.merge.plugin import BUILTIN_METHODS
+    from solar_ray.stages import STAGES
+    from solar_ray.synth.engines import ENGINE_MODULES
+
+    graph = import_graph()
+    named = {*STAGES.values(), *ENGINE_MODULES.values(), BUILTIN_METHODS}
+    assert named <= set(graph), sorted(named - set(graph))
