@@ -1,4 +1,8 @@
-"""The tiny world's tokenizer (BPE trained here) and random-init Llama base model."""
+"""Tiny random decoders and BPE tokenizers: the tiny world's base, and the one builder tests and benches use.
+
+`build_tiny_model` is the single place a random Llama / Mistral checkpoint is built (sizes, seed, dtype, shards,
+optional tokenizer); `train_byte_level_bpe` the single byte-level BPE trained on a local corpus.
+"""
 
 from __future__ import annotations
 
@@ -48,23 +52,67 @@ def train_tokenizer(texts: list[str]):
     return wrapped
 
 
+def train_byte_level_bpe(corpus: list[str], vocab_size: int, chat_template: str | None = None):
+    """A byte-level BPE trained on `corpus` with <s>, </s>, <unk>, <pad>; offline, seconds on a CPU."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=1,
+                            special_tokens=["<s>", "</s>", "<unk>", "<pad>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>")
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def build_tiny_model(out: Path, tokenizer=None, *, layers: int, hidden: int, intermediate: int, heads: int,
+                     kv_heads: int, head_dim: int, vocab_size: int | None = None, max_positions: int = 2048,
+                     seed: int = 0, dtype: str = "float32", architecture: str = "llama", shard: str | None = None,
+                     tie: bool = False, generation: dict | None = None, edit=None, **extra) -> Path:
+    """A random-init decoder saved as safetensors into `out` (with `tokenizer` when given).
+
+    The vocabulary and special-token ids come from `tokenizer` unless `vocab_size` is given; `shard` splits the
+    weights (e.g. "100KB") so readers of an index are exercised; `edit(model)` changes weights before saving;
+    `extra` goes to the config (rope_theta, sliding_window, ...).
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+
+    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM),
+                             "mistral": (MistralConfig, MistralForCausalLM)}[architecture]
+    if tokenizer is not None:
+        extra = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                 "pad_token_id": tokenizer.pad_token_id, **extra}
+    out.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    torch.manual_seed(seed)
+    config = config_cls(
+        vocab_size=vocab_size or len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+        max_position_embeddings=max_positions, tie_word_embeddings=tie, **extra,
+    )
+    model = model_cls(config).to(getattr(torch, dtype))
+    if edit is not None:
+        with torch.no_grad():
+            edit(model)
+    if generation is not None:
+        model.generation_config = GenerationConfig(**generation)
+    model.save_pretrained(out, **({"max_shard_size": shard} if shard else {}))
+    return out
+
+
 def build_base_model(tokenizer, seed: int, out: Path) -> None:
     """Random-init LlamaForCausalLM sized by MODEL_SHAPE, saved as safetensors with its tokenizer."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **MODEL_SHAPE,
+    shape = dict(MODEL_SHAPE)
+    build_tiny_model(
+        out, tokenizer, seed=seed, layers=shape.pop("num_hidden_layers"), hidden=shape.pop("hidden_size"),
+        intermediate=shape.pop("intermediate_size"), heads=shape.pop("num_attention_heads"),
+        kv_heads=shape.pop("num_key_value_heads"), head_dim=shape.pop("head_dim"),
+        max_positions=shape.pop("max_position_embeddings"), tie=shape.pop("tie_word_embeddings"),
+        generation={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                    "pad_token_id": tokenizer.pad_token_id, "max_new_tokens": 64},
+        **shape,
     )
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, max_new_tokens=64,
-    )
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
