@@ -30,23 +30,28 @@ MODEL_SHAPE = {
 }
 
 
-def train_tokenizer(texts: list[str]):
-    """BPE over Metaspace words with digits split one by one (so arithmetic is learnable); SOLAR chat template."""
+def metaspace_bpe(texts: list[str], specials: list[str], vocab_size: int):
+    """A raw `tokenizers` BPE over Metaspace words with digits split one by one (so arithmetic is learnable);
+    <unk> is its unknown token when it is the first special."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer = Tokenizer(models.BPE(unk_token=specials[0] if specials[0] == "<unk>" else None))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)]
     )
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=[SPECIAL_TOKENS[k] for k in ("unk_token", "bos_token", "eos_token", "pad_token")],
-        initial_alphabet=list(string.printable),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.train_from_iterator(texts, trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=list(string.printable), show_progress=False,
+    ))
+    return tokenizer
+
+
+def train_tokenizer(texts: list[str]):
+    """The tiny world's tokenizer: metaspace_bpe with its special tokens and the SOLAR chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [SPECIAL_TOKENS[k] for k in ("unk_token", "bos_token", "eos_token", "pad_token")]
+    tokenizer = metaspace_bpe(texts, specials, VOCAB_SIZE)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=2048, **SPECIAL_TOKENS)
     wrapped.chat_template = SOLAR_CHAT_TEMPLATE
     return wrapped
