@@ -73,20 +73,19 @@ def train_byte_level_bpe(corpus: list[str], vocab_size: int, chat_template: str 
 
 
 def build_tiny_model(out: Path, tokenizer=None, *, layers: int, hidden: int, intermediate: int, heads: int,
-                     kv_heads: int, head_dim: int, vocab_size: int | None = None, max_positions: int = 2048,
+                     kv_heads: int, head_dim: int | None = None, vocab_size: int | None = None, max_positions: int = 2048,
                      seed: int = 0, dtype: str = "float32", architecture: str = "llama", shard: str | None = None,
-                     tie: bool = False, generation: dict | None = None, edit=None, **extra) -> Path:
+                     tie: bool | None = None, generation: dict | None = None, edit=None, **extra) -> Path:
     """A random-init decoder saved as safetensors into `out` (with `tokenizer` when given).
 
-    The vocabulary and special-token ids come from `tokenizer` unless `vocab_size` is given; `shard` splits the
-    weights (e.g. "100KB") so readers of an index are exercised; `edit(model)` changes weights before saving;
-    `extra` goes to the config (rope_theta, sliding_window, ...).
+    `architecture` is a transformers model type (llama, mistral, qwen2, gemma2, ...); `head_dim` None keeps the
+    architecture's default. The vocabulary and special-token ids come from `tokenizer` unless `vocab_size` is
+    given; `shard` splits the weights (e.g. "100KB") so readers of an index are exercised; `edit(model)` changes
+    weights before saving; `extra` goes to the config (rope_theta, sliding_window, ...).
     """
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM),
-                             "mistral": (MistralConfig, MistralForCausalLM)}[architecture]
     if tokenizer is not None:
         extra = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                  "pad_token_id": tokenizer.pad_token_id, **extra}
@@ -94,12 +93,16 @@ def build_tiny_model(out: Path, tokenizer=None, *, layers: int, hidden: int, int
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     torch.manual_seed(seed)
-    config = config_cls(
-        vocab_size=vocab_size or len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
-        max_position_embeddings=max_positions, tie_word_embeddings=tie, **extra,
+    if head_dim is not None:
+        extra["head_dim"] = head_dim
+    if tie is not None:  # None: the architecture's default (Gemma ties, Llama does not)
+        extra["tie_word_embeddings"] = tie
+    config = AutoConfig.for_model(
+        architecture, vocab_size=vocab_size or len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions, **extra,
     )
-    model = model_cls(config).to(getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_config(config).to(getattr(torch, dtype))
     if edit is not None:
         with torch.no_grad():
             edit(model)
