@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 import ray
+
 # private library API, listed and checked in solar_ray/patches.py
 from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 

@@ -23,7 +23,8 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 def build_tiny_model(out: Path, seed: int = 0) -> Path:
     from solar_ray.chat import SOLAR_CHAT_TEMPLATE
-    from solar_ray.tiny.model import build_tiny_model as build, train_byte_level_bpe
+    from solar_ray.tiny.model import build_tiny_model as build
+    from solar_ray.tiny.model import train_byte_level_bpe
 
     corpus = sentences(500, seed) + ["### System:\n", "### User:\n", "### Assistant:\n", "what colour is the cat ?"]
     tokenizer = train_byte_level_bpe(corpus, vocab_size=400, chat_template=SOLAR_CHAT_TEMPLATE)
