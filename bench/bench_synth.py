@@ -22,32 +22,20 @@ from pathlib import Path
 
 def build_model(out: Path, layers: int = 8) -> Path:
     """A random Llama shaped like the tiny world's base: hidden 128, head_dim 64, ~1k BPE vocabulary."""
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from solar_ray.synth.prompts import FEW_SHOT, INSTRUCTION
+    from solar_ray.tiny.model import build_tiny_model, train_byte_level_bpe
 
     corpus = [INSTRUCTION] + [f"{e.problem} {e.solution} {e.rephrased_problem} {e.rephrased_solution}"
                               for e in FEW_SHOT] + [f"what is {a} plus {b} ? {a + b}" for a in range(40) for b in range(9)]
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=1000, min_frequency=1, special_tokens=["<s>", "</s>", "<unk>", "<pad>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>", pad_token="<pad>")
-    tokenizer.save_pretrained(out)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=layers,
-        num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
-    # Random weights emit EOS at random; a zero EOS row makes its logit 0 (about 1/vocab per step), so nearly
-    # every completion runs to max_tokens and every configuration does about the same work (tokens are counted).
-    with torch.no_grad():
+    tokenizer = train_byte_level_bpe(corpus, vocab_size=1000)
+
+    def silence_eos(model):
+        # Random weights emit EOS at random; a zero EOS row makes its logit 0 (about 1/vocab per step), so nearly
+        # every completion runs to max_tokens and every configuration does about the same work (tokens counted).
         model.lm_head.weight[tokenizer.eos_token_id].zero_()
-    model.save_pretrained(out, safe_serialization=True)
+
+    build_tiny_model(out, tokenizer, layers=layers, hidden=128, intermediate=512, heads=2, kv_heads=2, head_dim=64,
+                     edit=silence_eos)
     return out
 
 

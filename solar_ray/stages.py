@@ -30,15 +30,10 @@ STAGES: dict[str, str] = {
 
 
 def stage_module(stage: str, source: str = "config") -> ModuleType:
-    """The module implementing `stage`; a one-line ConfigError for unknown or not-yet-installed stages."""
+    """The module implementing `stage`; a one-line ConfigError for an unknown stage."""
     if stage not in STAGES:
         raise ConfigError(f"{source}: unknown stage '{stage}'; known stages: {', '.join(sorted(STAGES))}")
-    try:
-        return importlib.import_module(STAGES[stage])
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("solar_ray"):
-            raise ConfigError(f"{source}: stage '{stage}' is not available in this build ({exc.name})") from None
-        raise
+    return importlib.import_module(STAGES[stage])
 
 
 def run_stage(config) -> Path:

@@ -223,6 +223,7 @@ def _patch_ray_submission() -> None:
     from ray.actor import ActorClass
     from ray.remote_function import RemoteFunction
 
+    # private library API, listed and checked in solar_ray/patches.py
     submit_task, create_actor = RemoteFunction._remote, ActorClass._remote
 
     def task_remote(self, args=None, kwargs=None, serialized_runtime_env_info=None, **options):

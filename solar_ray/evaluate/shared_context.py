@@ -29,6 +29,7 @@ MAX_CHOICES_PER_BATCH = 16  # choices scored in one forward over a repeated cach
 class SharedContextHFLM(HFLM):
     """HFLM whose loglikelihood runs a context shared by several requests once (causal models)."""
 
+    # overrides a private lm-eval method, listed and checked in solar_ray/patches.py
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
         groups: dict[tuple[int, ...], list[int]] = {}

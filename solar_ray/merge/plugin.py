@@ -20,6 +20,7 @@ Pure Python + numpy + pydantic (no torch import) so configs validate fast and th
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -106,6 +107,10 @@ class MergeMethod:
 
 METHODS: dict[str, MergeMethod] = {}
 
+# The built-in plug-ins' package, imported by path on first lookup (as solar_ray/stages.py does for stages):
+# its modules import this one to register, so an import statement here would close an import circle.
+BUILTIN_METHODS = "solar_ray.merge.methods"
+
 
 def register(method: MergeMethod) -> MergeMethod:
     METHODS[method.name] = method
@@ -113,7 +118,7 @@ def register(method: MergeMethod) -> MergeMethod:
 
 
 def get_method(name: str) -> MergeMethod:
-    import solar_ray.merge.methods  # noqa: F401  (the built-in plug-ins register themselves on import)
+    importlib.import_module(BUILTIN_METHODS)  # the built-in plug-ins register themselves on import
 
     if name not in METHODS:
         raise ConfigError(f"method: unknown merge method {name!r}; known: {', '.join(sorted(METHODS))}")

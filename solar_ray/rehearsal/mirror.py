@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from solar_ray.rehearsal.repos import write_dataset_repo
+from solar_ray.tiny.model import build_tiny_model, metaspace_bpe
 
 MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
                  "prealgebra", "precalculus")
@@ -89,35 +90,22 @@ def write_datasets(root: Path, files: dict[str, list[dict[str, Any]]]) -> None:
         split: files[f"ultrafeedback_binarized/{split}"] for split in ("train_prefs", "test_prefs", "train_sft", "test_sft")}})
 
 
-def _bpe(texts: list[str], specials: list[str], vocab_size: int):
-    """A byte-level-free BPE like the tiny world's (Metaspace words, digits split), with the given special tokens."""
-    import string
-
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token=specials[0] if specials[0] == "<unk>" else None))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)])
-    tokenizer.decoder = decoders.Metaspace()
-    tokenizer.train_from_iterator(texts, trainer=trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=list(string.printable), show_progress=False))
-    return tokenizer
-
-
 def write_mistral(out: Path, texts: list[str], seed: int) -> None:
-    import torch
     from tokenizers import processors
-    from transformers import GenerationConfig, MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    raw = _bpe(texts, list(MISTRAL_SPECIALS), 1024)
+    shape = dict(MISTRAL_SHAPE)
+    raw = metaspace_bpe(texts, list(MISTRAL_SPECIALS), 1024)
     raw.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                         model_max_length=1000000000000000019884624838656)  # as Mistral's config
-    torch.manual_seed(seed)
-    model = MistralForCausalLM(MistralConfig(vocab_size=len(tokenizer), bos_token_id=1, eos_token_id=2, **MISTRAL_SHAPE))
-    model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    build_tiny_model(
+        out, tokenizer, architecture="mistral", seed=seed, layers=shape.pop("num_hidden_layers"),
+        hidden=shape.pop("hidden_size"), intermediate=shape.pop("intermediate_size"),
+        heads=shape.pop("num_attention_heads"), kv_heads=shape.pop("num_key_value_heads"),
+        head_dim=shape.pop("head_dim"), max_positions=shape.pop("max_position_embeddings"),
+        tie=shape.pop("tie_word_embeddings"), generation={"bos_token_id": 1, "eos_token_id": 2}, **shape,
+    )
 
 
 def write_qwen(out: Path, texts: list[str], seed: int) -> None:
@@ -125,7 +113,7 @@ def write_qwen(out: Path, texts: list[str], seed: int) -> None:
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_bpe(texts, specials, 1024), eos_token="<|im_end|>",
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=metaspace_bpe(texts, specials, 1024), eos_token="<|im_end|>",
                                         pad_token="<|endoftext|>", model_max_length=131072)
     tokenizer.chat_template = CHATML
     torch.manual_seed(seed + 1)

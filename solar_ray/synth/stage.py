@@ -35,7 +35,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from solar_ray.config import LocalPath, ModelPath, StageConfig, Strict, dump_config
-from solar_ray.synth.engines import ENGINES, EngineOptions, SamplingSettings
+from solar_ray.synth.engines import EngineOptions, SamplingSettings, known_engines
 
 INSTRUCT_SOURCE = "synth_math_instruct"
 ALIGNMENT_SOURCE = "synth_math_alignment"
@@ -81,8 +81,8 @@ class Config(StageConfig):
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, value: str) -> str:
-        if value not in ENGINES:
-            raise ValueError(f"unknown engine {value!r}; known engines: {', '.join(sorted(ENGINES))}")
+        if value not in known_engines():
+            raise ValueError(f"unknown engine {value!r}; known engines: {', '.join(known_engines())}")
         return value
 
     @model_validator(mode="after")

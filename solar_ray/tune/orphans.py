@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 
 import ray
+
+# private library API, listed and checked in solar_ray/patches.py
 from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 
 CHECK_EVERY_S = 1.0

@@ -83,24 +83,11 @@ def build_benchmarks(root: Path, items: int = 30, seed: int = 0) -> Path:
 
 def build_model(out: Path, corpus: list[str], seed: int = 0, layers: int = 2) -> Path:
     """A random Llama (hidden 128, head_dim 64) with a byte-level BPE trained on `corpus`; safetensors."""
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from solar_ray.tiny.model import build_tiny_model, train_byte_level_bpe
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<s>", "</s>", "<unk>", "<pad>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>", pad_token="<pad>")
-    tokenizer.save_pretrained(out)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=layers,
-        num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    return out
+    tokenizer = train_byte_level_bpe(corpus, vocab_size=400)
+    return build_tiny_model(out, tokenizer, seed=seed, layers=layers, hidden=128, intermediate=256, heads=2,
+                            kv_heads=2, head_dim=64)
 
 
 def benchmark_corpus(root: Path) -> list[str]:

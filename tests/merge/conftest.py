@@ -14,7 +14,9 @@ def build_model(out: Path, seed: int, dtype: str = "float16", layers: int = 3, v
     """A random Llama (hidden 64, 3 layers) with a word-level tokenizer, saved in several safetensors shards."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
+
+    from solar_ray.tiny.model import build_tiny_model
 
     out.mkdir(parents=True, exist_ok=True)
     vocab_map = {tok: i for i, tok in enumerate(["<unk>", "<s>", "</s>", *VOCAB_WORDS])}
@@ -23,23 +25,24 @@ def build_model(out: Path, seed: int, dtype: str = "float16", layers: int = 3, v
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, bos_token="<s>", eos_token="</s>",
                                         unk_token="<unk>")
     tokenizer.save_pretrained(out)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=layers, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
-        tie_word_embeddings=tie,
-    )
-    model = LlamaForCausalLM(config).to(getattr(torch, dtype))
-    with torch.no_grad():  # norms start at exactly 1.0 in every seed; perturb them so merges are visible there too
+
+    def perturb_norms(model):  # norms start at exactly 1.0 in every seed; perturb them so merges show there too
         for name, param in model.named_parameters():
             if "norm" in name:
                 param.add_(torch.randn_like(param) * 0.1)
-    model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, do_sample=False)
-    if pickle:  # transformers 5 writes safetensors only: write the legacy pickle layout by hand
-        config.save_pretrained(out)
-        torch.save(model.state_dict(), out / "pytorch_model.bin")
-    else:
-        model.save_pretrained(out, max_shard_size=shard)
+
+    build_tiny_model(out, vocab_size=vocab, seed=seed, dtype=dtype, layers=layers, hidden=64, intermediate=96,
+                     heads=2, kv_heads=1, head_dim=32, max_positions=128, tie=tie, shard=shard, edit=perturb_norms,
+                     generation={"bos_token_id": 1, "eos_token_id": 2, "do_sample": False},
+                     bos_token_id=1, eos_token_id=2)
+    if pickle:  # transformers 5 writes safetensors only: rewrite the weights in the legacy pickle layout by hand
+        from transformers import AutoModelForCausalLM
+
+        state = AutoModelForCausalLM.from_pretrained(out, dtype=getattr(torch, dtype)).state_dict()
+        for name in [*out.glob("model*.safetensors"), *out.glob("model.safetensors.index.json"),
+                     out / "generation_config.json"]:
+            name.unlink(missing_ok=True)
+        torch.save(state, out / "pytorch_model.bin")
     return out
 
 

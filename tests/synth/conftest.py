@@ -56,30 +56,13 @@ def benchmarks_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_math_model(tmp_path_factory) -> Path:
     """A random 2-layer Llama, hidden 128 with head_dim 64, and a byte-level BPE trained on math-ish text."""
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from solar_ray.chat import SOLAR_CHAT_TEMPLATE
     from solar_ray.synth.prompts import FEW_SHOT, INSTRUCTION
+    from solar_ray.tiny.model import build_tiny_model, train_byte_level_bpe
 
     out = tmp_path_factory.mktemp("model") / "tiny-llama"
     corpus = [INSTRUCTION] + [f"{r['problem']} {r['solution']}" for r in MATH_ROWS]
     corpus += [f"{e.problem} {e.solution} {e.rephrased_problem} {e.rephrased_solution}" for e in FEW_SHOT]
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus * 5, vocab_size=600, min_frequency=1,
-                            special_tokens=["<s>", "</s>", "<unk>", "<pad>"])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
-    tokenizer.chat_template = SOLAR_CHAT_TEMPLATE
-    tokenizer.save_pretrained(out)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    tokenizer = train_byte_level_bpe(corpus * 5, vocab_size=600, chat_template=SOLAR_CHAT_TEMPLATE)
+    build_tiny_model(out, tokenizer, layers=2, hidden=128, intermediate=256, heads=2, kv_heads=2, head_dim=64)
     return out

@@ -1,7 +1,7 @@
 import random
 
 from solar_ray.synth.answers import extract_answer
-from solar_ray.synth.engines import ENGINES, EngineOptions, SamplingSettings
+from solar_ray.synth.engines import EngineOptions, SamplingSettings, get_engine
 from solar_ray.synth.prompts import build_prompt, parse_rephrasing
 from solar_ray.tiny.language import World
 from solar_ray.tiny.rephraser import rephrase
@@ -19,7 +19,7 @@ def test_rephrasing_keeps_the_answer_and_changes_the_words():
 
 
 def test_engine_answers_in_the_synth_prompt_layout(tmp_path):
-    engine_cls = ENGINES["tiny_world"]
+    engine_cls = get_engine("tiny_world")
     engine = engine_cls(str(tmp_path), SamplingSettings(n=3, temperature=0.0, seed=1), EngineOptions())
     prompt = build_prompt("what is 4 + 5 ?", "4 + 5 = 9 so $\\boxed{9}$ .", few_shot=2)
     [samples] = engine.generate([prompt])
@@ -29,7 +29,7 @@ def test_engine_answers_in_the_synth_prompt_layout(tmp_path):
 
 
 def test_engine_samples_depend_on_the_prompt_not_on_batching_or_order(tmp_path):
-    engine_cls = ENGINES["tiny_world"]
+    engine_cls = get_engine("tiny_world")
     sampling = SamplingSettings(n=4, temperature=1.0, seed=7)
     world = World(0)
     prompts = [build_prompt(p.question(), p.worked(), few_shot=0) for p in world.math_train[:12]]
@@ -50,7 +50,7 @@ def test_engine_answers_chat_requests_as_a_chat_model_does(tmp_path):
     """prompt_format chat (the paper's rephraser is an instruction model): the completion repeats the question tag."""
     from solar_ray.synth.prompts import build_chat_messages
 
-    engine = ENGINES["tiny_world"](str(tmp_path), SamplingSettings(n=1, temperature=0.0, seed=1), EngineOptions())
+    engine = get_engine("tiny_world")(str(tmp_path), SamplingSettings(n=1, temperature=0.0, seed=1), EngineOptions())
     prompt = engine.render_chat(build_chat_messages("what is 4 + 5 ?", "4 + 5 = 9 so $\\boxed{9}$ .", few_shot=2))
     [[sample]] = engine.generate([prompt])
     assert parse_rephrasing(sample.text, "completion") != ("compute 4 plus 5 .", "we have 4 + 5 = 9 , so the answer is $\\boxed{9}$ .")

@@ -22,30 +22,14 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 
 def build_tiny_model(out: Path, seed: int = 0) -> Path:
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from solar_ray.chat import SOLAR_CHAT_TEMPLATE
+    from solar_ray.tiny.model import build_tiny_model as build
+    from solar_ray.tiny.model import train_byte_level_bpe
 
-    out.mkdir(parents=True, exist_ok=True)
     corpus = sentences(500, seed) + ["### System:\n", "### User:\n", "### Assistant:\n", "what colour is the cat ?"]
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<s>", "</s>", "<unk>", "<pad>"])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
-    tokenizer.chat_template = SOLAR_CHAT_TEMPLATE
-    tokenizer.save_pretrained(out)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    return out
+    tokenizer = train_byte_level_bpe(corpus, vocab_size=400, chat_template=SOLAR_CHAT_TEMPLATE)
+    return build(out, tokenizer, seed=seed, layers=2, hidden=64, intermediate=128, heads=4, kv_heads=2, head_dim=16,
+                 max_positions=512)
 
 
 def write_dataset(out: Path, train_rows: list[dict], test_rows: list[dict] | None = None) -> Path:

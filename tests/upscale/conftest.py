@@ -27,15 +27,14 @@ def word_tokenizer():
 
 
 def save_tiny(path: Path, kind: str, layers: int = 8, tokenizer: bool = True, shard: str = "60KB", **extra) -> Path:
-    import torch
-    import transformers
+    from solar_ray.tiny.model import build_tiny_model
 
-    config_cls = {"llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig,
-                  "qwen2": transformers.Qwen2Config, "gemma2": transformers.Gemma2Config}[kind]
-    torch.manual_seed(0)
-    config = config_cls(num_hidden_layers=layers, **SIZES, **extra)
-    model = transformers.AutoModelForCausalLM.from_config(config).eval()
-    model.save_pretrained(path, max_shard_size=shard)  # several shards: exercises the index
+    sizes = dict(SIZES)
+    build_tiny_model(path, architecture=kind, layers=layers, hidden=sizes.pop("hidden_size"),
+                     intermediate=sizes.pop("intermediate_size"), heads=sizes.pop("num_attention_heads"),
+                     kv_heads=sizes.pop("num_key_value_heads"), vocab_size=sizes.pop("vocab_size"),
+                     max_positions=sizes.pop("max_position_embeddings"), shard=shard,  # several shards: the index
+                     **sizes, **extra)
     if tokenizer:
         word_tokenizer().save_pretrained(path)
     return path
