@@ -104,8 +104,9 @@ def release_lm(lm: Any) -> None:
     core = getattr(engine, "engine_core", None)
     if core is not None and hasattr(core, "shutdown"):
         core.shutdown()
-    if hasattr(lm, "model"):
-        del lm.model
+    for attribute in ("model", "_model"):  # instance attributes only: HFLM's `model` is a property over `_model`
+        if attribute in vars(lm):
+            delattr(lm, attribute)
     del lm
     gc.collect()
     if torch.cuda.is_available():

@@ -74,6 +74,17 @@ def test_release_shuts_the_vllm_engine_down_then_returns_gpu_memory(monkeypatch)
     assert events == ["engine core shut down", "cache emptied"] and not hasattr(lm, "model")
 
 
+def test_release_frees_a_real_hf_model(eval_model):
+    """lm-eval's HFLM keeps its model behind a read-only `model` property: release drops `_model` (a switch of
+    models in an eval actor failed with AttributeError on `del lm.model`)."""
+    import weakref
+
+    lm = make_lm(eval_model, backend="hf", device="cpu", batch_size=2)
+    model = weakref.ref(lm._model)
+    release_lm(lm)
+    assert model() is None and not hasattr(lm, "_model")
+
+
 def contamination_config(**kwargs) -> contamination.Config:
     return contamination.Config(model="m", reference="r", data_dir="d", **kwargs)
 
