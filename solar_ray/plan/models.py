@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ def facts() -> dict[str, Any]:
 
 
 def hub_config(repo_id: str) -> dict[str, Any] | None:
-    path = HUB_CONFIGS / f"{repo_id.replace('/', '--')}.json"
+    """A hub model's config.json: the hub mirror's copy when the run reads one (SOLAR_RAY_HUB_MIRROR, as a
+    rehearsal does: it fetches that model, so the plan sizes it), else the copy shipped with the planner."""
+    from solar_ray.hub import MIRROR_ENV
+
+    mirror = os.environ.get(MIRROR_ENV)
+    path = Path(mirror) / "models" / repo_id / "config.json" if mirror else None
+    if path is None or not path.is_file():
+        path = HUB_CONFIGS / f"{repo_id.replace('/', '--')}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 

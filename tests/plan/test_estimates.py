@@ -123,3 +123,19 @@ def test_a_model_type_transformers_cannot_build_is_left_unsized_with_a_note(tmp_
     ctx = PlanContext()
     assert ctx.shape(tmp_path) is None
     assert any("not sized" in note and str(tmp_path) in note for note in ctx.used.values())
+
+
+def test_a_run_reading_a_hub_mirror_is_planned_on_the_mirror_s_model(tmp_path, monkeypatch):
+    """The rehearsal fetches a scaled-down Mistral from its hub stand-in: the live fit check must size that model,
+    not the shipped 7B config (it refused synth_math at 290.8 GB per actor before)."""
+    import json
+
+    repo = tmp_path / "models" / "mistralai" / "Mistral-7B-v0.1"
+    repo.mkdir(parents=True)
+    shipped = hub_config("mistralai/Mistral-7B-v0.1")
+    (repo / "config.json").write_text(json.dumps({**shipped, "num_hidden_layers": 2, "hidden_size": 64}))
+    monkeypatch.setenv("SOLAR_RAY_HUB_MIRROR", str(tmp_path))
+    assert hub_config("mistralai/Mistral-7B-v0.1")["num_hidden_layers"] == 2
+    assert hub_config("upstage/SOLAR-10.7B-v1.0")["num_hidden_layers"] == 48  # not in the mirror: the shipped copy
+    monkeypatch.delenv("SOLAR_RAY_HUB_MIRROR")
+    assert hub_config("mistralai/Mistral-7B-v0.1") == shipped
