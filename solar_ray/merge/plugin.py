@@ -130,6 +130,13 @@ def method_names() -> list[str]:
     return sorted(METHODS)
 
 
+def check_method_name(value: str) -> str:
+    """A config validator's check: `value` names a registered merge method (ValueError otherwise)."""
+    if value not in method_names():
+        raise ValueError(f"unknown merge method {value!r}; known: {', '.join(method_names())}")
+    return value
+
+
 @dataclass(frozen=True)
 class MergeSpec:
     """A validated merge: the method, its parameters (`params`, the plug-in's Params) and per-model values."""

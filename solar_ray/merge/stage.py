@@ -43,7 +43,7 @@ from solar_ray.artifacts import atomic_dir, refuse_output_among_inputs, write_li
 from solar_ray.config import LocalPath, StageConfig, Strict, dump_config
 from solar_ray.errors import ConfigError
 from solar_ray.merge.core import CHUNK_ELEMENTS
-from solar_ray.merge.plugin import MergeSpec, get_method, method_names, validate_parameters
+from solar_ray.merge.plugin import MergeSpec, check_method_name, get_method, method_names, validate_parameters
 
 
 class ModelSpec(Strict):
@@ -94,9 +94,7 @@ class Config(StageConfig):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        if value not in method_names():
-            raise ValueError(f"unknown merge method {value!r}; known: {', '.join(method_names())}")
-        return value
+        return check_method_name(value)
 
     @field_validator("parameters")
     @classmethod

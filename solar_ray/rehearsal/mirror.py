@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from solar_ray.hub import BENCHMARKS
 from solar_ray.rehearsal.repos import write_dataset_repo
 from solar_ray.tiny.model import build_tiny_model, metaspace_bpe
 
@@ -39,15 +40,6 @@ QWEN_SHAPE = {  # Qwen2.5-72B-Instruct scaled down: heads 64:8 -> 8:1
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
-# benchmark folder of the tiny world -> (hub id, config, {tiny split: hub split})
-BENCHMARK_REPOS = {
-    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", ("train", "validation", "test")),
-    "hellaswag": ("Rowan/hellaswag", None, ("train", "validation")),
-    "mmlu": ("cais/mmlu", "all", ("dev", "validation", "test")),
-    "truthfulqa_mc": ("truthfulqa/truthful_qa", "multiple_choice", ("validation",)),
-    "winogrande": ("allenai/winogrande", "winogrande_xl", ("train", "validation")),
-    "gsm8k": ("openai/gsm8k", "main", ("train", "test")),
-}
 
 
 def build_mirror(out: Path, seed: int = 0) -> Path:
@@ -65,7 +57,8 @@ def build_mirror(out: Path, seed: int = 0) -> Path:
 
 
 def write_datasets(root: Path, files: dict[str, list[dict[str, Any]]]) -> None:
-    for folder, (repo_id, config, splits) in BENCHMARK_REPOS.items():
+    # The hub module's own table of the leaderboard's sources: ids, configs and splits as the fetch stage reads them.
+    for folder, (repo_id, config, splits) in BENCHMARKS.items():
         write_dataset_repo(root, repo_id, {config: {split: files[f"benchmarks/{folder}/{split}"] for split in splits}})
     # MATH: the tiny world's problems dealt over the seven subject configs, train and test kept apart.
     subjects: dict[str, dict[str, list]] = {s: {"train": [], "test": []} for s in MATH_SUBJECTS}

@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from solar_ray.config import LocalPath
 from solar_ray.errors import ConfigError
-from solar_ray.merge.plugin import MergeSpec, get_method, method_names
+from solar_ray.merge.plugin import MergeSpec, check_method_name, get_method, method_names
 from solar_ray.merge.schedule import FAMILY_FILTERS, family_schedule
 from solar_ray.tune.space import SweepConfig
 
@@ -60,9 +60,7 @@ class Config(SweepConfig):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        if value not in method_names():
-            raise ValueError(f"unknown merge method {value!r}; known: {', '.join(method_names())}")
-        return value
+        return check_method_name(value)
 
     @model_validator(mode="after")
     def _space_fits_method(self) -> Config:
