@@ -283,7 +283,7 @@ class Pipeline:
         reporter = stage_reporter(self, selected)  # the console: a live view on a terminal, else plain lines
         self.root.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {**self.description(), "seed": self.experiment.seed, "stages": self._earlier_timings(selected)}
-        init_ray()
+        init_ray(say=reporter.note)
         if cluster_spec is None and (live := live_cluster()) is not None:
             warnings = self.check_fit(selected, live)
         for warning in warnings:

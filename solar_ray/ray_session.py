@@ -14,9 +14,12 @@ import socket
 import sys
 
 
-def init_ray(num_cpus: int | None = None, **kwargs) -> None:
-    """Start or join Ray once per process; later calls are no-ops."""
+def init_ray(num_cpus: int | None = None, say=None, **kwargs) -> None:
+    """Start or join Ray once per process; later calls are no-ops. `say` shows the one line on which Ray was joined
+    or why a local one starts (default: stderr; the pipeline passes its console's, since it captures stderr)."""
     import ray
+
+    say = say or (lambda line: print(line, file=sys.stderr))
 
     if ray.is_initialized():
         return
@@ -35,17 +38,17 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
         recorded, address_file = recorded_local_cluster()
         if recorded and gcs_answers(recorded):
             # Ray refuses sizing and dashboard settings for a cluster it joins; it has its own.
-            print(f"solar-ray: joining the local Ray cluster at {recorded} (recorded in {address_file} by "
-                  "`ray start`); set RAY_ADDRESS=local to start a private one instead", file=sys.stderr)
+            say(f"solar-ray: joining the local Ray cluster at {recorded} (recorded in {address_file} by "
+                "`ray start`); set RAY_ADDRESS=local to start a private one instead")
             try:
                 # No address: Ray's own lookup finds the same file, and only then uses the token `ray start` saved.
                 ray.init(**{k: v for k, v in options.items() if k not in JOIN_REFUSED})
                 return
             except (ConnectionError, RuntimeError) as exc:  # gone since the probe, or its token is not ours
-                print(f"solar-ray: could not join {recorded} ({exc}); starting a local Ray", file=sys.stderr)
+                say(f"solar-ray: could not join {recorded} ({exc}); starting a local Ray")
         elif recorded:
-            print(f"solar-ray: the Ray cluster recorded in {address_file} ({recorded}) is gone; starting a "
-                  "local Ray", file=sys.stderr)
+            say(f"solar-ray: the Ray cluster recorded in {address_file} ({recorded}) is gone; starting a "
+                "local Ray")
     # One machine: nothing preempts it, so no preemption watcher actor per training run; and poll the workers
     # every 0.5 s, not 2 s, so a finished run is noticed sooner (each poll is cheap next to a training step).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
