@@ -20,7 +20,7 @@ pytestmark = pytest.mark.vllm
 def test_eval_with_the_vllm_backend_writes_its_artifact(eval_model, bench_dir, tmp_path):
     out = tmp_path / "eval_vllm"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
+    env["RAY_ADDRESS"] = "local"  # a private Ray of this venv's Python: a head started elsewhere lacks vLLM
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "solar-ray"), "run", str(REPO / "experiments/tiny/eval_h6.yaml"),
          f"models={{vllm_tiny: {eval_model}}}", f"data_dir={bench_dir}", f"output={out}", "tasks=[arc, gsm8k]",

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(1800)
 def test_the_paper_experiment_rehearses_end_to_end(tmp_path):
     out = tmp_path / "rehearsal"
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SOLAR_RAY_HUB_MIRROR")}
+    env = {k: v for k, v in os.environ.items() if k != "SOLAR_RAY_HUB_MIRROR"}
+    env["RAY_ADDRESS"] = "local"  # a Ray of its own, not the suite's or a head someone started on this machine
     proc = subprocess.run(
         [sys.executable, "-m", "solar_ray.cli", "pipeline", "experiments/solar_10_7b/pipeline.yaml", "--rehearse",
          "--output", str(out)], cwd=REPO, env=env, capture_output=True, text=True)

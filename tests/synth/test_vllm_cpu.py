@@ -22,7 +22,7 @@ pytestmark = pytest.mark.vllm
 def test_vllm_engine_actors_write_both_datasets(tiny_math_model, seed_file, tmp_path):
     out = tmp_path / "synth_vllm"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
+    env["RAY_ADDRESS"] = "local"  # a private Ray of this venv's Python: a head started elsewhere lacks vLLM
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "solar-ray"), "run", str(REPO / "experiments/tiny/synth_math.yaml"),
          "engine=vllm", f"seed_data={seed_file}", f"model={tiny_math_model}", f"output={out}", "actors=1",
