@@ -6,27 +6,20 @@ runs as `solar-ray run` in a process of its own (vLLM's spawned engine core need
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.vllm_venv import run_stage
+
 pytestmark = pytest.mark.vllm
 
 
 def test_eval_with_the_vllm_backend_writes_its_artifact(eval_model, bench_dir, tmp_path):
     out = tmp_path / "eval_vllm"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env["RAY_ADDRESS"] = "local"  # a private Ray of this venv's Python: a head started elsewhere lacks vLLM
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "solar-ray"), "run", str(REPO / "experiments/tiny/eval_h6.yaml"),
+    proc = run_stage("experiments/tiny/eval_h6.yaml", [
          f"models={{vllm_tiny: {eval_model}}}", f"data_dir={bench_dir}", f"output={out}", "tasks=[arc, gsm8k]",
          "limit=2", "max_gen_toks=8", "backend=vllm", "workers=1", "cpus_per_worker=1",
-         "gpu_memory_utilization=0.3"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+         "gpu_memory_utilization=0.3"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["vllm_tiny"]) == {"ARC", "GSM8K"}

@@ -7,29 +7,22 @@ process, which needs its parent's `__main__` guarded, as the console script is);
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.vllm_venv import run_stage
+
 pytestmark = pytest.mark.vllm
 
 
 def test_vllm_engine_actors_write_both_datasets(tiny_math_model, seed_file, tmp_path):
     out = tmp_path / "synth_vllm"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env["RAY_ADDRESS"] = "local"  # a private Ray of this venv's Python: a head started elsewhere lacks vLLM
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "solar-ray"), "run", str(REPO / "experiments/tiny/synth_math.yaml"),
+    proc = run_stage("experiments/tiny/synth_math.yaml", [
          "engine=vllm", f"seed_data={seed_file}", f"model={tiny_math_model}", f"output={out}", "actors=1",
          "num_cpus_per_actor=1", "max_seed_rows=4", "sampling.max_tokens=8", "sampling.n=2", "batch_size=4",
          "engine_options.gpu_memory_utilization=0.3", "engine_options.max_model_len=1024",
-         "engine_options.dtype=float32", "decontamination.benchmarks_dir=null", "decontamination.math_test=null"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+         "engine_options.dtype=float32", "decontamination.benchmarks_dir=null", "decontamination.math_test=null"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "vllm" and report["generation"]["new_tokens"] > 0
