@@ -23,6 +23,8 @@ RAY_MARKERS = (":job_id:", ":task_name:", ":actor_name:")  # Ray's log-attributi
 
 TRAIN_LINE = re.compile(r"\[solar-ray train\] (?:.*\s)?step=(\d+)(?:.*\sloss=([-\d.e+na]+))?")
 EVAL_LINE = re.compile(r"eval \[(\d+)/(\d+)\] (\S+): (\S+)")
+VERDICTS = ("reproduced", "not reproduced", "cannot tell")  # solar_ray/report/findings.py's, in this order
+NAMED_FINDINGS = 3  # reproduced findings named at the end of a run (each a sentence); the report has every one
 ROWS_LINE = re.compile(r"^([\d.]+) ray\.data progress: Total Progress: (\d+)/(\d+|\?)")  # capture.py writes these
 
 
@@ -154,9 +156,10 @@ def run_state(root: Path) -> dict[str, Any]:
 
 
 def headline(pipe: Any, report_dir: Path) -> list[str]:
-    """The final model's H6 (the best of the report's last table, the recipe's final pick) and the findings'
-    verdicts, read from the report's findings.json and the eval stage's summary.json."""
-    from solar_ray.report.pipeline_report import load_scores
+    """The final model's H6 (the best of the report's last table, the recipe's final pick) and the findings counted
+    per verdict, with the first reproduced ones by name (the report lists them all), read from the report's
+    findings.json and the eval stage's summary.json."""
+    from solar_ray.report.pipeline_report import FINDINGS_SECTION, load_scores
 
     lines = []
     tables = [t for t in pipe.experiment.report.tables if (pipe.root / t.eval / "summary.json").is_file()]
@@ -174,11 +177,16 @@ def headline(pipe: Any, report_dir: Path) -> list[str]:
     findings = report_dir / "findings.json"
     if findings.is_file():
         verdicts = json.loads(findings.read_text())
-        counts: dict[str, int] = {}
+        counts = dict.fromkeys(VERDICTS, 0)  # each verdict counted, even at 0 ("0 reproduced" is news too)
         for verdict in verdicts:
             counts[verdict["verdict"]] = counts.get(verdict["verdict"], 0) + 1
-        lines.append("findings: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
-        lines += [f"  {v['verdict']}: {v['claim']}" for v in verdicts]
+        lines.append("findings: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n or v in VERDICTS)
+                     + f" (report.md, '{FINDINGS_SECTION}')")
+        reproduced = [v["claim"] for v in verdicts if v["verdict"] == "reproduced"]
+        if reproduced:
+            more = len(reproduced) - NAMED_FINDINGS
+            lines.append("reproduced: " + "; ".join(reproduced[:NAMED_FINDINGS])
+                         + (f"; and {more} more" if more > 0 else ""))
     return lines
 
 

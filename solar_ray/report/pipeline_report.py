@@ -32,6 +32,8 @@ from solar_ray.report.html import markdown_to_html  # noqa: E402
 from solar_ray.report.lineage_graph import mermaid, plot_lineage  # noqa: E402
 from solar_ray.report.spec import EARLIER_RUN, CurveSpec, ReportSpec  # noqa: E402
 
+FINDINGS_SECTION = "The paper's findings at this scale"  # its heading in report.md; a run's console points at it
+
 # ------------------------------------------------------------------------------------------ readers
 
 
@@ -277,7 +279,7 @@ def write_pipeline_report(root: Path) -> Path:
             md += ["", "## Contamination test (Table 9)", "", contamination]
 
         if spec.findings:
-            md += ["", "## The paper's findings at this scale", "",
+            md += ["", f"## {FINDINGS_SECTION}", "",
                    "Benchmark differences are paired: every model answered the same items, so a difference's "
                    "standard error comes from the per-item differences (H6: the six benchmarks' paired differences "
                    "combined), and is smaller than the table's two ± would suggest. Each ± below is the interval "

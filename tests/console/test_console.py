@@ -150,8 +150,8 @@ def test_key_figure_reads_the_last_progress_line_of_a_stage_log(tmp_path, kind, 
     assert key_figure(kind, log) == figure
 
 
-def test_the_end_of_a_run_prints_the_final_model_h6_and_the_findings_verdicts(quiet_pipeline, tmp_path):
-    from solar_ray.console.progress import headline
+def test_the_end_of_a_run_prints_the_final_model_h6_and_the_findings_counted_per_verdict(quiet_pipeline):
+    from solar_ray.console.view import StageReporter
 
     pipe = quiet_pipeline
     pipe.experiment.report.tables = [type(pipe.experiment.report).model_fields["tables"].annotation.__args__[0](
@@ -161,13 +161,27 @@ def test_the_end_of_a_run_prints_the_final_model_h6_and_the_findings_verdicts(qu
     (pipe.root / "last" / "summary.json").write_text(json.dumps(summary))
     report = pipe.root / "report"
     report.mkdir()
-    (report / "findings.json").write_text(json.dumps([
-        {"claim": "Merging helps", "verdict": "cannot tell", "evidence": ""},
-        {"claim": "Loss drops", "verdict": "reproduced", "evidence": ""}]))
-    lines = headline(pipe, report)
-    assert lines[0] == "final model: m2, H6 35.0 ± 3.0 %, best of 'Merges'"
-    assert lines[1] == "findings: 1 cannot tell, 1 reproduced"
-    assert lines[2:] == ["  cannot tell: Merging helps", "  reproduced: Loss drops"]
+    verdicts = (["cannot tell"] * 9 + ["reproduced"] * 5 + ["not reproduced"] * 2 + ["error"])  # 17, as the main job's
+    (report / "findings.json").write_text(json.dumps(
+        [{"claim": f"Claim {i} ({v})", "verdict": v, "evidence": ""} for i, v in enumerate(verdicts)]))
+    screen = io.StringIO()
+    StageReporter(pipe, pipe.order, screen, live=False, logs=True).report(report)
+    assert screen.getvalue().splitlines() == [
+        f"report: {report / 'report.md'} (and report.html)",
+        "final model: m2, H6 35.0 ± 3.0 %, best of 'Merges'",
+        "findings: 5 reproduced, 2 not reproduced, 9 cannot tell, 1 error (report.md, 'The paper's findings at "
+        "this scale')",
+        "reproduced: Claim 9 (reproduced); Claim 10 (reproduced); Claim 11 (reproduced); and 2 more"]
+
+
+def test_without_reproduced_findings_the_end_of_a_run_counts_them_all_the_same(quiet_pipeline):
+    from solar_ray.console.progress import headline
+
+    report = quiet_pipeline.root / "report"
+    report.mkdir(parents=True)
+    (report / "findings.json").write_text(json.dumps([{"claim": "x", "verdict": "cannot tell", "evidence": ""}]))
+    assert headline(quiet_pipeline, report) == [
+        "findings: 0 reproduced, 0 not reproduced, 1 cannot tell (report.md, 'The paper's findings at this scale')"]
 
 
 def test_in_the_live_view_a_failed_stage_shows_its_error_and_log_path_above_the_table(quiet_pipeline):
