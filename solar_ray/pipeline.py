@@ -267,7 +267,7 @@ class Pipeline:
         import queue
         import threading
 
-        from solar_ray.console import stage_reporter
+        from solar_ray.console import console_note, stage_reporter
         from solar_ray.plan.cluster import live_cluster
         from solar_ray.ray_session import cluster_resources, init_ray
         from solar_ray.stages import run_stage
@@ -280,12 +280,14 @@ class Pipeline:
                 if parent not in selected and not path.exists():
                     raise ArtifactError(f"stage '{name}': input {key} = {path} does not exist; run stage '{parent}' first")
         warnings = self.check_fit(selected, cluster_spec) if cluster_spec is not None else []
-        reporter = stage_reporter(self, selected)  # the console: a live view on a terminal, else plain lines
-        self.root.mkdir(parents=True, exist_ok=True)
-        state: dict[str, Any] = {**self.description(), "seed": self.experiment.seed, "stages": self._earlier_timings(selected)}
-        init_ray(say=reporter.note)
+        init_ray(say=lambda line: console_note(self, line))
         if cluster_spec is None and (live := live_cluster()) is not None:
             warnings = self.check_fit(selected, live)
+        # The run starts: the console (a live view on a terminal, else plain lines) and its logs/, not before, so a
+        # run refused above leaves nothing behind.
+        reporter = stage_reporter(self, selected)
+        self.root.mkdir(parents=True, exist_ok=True)
+        state: dict[str, Any] = {**self.description(), "seed": self.experiment.seed, "stages": self._earlier_timings(selected)}
         for warning in warnings:
             reporter.note(f"near a limit: {warning}")
         cluster = cluster_resources()

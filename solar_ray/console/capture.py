@@ -1,6 +1,6 @@
 """Where a pipeline's output goes: each stage's log file, the driver's log file, and the console.
 
-While `capture_output` is active (a pipeline run without --verbose):
+While an `OutputCapture` is active (a pipeline run without --verbose):
 - `<logs>/<stage>.log` gets what a stage prints: in the driver, writes to sys.stdout / sys.stderr and Python
   logging from the stage's thread and the threads it starts (Ray Data's executor, Train's poller); in Ray, the
   stdout / stderr of every worker process its tasks and actors run in (Ray Train workers and their controller,
@@ -9,6 +9,10 @@ While `capture_output` is active (a pipeline run without --verbose):
   library warnings outside a stage, and worker output Ray forwards to the driver.
 - the console gets only the reporter's lines, through a copy of the terminal's file descriptor taken before
   1 and 2 were pointed at driver.log.
+
+The logs directory is made only when the run starts (`open_logs`, once the pipeline's checks have passed): a run
+refused before then (an input missing, a stage that cannot fit the cluster) leaves no logs behind. Until then what
+the driver prints (Ray starting up) waits in a temporary file, which `open_logs` moves to the start of driver.log.
 
 Why hand-written: Ray has no per-task log destination. Its workers write to the session's worker-*.out/err
 files, which name a process, not the stage that started it (stages run side by side in driver threads). So a
@@ -23,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +90,7 @@ class OutputCapture:
     def __init__(self, logs: Path, stages: list[str]):
         self.logs, self.stages = Path(logs), set(stages)
         self.files: dict[str, Any] = {}
+        self.pending: str | None = None  # the temporary file fds 1 and 2 point at until `open_logs`
         self.lock = threading.Lock()
 
     def log_path(self, stage: str | None) -> Path:
@@ -96,17 +103,15 @@ class OutputCapture:
             return self.files[stage]
 
     def start(self) -> Any:
-        """Point fds 1 and 2 at driver.log and sys.stdout / sys.stderr at the router; returns the console stream."""
+        """Point fds 1 and 2 at a temporary file (driver.log once `open_logs` runs) and sys.stdout / sys.stderr at
+        the router; returns the console stream."""
         global _active
-        self.logs.mkdir(parents=True, exist_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
         self.saved_fds = os.dup(1), os.dup(2)
         self.console = os.fdopen(os.dup(self.saved_fds[1]), "w", buffering=1, errors="replace")
-        driver = os.open(self.log_path(None), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(driver, 1)
-        os.dup2(driver, 2)
-        os.close(driver)
+        pending, self.pending = tempfile.mkstemp(prefix="solar-ray-driver-", suffix=".log")
+        _point_output_at(pending)
         self.saved_streams = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = StageRouter(self, sys.__stdout__), StageRouter(self, sys.__stderr__)
         # Loggers that hold the old streams (Ray's, set up at import) go through the router too.
@@ -145,6 +150,23 @@ class OutputCapture:
                 handle.close()
             self.files.clear()
         self.console.close()
+        if self.pending is not None:  # the run never started: what Ray printed meanwhile goes with it
+            os.unlink(self.pending)
+            self.pending = None
+
+    def open_logs(self) -> None:
+        """The run starts: make the logs directory, move what the driver printed so far into driver.log, and point
+        fds 1 and 2 at driver.log from now on."""
+        if self.pending is None:
+            return
+        self.logs.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()  # the router's fallbacks: sys.__stdout__ / __stderr__, buffered over fds 1 and 2
+        sys.stderr.flush()
+        with open(self.pending, "rb") as source, self.log_path(None).open("ab") as driver:
+            shutil.copyfileobj(source, driver)
+        _point_output_at(os.open(self.log_path(None), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+        os.unlink(self.pending)
+        self.pending = None
 
     def runtime_env_vars(self, stage: str) -> dict[str, str]:
         """What a task submitted from `stage` adds to its runtime_env's env_vars (Ray Data submits many)."""
@@ -162,6 +184,7 @@ class OutputCapture:
 def capture_output(logs: Path, stages: list[str]) -> Iterator[Any]:
     capture = OutputCapture(logs, stages)
     console = capture.start()
+    capture.open_logs()
     try:
         yield capture
     finally:
@@ -187,6 +210,13 @@ def redirect_worker_output() -> None:
         error = load_and_execute_setup_hook(job_hook)
         if error:
             raise RuntimeError(error)
+
+
+def _point_output_at(fd: int) -> None:
+    """fds 1 and 2 (C extensions, Ray's own output, sys.__stdout__ / __stderr__) into the file open at `fd`."""
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------ patches

@@ -158,26 +158,30 @@ def _escape(text: str) -> str:
 class ConsoleSession:
     """One pipeline run's console: output capture (unless verbose) and the reporter Pipeline.run asks for."""
 
-    def __init__(self, root: Path, stream: TextIO, live: bool, logs: bool):
-        self.root, self.stream, self.live, self.logs = root, stream, live, logs
+    def __init__(self, root: Path, stream: TextIO, live: bool, capture: Any):
+        self.root, self.stream, self.live, self.capture = root, stream, live, capture
         self.reporter: StageReporter | None = None
 
     def reporter_for(self, pipe: Any, selected: list[str]) -> StageReporter:
-        self.reporter = StageReporter(pipe, selected, self.stream, live=self.live, logs=self.logs)
+        """The run starts (its checks passed): the logs directory is made now, not before."""
+        if self.capture is not None:
+            self.capture.open_logs()
+        self.reporter = StageReporter(pipe, selected, self.stream, live=self.live, logs=self.capture is not None)
         return self.reporter
 
 
 @contextlib.contextmanager
 def pipeline_console(pipe: Any, verbose: bool = False) -> Iterator[ConsoleSession]:
     """The console of one `solar-ray pipeline` run: everything but the stage events goes to `<run>/logs/`
-    (unless `verbose`, which streams everything as it comes, with plain event lines)."""
+    (unless `verbose`, which streams everything as it comes, with plain event lines). `<run>/logs/` is made when
+    the run starts: a run the pipeline refuses first leaves none."""
     global _session
     from solar_ray.console.capture import OutputCapture
 
     terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
     capture = None if verbose else OutputCapture(pipe.root / LOGS_DIR, pipe.order)
     stream = capture.start() if capture else sys.stderr
-    _session = ConsoleSession(pipe.root, stream, live=terminal and not verbose, logs=capture is not None)
+    _session = ConsoleSession(pipe.root, stream, live=terminal and not verbose, capture=capture)
     error: BaseException | None = None
     try:
         yield _session
@@ -193,7 +197,15 @@ def pipeline_console(pipe: Any, verbose: bool = False) -> Iterator[ConsoleSessio
 
 
 def stage_reporter(pipe: Any, selected: list[str]) -> StageReporter:
-    """The reporter for `Pipeline.run`: the open console's, or plain lines on stderr (a library call, a test)."""
+    """The reporter for `Pipeline.run`, asked for when the run starts: the open console's, or plain lines on
+    stderr (a library call, a test)."""
     if _session is not None and _session.root == pipe.root:
         return _session.reporter_for(pipe, selected)
     return StageReporter(pipe, selected, sys.stderr)
+
+
+def console_note(pipe: Any, text: str) -> None:
+    """A line of the pipeline's own before its run starts (the Ray cluster it joined): on the open console, else
+    stderr. It shows even when the run is then refused."""
+    stream = _session.stream if _session is not None and _session.root == pipe.root else sys.stderr
+    print(text, file=stream, flush=True)

@@ -245,3 +245,54 @@ def test_an_unexpected_stage_error_ends_the_cli_with_one_line_not_a_traceback(tm
     assert last.startswith("error: stage 'left' failed: RuntimeError: worker died: xxx") and last.endswith(
         f" ... (log: {log})")
     assert len(last) < 240 + 100 + len(str(log))  # the message cut short; the log keeps all of it
+
+
+REFUSED = """
+name: standin
+stages:
+  a: {config: {stage: standin}}
+  b: {config: {stage: standin, gpus: 2, gb_per_gpu: 12}, inputs: {source: a}}
+"""
+SPEC = """
+name: two small GPUs
+node_types:
+  head: {cpus: 4, memory_gb: 16, head: true}
+  gpu: {gpu: tiny, gpu_memory_gb: 10, bf16_tflops: 100, gpus: 2, cpus: 8, memory_gb: 32, count: 1}
+"""
+REFUSAL = "stage 'b': 12.0 GB per GPU (tiny) needed (weights 12.0), limit 10.0 GB"
+
+
+def test_a_run_the_fit_check_refuses_leaves_no_logs_behind(tmp_path):
+    """`--cluster`: the fit check refuses stage b (12 GB per GPU, 10 GB GPUs) before Ray starts. The stand-in stage
+    is tests/plan/test_contract.py's."""
+    (tmp_path / "standin.yaml").write_text(REFUSED)
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    root = tmp_path / "out"
+    launcher = ("import sys, solar_ray.stages as s; s.STAGES['standin'] = 'tests.plan.test_contract';"
+                "from solar_ray.cli import main; sys.argv = ['solar-ray'] + sys.argv[1:]; main()")
+    result = subprocess.run([sys.executable, "-c", launcher, "pipeline", str(tmp_path / "standin.yaml"), "--output",
+                             str(root), "--cluster", str(tmp_path / "spec.yaml")], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": "local"}, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stdout + result.stderr == f"error: {REFUSAL}\n"
+    assert sorted(p.name for p in root.iterdir()) == [".solar-ray.lock"]  # no logs/, events.jsonl or stage
+
+
+def test_a_run_refused_on_the_joined_cluster_leaves_no_logs_and_still_says_which_cluster(tmp_path, monkeypatch,
+                                                                                           capfd):
+    """Without `--cluster` the check runs on the Ray cluster joined, after Ray starts (here: stand-ins for both)."""
+    from solar_ray.errors import ConfigError
+    from solar_ray.plan.cluster import load_cluster
+
+    monkeypatch.setitem(stages.STAGES, "standin", "tests.plan.test_contract")
+    monkeypatch.setattr("solar_ray.ray_session.init_ray", lambda *a, say, **k: say("solar-ray: joining the cluster"))
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    monkeypatch.setattr("solar_ray.plan.cluster.live_cluster", lambda: load_cluster(tmp_path / "spec.yaml"))
+    (tmp_path / "standin.yaml").write_text(REFUSED)
+    pipe = Pipeline(tmp_path / "standin.yaml", output=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=re.escape(REFUSAL)):
+        with pipeline_console(pipe):
+            pipe.run(report=False)
+    out, err = capfd.readouterr()
+    assert (out + err).splitlines() == ["solar-ray: joining the cluster"]
+    assert not (pipe.root / "logs").exists()
