@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,10 @@ stages:
   right: {config: {stage: noisy, RAY}, inputs: {inputs.a: first}}
   last: {config: {stage: noisy, RAY}, inputs: {inputs.l: left, inputs.r: right}}
 """
-# What the console prints off a terminal: the stage events, the run's summary, a failure's log tail.
-EVENT_LINE = re.compile(r"^(\[\d+/\d+\] \w+ \(\w+\): (running|cached)|\w+: done in \d+ s \(total \d+ s\)(; .*)?"
-                        r"|\w+: \d+ done in \d+ s; logs in \S+)$")
+# What the console prints off a terminal: one line per stage when it ends, a long stage's heartbeat, the summary.
+STAGE_LINE = re.compile(r"^\[(\d+)/(\d+)\] (\w+) \(\w+\): (cached|done in \d+ s \(total \d+ s\)(; .*)?)$")
+HEARTBEAT_LINE = re.compile(r"^(\w+) \(\w+\): running for (\d+) s(, .*)?$")
+SUMMARY_LINE = re.compile(r"^\w+: \d+ done in \d+ s; logs in \S+$")
 
 
 def solar_ray(*args, cwd=REPO):
@@ -47,8 +49,13 @@ def test_off_a_terminal_the_console_shows_stage_events_only_and_the_logs_hold_th
     result = solar_ray("pipeline", str(experiment), "--output", str(root), "--no-report")
     assert result.returncode == 0, result.stderr[-3000:]
     console = (result.stdout + result.stderr).splitlines()
-    assert len(console) <= 2 * 4 + 1  # running + done per stage, and the summary
-    assert [line for line in console if not EVENT_LINE.match(line)] == []  # no worker line, warning or bar
+    assert len(console) <= 4 + 1  # one line per stage as it ends, and the summary
+    ended = [STAGE_LINE.match(line) for line in console[:-1]]
+    assert all(ended), console  # no line when a stage starts, no worker line, warning or bar
+    assert [m[1] for m in ended] == ["1", "2", "3", "4"] and {m[2] for m in ended} == {"4"}  # [k/N]: k ended of N
+    assert sorted(m[3] for m in ended) == ["first", "last", "left", "right"]
+    assert SUMMARY_LINE.match(console[-1]), console[-1]
+    assert "noise" not in result.stdout + result.stderr  # nothing from a Ray task, actor or the driver thread
     assert "\x1b" not in result.stdout + result.stderr  # no escape sequences off a terminal
     logs = {name: (root / "logs" / f"{name}.log").read_text() for name in ("first", "left", "right", "last")}
     for name, text in logs.items():
@@ -87,13 +94,14 @@ def test_a_failing_stage_shows_its_error_its_last_log_lines_and_the_log_path(qui
     out, err = capfd.readouterr()
     console = out + err
     log = pipe.root / "logs" / "right.log"
-    assert re.search(r"^right: failed after \d+ s(, waiting for running stages)?: DataError: .*bad row 3$",
-                     console, re.M)
+    assert re.search(r"^\[\d/4\] right \(noisy\): failed after \d+ s(, waiting for running stages)?: "
+                     r"DataError: .*bad row 3$", console, re.M)
     assert "  | noise from the driver thread of right" in console  # the log's last lines ...
     assert f"  log: {log}" in console  # ... and where the rest is
     assert "noise from the driver thread of left" not in console  # other stages' output stays in their logs
     assert "noise from the driver thread of left" in (pipe.root / "logs" / "left.log").read_text()
-    assert "[4/4] last" not in console and not (pipe.root / "last").exists()  # nothing started after the failure
+    assert " last (noisy)" not in console and not (pipe.root / "last").exists()  # nothing started after the failure
+    assert console.splitlines()[-1].startswith("noisy: 2 done, 1 failed, 1 not started in ")
 
     state = run_state(pipe.root)
     assert state["info"]["end"]["ok"] is False
@@ -208,7 +216,7 @@ def test_verbose_streams_the_stages_output_and_writes_no_stage_logs(quiet_pipeli
             pipe.run(report=False)
     out, err = capfd.readouterr()
     assert "noise from the driver thread of left" in out + err
-    assert "right: failed after" in err
+    assert "] right (noisy): failed after" in err
     assert not (pipe.root / "logs" / "left.log").exists()
 
 
@@ -245,6 +253,50 @@ def test_an_unexpected_stage_error_ends_the_cli_with_one_line_not_a_traceback(tm
     assert last.startswith("error: stage 'left' failed: RuntimeError: worker died: xxx") and last.endswith(
         f" ... (log: {log})")
     assert len(last) < 240 + 100 + len(str(log))  # the message cut short; the log keeps all of it
+
+
+def test_off_a_terminal_a_slow_stage_gets_a_heartbeat_line_and_a_fast_one_none(tmp_path, monkeypatch, capfd):
+    """Heartbeat every 1.5 s (injected): `left` sleeps 4 s, so two lines (at 1.5 s and 3 s; a third if the machine
+    is slow); the others take milliseconds."""
+    monkeypatch.setitem(stages.STAGES, "noisy", NOISY)
+    monkeypatch.setattr("solar_ray.ray_session.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("solar_ray.ray_session.cluster_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
+    path = tmp_path / "noisy.yaml"
+    path.write_text(WIDE.replace("RAY", "ray: false").replace("left: {config: {stage: noisy, ray: false}",
+                                                                "left: {config: {stage: noisy, ray: false, sleep: 4}"))
+    pipe = Pipeline(path, output=str(tmp_path / "out"))
+    with pipeline_console(pipe, heartbeat=1.5):
+        pipe.run(report=False)
+    out, err = capfd.readouterr()
+    console = (out + err).splitlines()
+    beats = [HEARTBEAT_LINE.match(line) for line in console if HEARTBEAT_LINE.match(line)]
+    assert len(beats) >= 2 and {m[1] for m in beats} == {"left"}, console  # the slow stage only, per interval
+    assert 1 <= int(beats[0][2]) < int(beats[1][2]) <= 4  # about 1.5 s and 3 s in, as whole seconds
+    ended = [m[3] for m in map(STAGE_LINE.match, console) if m]
+    assert sorted(ended) == ["first", "last", "left", "right"]
+    assert len(console) == len(ended) + len(beats) + 1  # and the summary; nothing else
+    assert console.index(beats[-1][0]) < console.index(next(line for line in console if "] left (" in line))
+
+
+def test_a_heartbeat_carries_the_key_figure_and_stops_when_the_console_closes(quiet_pipeline):
+    from solar_ray.console.view import StageReporter
+
+    pipe = quiet_pipeline
+    (pipe.root / "logs").mkdir(parents=True)
+    (pipe.root / "logs" / "first.log").write_text("[solar-ray train] step=300  loss=2.31\n")
+    screen = io.StringIO()
+    reporter = StageReporter(pipe, pipe.order, screen, live=False, logs=True, heartbeat=0.2)
+    reporter.kinds["first"] = "pretrain"  # read its log as a training stage's
+    reporter.running("first")
+    deadline = time.monotonic() + 30
+    while "first (pretrain): running for" not in screen.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reporter.close()
+    after_close = screen.getvalue()
+    time.sleep(0.6)  # three intervals: a thread still beating would add lines
+    assert screen.getvalue() == after_close
+    assert re.search(r"^first \(pretrain\): running for \d+ s, step 300, loss 2\.310$", after_close, re.M)
+    assert not reporter.beats.is_alive()
 
 
 REFUSED = """
