@@ -2,7 +2,7 @@
 
 On a terminal (rich.live): a table of the running stages (state, elapsed time, key figure) and the waiting
 ones, redrawn twice a second; a stage that finishes collapses into one line above the table. Off a terminal (CI,
-`ray job logs`, a pipe), plain lines without escape sequences, at most one per stage plus a few:
+`ray job logs`, a pipe), plain lines without escape sequences:
 - one line when a stage ends (done, failed or cached): `[k/N] name (kind): done in S s (total T s); figure`,
   k counting the stages ended so far;
 - none when a stage starts; a stage still running after HEARTBEAT_S seconds, and after each HEARTBEAT_S more,
