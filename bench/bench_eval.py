@@ -7,7 +7,7 @@ Both sides run the same lm-eval tasks (leaderboard shots), limits and batch size
 random Llama, hidden 128, head_dim 64). Rows:
   sequential  one `evaluate_model` call in this process (torch on 2 threads), after a warm-up
   lm-eval's HFLM  the same call with lm-eval's own loglikelihood, which runs a shared few-shot context once per
-              answer choice (solar_ray.evaluate.shared_context runs it once per context); same H6 expected
+              answer choice (solar_ray.patches.lm_eval_context runs it once per context); same H6 expected
   fan-out     `evaluate_models` over 2 one-CPU actors, cold: actor start, lm-eval import, model load included
   fan-out xN  N models in one call (the eval stage's case), per model: actor start amortised
 The load average is printed: the machine is shared, so rows are comparable only within one run.
@@ -41,7 +41,7 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     from solar_ray.evaluate.runner import evaluate_model, evaluate_models
-    from solar_ray.evaluate.shared_context import SharedContextHFLM
+    from solar_ray.patches.lm_eval_context import SharedContextHFLM
     from solar_ray.ray_session import init_ray
     from tests.evaluate.fixtures import benchmark_corpus, build_benchmarks, build_model
 

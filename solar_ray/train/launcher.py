@@ -102,7 +102,7 @@ def fit(config: TrainStageConfig, callbacks: list | None = None, loop_overrides:
 
 
 def _in_tune_trial() -> bool:
-    # private library API, listed and checked in solar_ray/patches.py
+    # private library API, a plain use kept here: listed and checked in solar_ray/patches/__init__.py
     from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
     return _in_tune_session()

@@ -10,7 +10,7 @@ Features:
 3. every trial's Train run has its own name (`<sweep>-<trial id>`) and storage under
    `<storage_path>/<sweep>-train/`, so a retried trial (up to `max_failures`) resumes its own checkpoint;
 4. trials at once = what the workers fit on the cluster (`concurrent_trials`; Train V2 reserves the workers
-   apart from the trial); a trial stopped by ASHA frees its workers (orphans.py);
+   apart from the trial); a trial stopped by ASHA frees its workers (solar_ray/patches/ray_train_callbacks.py);
 5. a rerun after a killed driver resumes the Tune experiment (sweep.py);
 6. output: the sweep report (report.md/html, trials.csv, best.json, plots), `best_config.json` (the best
    trial's searched keys, {dotted key: value}: a DPO config's `hyperparameters_from` input, so a pipeline trains
@@ -107,8 +107,8 @@ def trial(params: dict[str, Any], config_dict: dict[str, Any]) -> None:
     """Tune driver function: one Ray Train DPO run; per-step metrics reach Tune through TuneReportCallback."""
     from ray import tune
 
+    from solar_ray.patches.ray_train_callbacks import FreeWorkersOnControllerDeath
     from solar_ray.train.launcher import fit
-    from solar_ray.tune.orphans import FreeWorkersOnControllerDeath
 
     config = Config(**config_dict)
     context = tune.get_context()
