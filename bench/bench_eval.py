@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_eval.py [--limit 20] [--max-gen-toks 64] [--models 3] [--world WORLD]
 
 Both sides run the same lm-eval tasks (leaderboard shots), limits and batch size over the same offline files
-(the tiny world's WORLD/data/benchmarks with --world, else tests/evaluate/fixtures.py's files and an 8-layer
+(the tiny world's WORLD/data/benchmarks with --world, else solar_ray/tiny/benchmarks.py's files and an 8-layer
 random Llama, hidden 128, head_dim 64). Rows:
   sequential  one `evaluate_model` call in this process (torch on 2 threads), after a warm-up
   lm-eval's HFLM  the same call with lm-eval's own loglikelihood, which runs a shared few-shot context once per
@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -43,7 +40,7 @@ def main() -> None:
     from solar_ray.evaluate.runner import evaluate_model, evaluate_models
     from solar_ray.patches.lm_eval_context import SharedContextHFLM
     from solar_ray.ray_session import init_ray
-    from tests.evaluate.fixtures import benchmark_corpus, build_benchmarks, build_model
+    from solar_ray.tiny.benchmarks import benchmark_corpus, build_benchmarks, build_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     if args.world:
