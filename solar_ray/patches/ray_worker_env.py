@@ -24,7 +24,7 @@ from typing import Any
 
 JOB_HOOK_ENV = "SOLAR_RAY_JOB_SETUP_HOOK"  # the job's own worker setup hook, run after ours
 
-EnvVarsNow = Callable[[], "dict[str, str] | None"]
+EnvVarsNow = Callable[[], dict[str, str] | None]
 _env_vars_now: EnvVarsNow | None = None  # what the wrapped submission methods add (driver side only)
 
 
