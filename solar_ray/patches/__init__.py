@@ -2,8 +2,8 @@
 with the version each was written against.
 
 Ray, lm-eval and DeepSpeed give no public way to do these few things (redirect worker output from the first
-line, free a stopped Tune trial's workers, score a shared context once, consolidate ZeRO-3 weights, ...), so
-solar-ray uses their private names. Where that code lives:
+line, free a stopped Tune trial's workers, score a shared context once, consolidate ZeRO-3 weights, ...), so the
+package uses their private names. Where that code lives:
 
 - A patch - code that replaces, wraps or overrides a library's private code: a wrapper assigned over a private
   method, a subclass of a private class or one overriding a private method, a hook chained in through a private
