@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from solar_ray.local_head import VENV_BIN, LocalHead
 
-from tests.cluster.local_head import VENV_BIN, LocalHead  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def submit_and_wait(head: LocalHead) -> float:

@@ -3,11 +3,11 @@
     .venv/bin/python bench/bench_eval.py [--limit 20] [--max-gen-toks 64] [--models 3] [--world WORLD]
 
 Both sides run the same lm-eval tasks (leaderboard shots), limits and batch size over the same offline files
-(the tiny world's WORLD/data/benchmarks with --world, else tests/evaluate/fixtures.py's files and an 8-layer
+(the tiny world's WORLD/data/benchmarks with --world, else solar_ray/tiny/benchmarks.py's files and an 8-layer
 random Llama, hidden 128, head_dim 64). Rows:
   sequential  one `evaluate_model` call in this process (torch on 2 threads), after a warm-up
   lm-eval's HFLM  the same call with lm-eval's own loglikelihood, which runs a shared few-shot context once per
-              answer choice (solar_ray.evaluate.shared_context runs it once per context); same H6 expected
+              answer choice (solar_ray.patches.lm_eval_context runs it once per context); same H6 expected
   fan-out     `evaluate_models` over 2 one-CPU actors, cold: actor start, lm-eval import, model load included
   fan-out xN  N models in one call (the eval stage's case), per model: actor start amortised
 The load average is printed: the machine is shared, so rows are comparable only within one run.
@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -41,9 +38,9 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     from solar_ray.evaluate.runner import evaluate_model, evaluate_models
-    from solar_ray.evaluate.shared_context import SharedContextHFLM
+    from solar_ray.patches.lm_eval_context import SharedContextHFLM
     from solar_ray.ray_session import init_ray
-    from tests.evaluate.fixtures import benchmark_corpus, build_benchmarks, build_model
+    from solar_ray.tiny.benchmarks import benchmark_corpus, build_benchmarks, build_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     if args.world:

@@ -30,13 +30,9 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 MICRO = 8  # sequences per worker per micro-batch, as in experiments/tiny/pretrain*.yaml
 

@@ -15,11 +15,8 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 WEIGHTS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 
@@ -50,9 +47,9 @@ def main() -> None:
 
     from solar_ray.config import dump_config
     from solar_ray.ray_session import init_ray
+    from solar_ray.tiny.model import perturbed_copy
     from solar_ray.tune.merge_sweep import Config, load_candidates, trial
     from solar_ray.tune.sweep import run_tuner
-    from tests.tune.conftest import perturbed_copy
 
     parser = argparse.ArgumentParser()
     parser.add_argument("world")

@@ -47,8 +47,7 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     Raises ArtifactError if `out` exists and `force` is False.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    refuse_existing_output(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Left by a run killed mid-write (tmp) or between replacing and deleting the old copy (old). Another driver's
     # in-progress directory is safe only because drivers lock the output root first (solar_ray.output_root).
@@ -68,6 +67,13 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def refuse_existing_output(out: str | Path, force: bool) -> None:
+    """ArtifactError when `out` exists and `force` is off. A stage calls it before its work starts (atomic_dir
+    checks again when the work is done)."""
+    if Path(out).exists() and not force:
+        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
 
 
 def refuse_output_among_inputs(output: str | Path, inputs: Mapping[str, str | Path]) -> None:

@@ -47,7 +47,7 @@ class Autoscaler:
 
 def find_autoscaler() -> Autoscaler | None:
     """The cluster's autoscaler, or None when the cluster is fixed (a local Ray, a head started by hand)."""
-    # private library API, listed and checked in solar_ray/patches.py
+    # private library API, a plain use kept here: listed and checked in solar_ray/patches/__init__.py
     import ray._private.ray_constants as ray_constants
     import ray._private.state as ray_state
     from ray.experimental.internal_kv import _internal_kv_get

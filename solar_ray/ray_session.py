@@ -73,7 +73,7 @@ JOIN_REFUSED = {"num_cpus", "num_gpus", "resources", "labels", "object_store_mem
 def recorded_local_cluster() -> tuple[str | None, str]:
     """The GCS address `ray start` last recorded on this machine and the file recording it (Ray's own lookup:
     $RAY_TMPDIR/ray, else $TMPDIR/ray, else /tmp/ray)."""
-    # private library API, listed and checked in solar_ray/patches.py
+    # private library API, a plain use kept here: listed and checked in solar_ray/patches/__init__.py
     from ray._common.utils import get_ray_address_file
 
     address_file = get_ray_address_file(None)
@@ -96,9 +96,9 @@ def gcs_answers(address: str, timeout_s: float = 2.0) -> bool:
 
 def quiet_local_workers() -> None:
     """Worker setup on the local Ray. Ray Train's placement-group cleaner asks the state API (no dashboard,
-    no state API) every second and warns each time it fails; solar_ray.tune.orphans frees stopped trials'
-    placement groups through actor handles instead, so the warning says nothing actionable here."""
-    # private library API, listed and checked in solar_ray/patches.py
+    no state API) every second and warns each time it fails; solar_ray.patches.ray_train_callbacks frees stopped
+    trials' placement groups through actor handles instead, so the warning says nothing actionable here."""
+    # private library API, a plain use kept here: listed and checked in solar_ray/patches/__init__.py
     cleaner = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
     logging.getLogger(cleaner).setLevel(logging.ERROR)
 

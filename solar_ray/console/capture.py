@@ -18,13 +18,15 @@ Why hand-written: Ray has no per-task log destination. Its workers write to the 
 files, which name a process, not the stage that started it (stages run side by side in driver threads). So a
 task or actor submitted from a stage's thread carries the stage's log path in its runtime_env's env_vars
 (which Ray merges into the job's, and which the tasks it starts inherit), and a worker process setup hook
-points the worker's file descriptors 1 and 2 at that file when the process starts. Runtime envs that differ
-per stage also keep Ray from reusing one stage's worker processes for another's tasks.
+points the worker's file descriptors 1 and 2 at that file when the process starts. Both go through Ray's
+private internals, patched in solar_ray.patches.ray_worker_env. Runtime envs that differ per stage also keep
+Ray from reusing one stage's worker processes for another's tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -35,15 +37,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from solar_ray.patches.ray_worker_env import add_env_vars_to_submissions, run_job_setup_hook, setup_hook_env
+
 STAGE_LOG_ENV = "SOLAR_RAY_STAGE_LOG"  # in a worker's environment: the stage log file to write into
-JOB_HOOK_ENV = "SOLAR_RAY_JOB_SETUP_HOOK"  # the job's own worker setup hook, run after the redirection
 STAGE_THREAD_PREFIX = "stage-"  # Pipeline.run names each stage's thread stage-<name>
 DRIVER_LOG = "driver.log"
 RAY_DATA_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
 RAY_DATA_PROGRESS_TAG = "ray.data progress:"
 
 _active: OutputCapture | None = None
-_patched = False
 
 
 def current_stage() -> str | None:
@@ -128,7 +130,7 @@ class OutputCapture:
         self.progress_logger.setLevel(logging.INFO)
         self.progress_logger.addHandler(self.progress_handler)
         _patch_thread_start()
-        _patch_ray_submission()
+        add_env_vars_to_submissions(_submission_env_vars)
         _active = self
         return self.console
 
@@ -170,14 +172,13 @@ class OutputCapture:
 
     def runtime_env_vars(self, stage: str) -> dict[str, str]:
         """What a task submitted from `stage` adds to its runtime_env's env_vars (Ray Data submits many)."""
-        from ray._private.ray_constants import WORKER_PROCESS_SETUP_HOOK_ENV_VAR as HOOK
+        return {STAGE_LOG_ENV: str(self.log_path(stage)), **self.worker_hook_env}
 
-        if not hasattr(self, "job_hook"):
-            self.job_hook = _job_env_vars().get(HOOK)
-        env = {STAGE_LOG_ENV: str(self.log_path(stage)), HOOK: f"{__name__}.redirect_worker_output"}
-        if self.job_hook:
-            env[JOB_HOOK_ENV] = self.job_hook
-        return env
+    @functools.cached_property
+    def worker_hook_env(self) -> dict[str, str]:
+        """Ray's worker setup hook pointed at redirect_worker_output (read once Ray runs: the job's own hook then
+        moves aside, and redirect_worker_output runs it last)."""
+        return setup_hook_env(f"{__name__}.redirect_worker_output")
 
 
 @contextlib.contextmanager
@@ -199,17 +200,8 @@ def redirect_worker_output() -> None:
     if path and os.path.isdir(os.path.dirname(path)):
         sys.stdout.flush()
         sys.stderr.flush()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-    job_hook = os.environ.get(JOB_HOOK_ENV)
-    if job_hook:
-        from ray._private.runtime_env.setup_hook import load_and_execute_setup_hook
-
-        error = load_and_execute_setup_hook(job_hook)
-        if error:
-            raise RuntimeError(error)
+        _point_output_at(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+    run_job_setup_hook()
 
 
 def _point_output_at(fd: int) -> None:
@@ -219,7 +211,7 @@ def _point_output_at(fd: int) -> None:
     os.close(fd)
 
 
-# ------------------------------------------------------------------------------------------ patches
+# ------------------------------------------------------------------------- threads, handlers, submissions
 
 
 def _stream_handlers() -> list[logging.StreamHandler]:
@@ -244,52 +236,7 @@ def _patch_thread_start() -> None:
     threading.Thread.start = start  # type: ignore[method-assign]
 
 
-def _patch_ray_submission() -> None:
-    """Tasks and actors submitted from a stage's thread carry the stage's log path in their runtime_env."""
-    global _patched
-    if _patched:
-        return
-    _patched = True
-    from ray.actor import ActorClass
-    from ray.remote_function import RemoteFunction
-
-    # private library API, listed and checked in solar_ray/patches.py
-    submit_task, create_actor = RemoteFunction._remote, ActorClass._remote
-
-    def task_remote(self, args=None, kwargs=None, serialized_runtime_env_info=None, **options):
-        stage = current_stage()
-        if stage and _active is not None:
-            from ray._private.utils import get_runtime_env_info
-
-            options["runtime_env"] = _with_env(options.get("runtime_env") or self._runtime_env,
-                                               _active.runtime_env_vars(stage))
-            serialized_runtime_env_info = get_runtime_env_info(options["runtime_env"], is_job_runtime_env=False,
-                                                               serialize=True)
-        return submit_task(self, args, kwargs, serialized_runtime_env_info=serialized_runtime_env_info, **options)
-
-    def actor_remote(self, args=None, kwargs=None, **options):
-        stage = current_stage()
-        if stage and _active is not None:
-            base = options.get("runtime_env") or self.__ray_metadata__.runtime_env
-            options["runtime_env"] = _with_env(base, _active.runtime_env_vars(stage))
-        return create_actor(self, args, kwargs, **options)
-
-    RemoteFunction._remote = task_remote
-    ActorClass._remote = actor_remote
-
-
-def _with_env(runtime_env: Any, env_vars: dict[str, str]) -> Any:
-    from ray._private.utils import parse_runtime_env_for_task_or_actor
-
-    merged = dict(runtime_env or {})
-    merged["env_vars"] = {**(merged.get("env_vars") or {}), **env_vars}
-    return parse_runtime_env_for_task_or_actor(merged)
-
-
-def _job_env_vars() -> dict[str, str]:
-    import ray
-
-    try:
-        return dict(ray.get_runtime_context().runtime_env.get("env_vars") or {})
-    except Exception:  # noqa: BLE001 (Ray not started: no job env)
-        return {}
+def _submission_env_vars() -> dict[str, str] | None:
+    """What a task or actor submitted now adds to its env_vars: its stage's log and worker hook, if any."""
+    stage = current_stage()
+    return _active.runtime_env_vars(stage) if stage and _active is not None else None

@@ -148,7 +148,7 @@ def read_raw(spec: DatasetSpec, path: str | None, hub_id: str | None, subset: st
         # ray.data.from_huggingface first asks huggingface.co for the hub's parquet export of the dataset, an HTTP
         # call that ignores HF_HUB_OFFLINE and fails without a network (found by the rehearsal). Offline, or from a
         # local mirror, read the stream itself: Ray's own fallback when that export does not exist.
-        # private library API, listed and checked in solar_ray/patches.py
+        # private library API, a plain use kept here: listed and checked in solar_ray/patches/__init__.py
         from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
 
         return ray.data.read_datasource(HuggingFaceDatasource(dataset=streamed)), False

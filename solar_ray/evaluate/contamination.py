@@ -249,12 +249,10 @@ def table(results: dict[str, Any], model: str) -> str:
 
 
 def run(config: Config) -> Path:
-    from solar_ray.artifacts import atomic_dir, write_json, write_lineage
-    from solar_ray.errors import ArtifactError
+    from solar_ray.artifacts import atomic_dir, refuse_existing_output, write_json, write_lineage
 
     out = Path(config.output or "runs/contamination")
-    if out.exists() and not config.force:
-        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    refuse_existing_output(out, config.force)
     results = measure(config)
     with atomic_dir(out, force=config.force) as tmp:
         write_json(tmp / "results.json", results)

@@ -68,7 +68,7 @@ def make_lm(model: Any, tokenizer: Any = None, backend: str = "hf", device: str 
     dtype = resolve_dtype(dtype, backend, device)
     check_device(backend, device)
     if backend == "hf":
-        from solar_ray.evaluate.shared_context import SharedContextHFLM
+        from solar_ray.patches.lm_eval_context import SharedContextHFLM
 
         kwargs: dict[str, Any] = {"device": device, "batch_size": batch_size, "dtype": dtype}
         if max_length:
@@ -144,53 +144,15 @@ def run_tasks(lm, names: list[str], manager, limit: int | None, seed: int = 1234
     from lm_eval import simple_evaluate
 
     from solar_ray.evaluate.scores import item_scores
+    from solar_ray.patches.lm_eval_evaluator import compile_templates_once, reuse_env_info
 
-    _reuse_env_info()
-    _compile_templates_once()
+    reuse_env_info()
+    compile_templates_once()
     out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit, log_samples=True,
                           bootstrap_iters=BOOTSTRAP_ITERS, random_seed=seed, fewshot_random_seed=seed)
     kept = {key: out[key] for key in ("results", "configs", "versions", "n-shot", "n-samples") if key in out}
     kept["items"] = item_scores(out.get("samples", {}))
     return kept
-
-
-def _reuse_env_info() -> None:
-    """Every simple_evaluate call ends with lm-eval's add_env_info, which runs torch's collect_env (subprocesses):
-    2.6 s the first time in a process and 0.5 s after, measured here - more than a tiny task's whole evaluation,
-    and the runner makes one call per (model, task). The report is the same all process long, so it is taken once
-    per process and copied into each result."""
-    import lm_eval.evaluator as evaluator
-
-    if getattr(evaluator.add_env_info, "reused", False):
-        return
-    collect, cached = evaluator.add_env_info, {}
-
-    def add_env_info(storage: dict[str, Any]) -> None:
-        if not cached:
-            collect(cached)
-        storage.update(cached)
-
-    add_env_info.reused = True
-    evaluator.add_env_info = add_env_info
-
-
-def _compile_templates_once() -> None:
-    """lm-eval renders each prompt field with `env.from_string(template).render(doc)`, compiling the same few
-    jinja templates again for every document and shot: 2,816 compiles, 2.2 s of a tiny model's 16 s H6
-    (measured). Each template is compiled once per process; rendering is unchanged."""
-    import functools
-
-    import lm_eval.utils as utils
-
-    if getattr(utils.apply_template, "compiled_once", False):
-        return
-    compile_template = functools.lru_cache(maxsize=4096)(utils.env.from_string)
-
-    def apply_template(template: str, doc: dict) -> str:
-        return compile_template(template).render(**doc)
-
-    apply_template.compiled_once = True
-    utils.apply_template = apply_template
 
 
 def evaluate_model(model: Any, tokenizer: Any = None, tasks: str | list[str] = "h6", limit: int | None = None,

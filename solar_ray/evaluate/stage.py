@@ -46,7 +46,7 @@ class Config(StageConfig):
 
 
 def run(config: Config) -> Path:
-    from solar_ray.artifacts import atomic_dir, write_json, write_lineage
+    from solar_ray.artifacts import atomic_dir, refuse_existing_output, write_json, write_lineage
     from solar_ray.evaluate.runner import evaluate_models
     from solar_ray.evaluate.scores import summarize
     from solar_ray.evaluate.suites import resolve_tasks
@@ -54,10 +54,7 @@ def run(config: Config) -> Path:
 
     keys = resolve_tasks(config.tasks, source="tasks")
     out = Path(config.output or "runs/eval")
-    if out.exists() and not config.force:
-        from solar_ray.errors import ArtifactError
-
-        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    refuse_existing_output(out, config.force)
     results = evaluate_models(
         config.models, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
         batch_size=config.batch_size, workers=config.workers, cpus_per_worker=config.cpus_per_worker,

@@ -135,9 +135,8 @@ def alignment_rows(kept) -> list[dict]:
 def run(config: Config) -> Path:
     import pandas as pd
 
-    from solar_ray.artifacts import atomic_dir, write_json, write_lineage
+    from solar_ray.artifacts import atomic_dir, refuse_existing_output, write_json, write_lineage
     from solar_ray.capacity import ensure_capacity
-    from solar_ray.errors import ArtifactError
     from solar_ray.ray_session import cluster_gpus, init_ray
     from solar_ray.synth.engines import get_engine
     from solar_ray.synth.generate import generate_blocks
@@ -145,8 +144,7 @@ def run(config: Config) -> Path:
     from solar_ray.synth.validate import read_seed_file, select_seeds, validate_samples
 
     out = Path(config.output or "runs/synth_math")
-    if out.exists() and not config.force:  # fail before hours of generation, not at the final rename
-        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    refuse_existing_output(out, config.force)  # fail before hours of generation, not at the final rename
     engine_cls = get_engine(config.engine)
     # Ray first: the engines' device and the room for them are the cluster's (a CPU head has no GPU of its own).
     init_ray()

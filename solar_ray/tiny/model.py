@@ -1,11 +1,13 @@
 """Tiny random decoders and BPE tokenizers: the tiny world's base, and the one builder tests and benches use.
 
 `build_tiny_model` is the single place a random Llama / Mistral checkpoint is built (sizes, seed, dtype, shards,
-optional tokenizer); `train_byte_level_bpe` the single byte-level BPE trained on a local corpus.
+optional tokenizer); `train_byte_level_bpe` the single byte-level BPE trained on a local corpus;
+`perturbed_copy` a second "fine-tuned" candidate of a model (tests/tune, bench/bench_tune.py).
 """
 
 from __future__ import annotations
 
+import shutil
 import string
 from pathlib import Path
 
@@ -124,3 +126,18 @@ def build_base_model(tokenizer, seed: int, out: Path) -> None:
                     "pad_token_id": tokenizer.pad_token_id, "max_new_tokens": 64},
         **shape,
     )
+
+
+def perturbed_copy(base: Path, out: Path, scale: float = 0.02, seed: int = 1) -> Path:
+    """Copy of `base` whose float tensors get Gaussian noise of std `scale` (a second 'fine-tuned' candidate)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(base, out)
+    generator = torch.Generator().manual_seed(seed)
+    for shard in out.glob("*.safetensors"):
+        state = load_file(shard)
+        noisy = {k: (v + scale * torch.randn(v.shape, generator=generator)).to(v.dtype) if v.is_floating_point() else v
+                 for k, v in state.items()}
+        save_file(noisy, shard, metadata={"format": "pt"})
+    return out

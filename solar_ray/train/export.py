@@ -18,7 +18,7 @@ def gathered_state_dict(engine: Any, zero_stage: int) -> dict[str, Any] | None:
 
     if zero_stage == 3:
         # DeepSpeed's own ZeRO-3 consolidation; needs stage3_gather_16bit_weights_on_model_save (our default).
-        # private library API, listed and checked in solar_ray/patches.py
+        # private library API, a plain use kept here: listed and checked in solar_ray/patches/__init__.py
         return engine._zero3_consolidated_16bit_state_dict()
     return engine.module.state_dict() if dist.get_rank() == 0 else None
 

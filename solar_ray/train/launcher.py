@@ -102,7 +102,7 @@ def fit(config: TrainStageConfig, callbacks: list | None = None, loop_overrides:
 
 
 def _in_tune_trial() -> bool:
-    # private library API, listed and checked in solar_ray/patches.py
+    # private library API, a plain use kept here: listed and checked in solar_ray/patches/__init__.py
     from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
     return _in_tune_session()
@@ -150,11 +150,9 @@ def summarise(history: list[dict[str, Any]]) -> dict[str, Any]:
 def run(config: TrainStageConfig) -> Path:
     """Train, write the model artifact, then delete the run's Ray storage. Stops early (no worker started) when
     the output already exists or would overwrite an input."""
-    from solar_ray.artifacts import refuse_output_among_inputs
-    from solar_ray.errors import ArtifactError
+    from solar_ray.artifacts import refuse_existing_output, refuse_output_among_inputs
 
-    if Path(config.output).exists() and not config.force:
-        raise ArtifactError(f"{config.output}: output already exists (pass --force / force: true to replace it)")
+    refuse_existing_output(config.output, config.force)
     refuse_output_among_inputs(config.output, {"model": config.model, "dataset": config.dataset})
     result = fit(config)
     out = write_artifact(config, result)

@@ -10,7 +10,7 @@ Features:
 3. every trial's Train run has its own name (`<sweep>-<trial id>`) and storage under
    `<storage_path>/<sweep>-train/`, so a retried trial (up to `max_failures`) resumes its own checkpoint;
 4. trials at once = what the workers fit on the cluster (`concurrent_trials`; Train V2 reserves the workers
-   apart from the trial); a trial stopped by ASHA frees its workers (orphans.py);
+   apart from the trial); a trial stopped by ASHA frees its workers (solar_ray/patches/ray_train_callbacks.py);
 5. a rerun after a killed driver resumes the Tune experiment (sweep.py);
 6. output: the sweep report (report.md/html, trials.csv, best.json, plots), `best_config.json` (the best
    trial's searched keys, {dotted key: value}: a DPO config's `hyperparameters_from` input, so a pipeline trains
@@ -107,8 +107,8 @@ def trial(params: dict[str, Any], config_dict: dict[str, Any]) -> None:
     """Tune driver function: one Ray Train DPO run; per-step metrics reach Tune through TuneReportCallback."""
     from ray import tune
 
+    from solar_ray.patches.ray_train_callbacks import FreeWorkersOnControllerDeath
     from solar_ray.train.launcher import fit
-    from solar_ray.tune.orphans import FreeWorkersOnControllerDeath
 
     config = Config(**config_dict)
     context = tune.get_context()
@@ -133,14 +133,14 @@ def concurrent_trials(config: Config, base) -> int:
 
     use_gpu = hardware(base)["use_gpu"]  # starts or joins Ray
     workers = base.scaling.num_workers
-    needs = {"CPU": (config.driver_cpus + workers * base.scaling.cpus_per_worker, cluster_cpus())}
+    per_trial = {"CPU": (config.driver_cpus + workers * base.scaling.cpus_per_worker, cluster_cpus())}
     if use_gpu:
-        needs["GPU"] = (workers, cluster_gpus())
-    fits = min(math.floor(have / need + 1e-9) for need, have in needs.values())
+        per_trial["GPU"] = (workers, cluster_gpus())
+    fits = min(math.floor(have / need + 1e-9) for need, have in per_trial.values())
     if fits == 0:
         if remote_cluster():  # a cluster may autoscale: let Tune wait for nodes
             return config.search.max_concurrent_trials or 1
-        kind, (need, have) = next((k, v) for k, v in needs.items() if v[1] < v[0])
+        kind, (need, have) = next((k, v) for k, v in per_trial.items() if v[1] < v[0])
         raise ConfigError(f"base.scaling: one trial needs {need:g} {kind} (driver_cpus + num_workers x "
                           f"cpus_per_worker) but the local Ray has {have:g}; lower scaling.num_workers or "
                           "scaling.cpus_per_worker")
@@ -162,49 +162,25 @@ def run(config: Config) -> Path:
     import yaml
     from ray import tune
 
-    from solar_ray.artifacts import atomic_dir, write_json, write_lineage
-    from solar_ray.config import dump_config
-    from solar_ray.errors import ArtifactError, ConfigError
+    from solar_ray.artifacts import write_json
     from solar_ray.train.common import check_inputs
-    from solar_ray.tune.report import write_sweep_report
-    from solar_ray.tune.sweep import experiment_path, run_tuner
+    from solar_ray.tune.sweep import check_output, run_tuner, sweep_artifact
 
-    if config.output is None:
-        raise ConfigError("output: missing; give the directory for the sweep report and best config")
-    if Path(config.output).exists() and not config.force:
-        raise ArtifactError(f"{config.output}: output already exists (pass --force / force: true to replace it)")
+    check_output(config, "best config")
     base = config.dpo_config({})
     check_inputs(base, ("prompt", "chosen", "rejected"))  # missing model/dataset fails before any trial
     # Loading the config made every path absolute (base, overrides, storage): trials run in their own folders.
     run_tuner(config, tune.with_parameters(trial, config_dict=dump_config(config)), {"cpu": config.driver_cpus},
               scheduler(config), max_concurrent=concurrent_trials(config, base))
 
-    with atomic_dir(config.output, force=config.force) as tmp:
-        summary = write_sweep_report(experiment_path(config), tmp, config.search.metric, config.search.mode)
-        best = summary["best"]
+    with sweep_artifact(config, "dpo_sweep", parents={"model": base.model, "dataset": base.dataset}) as (tmp, best):
         best_dpo = config.dpo_config(best["config"])
         write_json(tmp / "best_config.json", {key: best["config"][key] for key in config.space})
         (tmp / "best_config.yaml").write_text(
             f"# solar-ray run {Path(config.output) / 'best_config.yaml'}\n"
             + yaml.safe_dump(dump_config(best_dpo), sort_keys=False))
-        write_lineage(tmp, "dpo_sweep", dump_config(config),
-                      parents={"model": base.model, "dataset": base.dataset},
-                      metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},
-                      best=best, experiment=experiment_path(config))
     return Path(config.output)
 
 
-# The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
-RAY_STORAGE_KEY = "storage_path"
-
-
-def needs(config: Config):
-    from solar_ray.tune.space import sweep_needs
-
-    return sweep_needs(config)
-
-
-def ray_state(config: Config):
-    from solar_ray.tune.space import sweep_ray_state
-
-    return sweep_ray_state(config)
+# The stage contract (solar_ray/contract.py), the same for every sweep.
+from solar_ray.tune.space import RAY_STORAGE_KEY, needs, ray_state  # noqa: E402,F401

@@ -187,19 +187,13 @@ def run(config: Config) -> Path:
     """Run (or resume) the sweep, export the best merge, write the report and lineage into `config.output`."""
     from ray import tune
 
-    from solar_ray.artifacts import atomic_dir, write_lineage
     from solar_ray.config import dump_config
-    from solar_ray.errors import ArtifactError, ConfigError
     from solar_ray.evaluate.suites import resolve_tasks
     from solar_ray.evaluate.tasks import check_data
     from solar_ray.merge import stage as merge_stage
-    from solar_ray.tune.report import write_sweep_report
-    from solar_ray.tune.sweep import experiment_path, run_tuner
+    from solar_ray.tune.sweep import check_output, run_tuner, sweep_artifact
 
-    if config.output is None:
-        raise ConfigError("output: missing; give the directory for the sweep report and best model")
-    if Path(config.output).exists() and not config.force:
-        raise ArtifactError(f"{config.output}: output already exists (pass --force / force: true to replace it)")
+    check_output(config, "best model")
     check_data(config.data_dir, resolve_tasks(config.tasks))  # bad data fails before any trial starts
     state_dicts = load_candidates(config)
     trainable = tune.with_parameters(trial, config_dict=dump_config(config), state_dicts=state_dicts)
@@ -209,9 +203,7 @@ def run(config: Config) -> Path:
     run_tuner(config, trainable, resources, reuse_actors=True)
     del state_dicts
 
-    with atomic_dir(config.output, force=config.force) as tmp:
-        summary = write_sweep_report(experiment_path(config), tmp, config.search.metric, config.search.mode)
-        best = summary["best"]
+    with sweep_artifact(config, "merge_sweep", parents=dict(config.candidates)) as (tmp, best):
         if config.export_best:
             arguments = merge_arguments(config, best["config"])
             weights = arguments.pop("weights") or [None] * len(config.candidates)
@@ -221,23 +213,8 @@ def run(config: Config) -> Path:
                 models={name: {"path": path, "weight": w, "density": d}
                         for (name, path), w, d in zip(config.candidates.items(), weights, densities, strict=True)},
             ))
-        write_lineage(tmp, "merge_sweep", dump_config(config), parents=dict(config.candidates),
-                      metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},
-                      best=best, experiment=experiment_path(config))
     return Path(config.output)
 
 
-# The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
-RAY_STORAGE_KEY = "storage_path"
-
-
-def needs(config: Config):
-    from solar_ray.tune.space import sweep_needs
-
-    return sweep_needs(config)
-
-
-def ray_state(config: Config):
-    from solar_ray.tune.space import sweep_ray_state
-
-    return sweep_ray_state(config)
+# The stage contract (solar_ray/contract.py), the same for every sweep.
+from solar_ray.tune.space import RAY_STORAGE_KEY, needs, ray_state  # noqa: E402,F401

@@ -109,15 +109,17 @@ class SweepConfig(StageConfig):
         return self.name or Path(self.output or "sweep").name
 
 
-# ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+# -------------------------------------------------- the stage contract (solar_ray/contract.py), every sweep's
+RAY_STORAGE_KEY = "storage_path"
 
-def sweep_needs(config: SweepConfig):
+
+def needs(config: SweepConfig):
     from solar_ray.contract import StageNeeds
 
     return StageNeeds(whole_cluster=True, what=f"Ray Tune trials ({config.search.num_samples}), sized to the cluster")
 
 
-def sweep_ray_state(config: SweepConfig):
+def ray_state(config: SweepConfig):
     """The Tune experiment, and the Ray Train runs its trials start (`<experiment>-train`)."""
     from solar_ray.contract import local_runs
 

@@ -1,14 +1,17 @@
-"""Run a Tune experiment for a sweep config, resuming it when its experiment directory already exists.
+"""Run a Tune experiment for a sweep config, resuming it when its experiment directory already exists, and write
+the sweep's artifact.
 
 A sweep's Tune state lives at `<storage_path>/<name>/` (Ray's own layout, readable by `tune.ExperimentAnalysis`
-and `Tuner.restore`); the stage artifact at `output` holds the report, the trial table and the best config.
-Rerunning the same config after the driver was killed picks up the finished trials and resumes the rest.
+and `Tuner.restore`); the stage artifact at `output` holds the report, the trial table, what the stage writes
+for the best trial (a config, a model) and the lineage. Rerunning the same config after the driver was killed
+picks up the finished trials and resumes the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,33 @@ def experiment_path(config: SweepConfig) -> str:
     if "://" not in storage:
         storage = str(Path(storage).resolve())
     return f"{storage.rstrip('/')}/{config.experiment_name()}"
+
+
+def check_output(config: SweepConfig, holds: str) -> None:
+    """Before any trial: `output` is given, and free unless `force` (a sweep's trials take long to redo)."""
+    if config.output is None:
+        raise ConfigError(f"output: missing; give the directory for the sweep report and {holds}")
+    from solar_ray.artifacts import refuse_existing_output
+
+    refuse_existing_output(config.output, config.force)
+
+
+@contextlib.contextmanager
+def sweep_artifact(config: SweepConfig, stage: str, parents: dict[str, str]) -> Iterator[tuple[Path, dict]]:
+    """Write the sweep's artifact at `output` atomically: the sweep report first, then yields (the folder, the
+    best trial's row) for the stage's own files, then the lineage (its metric, the trial count, the best trial)."""
+    from solar_ray.artifacts import atomic_dir, write_lineage
+    from solar_ray.config import dump_config
+    from solar_ray.tune.report import write_sweep_report
+
+    experiment = experiment_path(config)
+    with atomic_dir(config.output, force=config.force) as tmp:
+        summary = write_sweep_report(experiment, tmp, config.search.metric, config.search.mode)
+        best = summary["best"]
+        yield tmp, best
+        write_lineage(tmp, stage, dump_config(config), parents=parents,
+                      metrics={config.search.metric: best[config.search.metric], "trials": summary["trials"]},
+                      best=best, experiment=experiment)
 
 
 def run_tuner(

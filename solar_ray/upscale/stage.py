@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from solar_ray.artifacts import PICKLE_SUFFIXES, atomic_dir, write_json, write_lineage
+from solar_ray.artifacts import PICKLE_SUFFIXES, atomic_dir, refuse_existing_output, write_json, write_lineage
 from solar_ray.config import LocalPath, StageConfig, dump_config
 from solar_ray.errors import ArtifactError
 from solar_ray.tensors import layout
@@ -125,8 +125,7 @@ def upscale(config: Config) -> Path:
     base = Path(config.base)
     out = Path(config.output or f"runs/upscale-{base.name}")
     # Cheap checks first, so bad input fails before anything is written.
-    if out.exists() and not config.force:
-        raise ArtifactError(f"{out}: output already exists (pass --force / force: true to replace it)")
+    refuse_existing_output(out, config.force)
     base_config, arch, pickles = inspect_base(base, config.allow_pickle)
     n = layout.layer_count(base_config, arch, f"{base / 'config.json'}")
     plan = plans.make_plan(config.method, n, config.drop, config.insert, config.layers, str(base))

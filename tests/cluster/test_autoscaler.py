@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.local_head import LocalHead
+from solar_ray.local_head import LocalHead
 from tests.train import fixtures
 
 REPO = Path(__file__).resolve().parents[2]

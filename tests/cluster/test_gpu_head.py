@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.local_head import VENV_BIN, LocalHead
-from tests.evaluate.fixtures import benchmark_corpus, build_benchmarks, build_model
+from solar_ray.local_head import VENV_BIN, LocalHead
+from solar_ray.tiny.benchmarks import benchmark_corpus, build_benchmarks, build_model
 from tests.synth.conftest import MATH_ROWS, write_jsonl
 from tests.train import fixtures
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.local_head import VENV_BIN, LocalHead
+from solar_ray.local_head import VENV_BIN, LocalHead
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_ENV = REPO / "cluster" / "runtime_env.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.local_head import VENV_BIN, LocalHead, clean_env, free_port
+from solar_ray.local_head import VENV_BIN, LocalHead, clean_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

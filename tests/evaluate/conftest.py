@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.evaluate.fixtures import benchmark_corpus, build_benchmarks, build_model
+from solar_ray.tiny.benchmarks import benchmark_corpus, build_benchmarks, build_model
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def test_hf_lm_on_gpu_is_built_in_bf16(monkeypatch, tmp_path):
         built.update(kwargs)
         return SimpleNamespace(model=SimpleNamespace(generation_config=SimpleNamespace(max_new_tokens=64)))
 
-    monkeypatch.setattr("solar_ray.evaluate.shared_context.SharedContextHFLM", fake_lm)
+    monkeypatch.setattr("solar_ray.patches.lm_eval_context.SharedContextHFLM", fake_lm)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     make_lm(tmp_path, backend="hf", device="cuda")
     assert built["dtype"] == "bfloat16" and built["device"] == "cuda"

@@ -109,7 +109,7 @@ def test_lm_eval_environment_report_is_collected_once_per_process(monkeypatch):
     import torch.utils.collect_env
     from lm_eval.loggers.utils import add_env_info
 
-    from solar_ray.evaluate.runner import _reuse_env_info
+    from solar_ray.patches.lm_eval_evaluator import reuse_env_info
 
     calls = []
 
@@ -120,10 +120,33 @@ def test_lm_eval_environment_report_is_collected_once_per_process(monkeypatch):
     monkeypatch.setattr(torch.utils.collect_env, "get_pretty_env_info", pretty_env_info)
     # lm-eval's own function, whether or not an earlier test installed the reuse (restored afterwards)
     monkeypatch.setattr(lm_eval.evaluator, "add_env_info", add_env_info)
-    _reuse_env_info()
-    _reuse_env_info()  # idempotent: still one cache
+    reuse_env_info()
+    reuse_env_info()  # idempotent: still one cache
     first, second = {}, {}
     lm_eval.evaluator.add_env_info(first)
     lm_eval.evaluator.add_env_info(second)
     assert calls == [1]
     assert first == second and first["pretty_env_info"] == "report 1"
+
+
+def test_prompt_templates_are_compiled_once_and_render_as_lm_eval_renders_them(monkeypatch):
+    import lm_eval.utils
+
+    from solar_ray.patches.lm_eval_evaluator import compile_templates_once
+
+    def lm_eval_apply_template(template: str, doc: dict) -> str:  # lm-eval 0.4.13's own, whether or not an
+        return lm_eval.utils.env.from_string(template).render(**doc)  # earlier test installed the patch
+
+    compiles = []
+    from_string = lm_eval.utils.env.from_string
+    monkeypatch.setattr(lm_eval.utils, "apply_template", lm_eval_apply_template)
+    monkeypatch.setattr(lm_eval.utils.env, "from_string", lambda source: compiles.append(source) or from_string(source))
+    template = "Question: {{question}}\nAnswer:{{ ' ' + answer if answer else '' }}"
+    docs = [{"question": "What colour is the owl?", "answer": "red"}, {"question": "Which fox?", "answer": ""}]
+    expected = [lm_eval_apply_template(template, doc) for doc in docs]
+    compiles.clear()
+    compile_templates_once()
+    compile_templates_once()  # idempotent
+    rendered = [lm_eval.utils.apply_template(template, doc) for doc in docs + docs]
+    assert rendered == expected + expected
+    assert compiles == [template]  # four renders, one compile

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lm_eval.models.huggingface import HFLM
 
-from solar_ray.evaluate.shared_context import SharedContextHFLM
+from solar_ray.patches.lm_eval_context import SharedContextHFLM
 
 FEW_SHOT = "".join(f"Question: what colour is the fox number {i}?\nAnswer: red\n\n" for i in range(12))
 

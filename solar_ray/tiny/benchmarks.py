@@ -1,6 +1,7 @@
-"""Tiny benchmark files in the six leaderboard schemas (lm-eval field names) and a tiny random Llama.
+"""Tiny benchmark files in the six leaderboard schemas (lm-eval field names) and a tiny random Llama over them.
 
-Used by tests/evaluate and bench/bench_eval.py until (and besides) the tiny world: small, deterministic, offline.
+Smaller and plainer than the tiny world's benchmarks (items built from a few colours and animals, any count):
+what tests/evaluate, tests/cluster and bench/bench_eval.py evaluate. Deterministic, offline, seconds to build.
 """
 
 from __future__ import annotations

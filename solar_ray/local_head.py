@@ -1,6 +1,7 @@
-"""A real, private Ray head on loopback for tests: `ray start --head --block` as a child process we own.
+"""A real, private Ray head on loopback for tests and benches: `ray start --head --block` as a child process we
+own (tests/cluster, bench/bench_cluster.py).
 
-Other Ray instances share this machine (the suite's `ray_session`, other people's clusters), so this head never
+Other Ray instances share this machine (the test suite's own Ray, other people's clusters), so this head never
 touches them: every port is picked free here, the temp dir is its own, and it is stopped by signalling only the
 process group we started (plain `ray stop` would kill every Ray on the machine).
 """

@@ -1,4 +1,5 @@
-"""Free a Train run's worker placement group when Tune stops its trial.
+"""Ray Train v2's private controller and worker-group callbacks, subclassed to free a Train run's worker placement
+group when Tune stops its trial.
 
 Why: when ASHA stops a trial (or it reaches max_t), Tune terminates the trial actor; the Train controller it
 owns dies with it, without shutting down, and the workers' placement group - created by the controller, but
@@ -6,7 +7,9 @@ scoped to the job - stays reserved until the sweep's driver exits. On a 2-CPU Ra
 CPU and the next trials wait for workers forever (ray-project/ray#54305). Ray 2.60 ships a cleaner for this
 (PlacementGroupCleaner) but it checks the controller through the state API, i.e. the dashboard, which our local
 Ray does not start (and which cannot pick the cluster when several local Rays share a machine). This one
-watches the controller through its actor handle, which needs neither.
+watches the controller through its actor handle, which needs neither. Ray Train v2 gives no public hook for this:
+its ControllerCallback / WorkerGroupCallback are private (written against Ray 2.60, solar_ray.patches; the
+behaviour is tested by tests/tune/test_dpo_sweep.py, which finds no placement group left after ASHA stops trials).
 
     fit(dpo_config, callbacks=[FreeWorkersOnControllerDeath()])   # inside a Tune driver function
 """
@@ -16,8 +19,6 @@ from __future__ import annotations
 import time
 
 import ray
-
-# private library API, listed and checked in solar_ray/patches.py
 from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 
 CHECK_EVERY_S = 1.0

@@ -10,6 +10,7 @@ world, one CPU thread, H6 for one model at limit 20: 13.3-14.0 s through HFLM, 8
 
 Requests whose context is not shared, or which would need lm-eval's left truncation, take HFLM's own path.
 Hand-written because lm-eval (0.4.x) has no such option; `logits_cache` covers only one-token continuations.
+The method overridden, HFLM._loglikelihood_tokens, is private: written against lm-eval 0.4.13 (solar_ray.patches).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ MAX_CHOICES_PER_BATCH = 16  # choices scored in one forward over a repeated cach
 class SharedContextHFLM(HFLM):
     """HFLM whose loglikelihood runs a context shared by several requests once (causal models)."""
 
-    # overrides a private lm-eval method, listed and checked in solar_ray/patches.py
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
         groups: dict[tuple[int, ...], list[int]] = {}
