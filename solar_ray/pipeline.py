@@ -312,8 +312,14 @@ class Pipeline:
                 results.put((name, exc, time.monotonic() - t0))
 
         while pending or running:
+            # A ready stage that must wait for room holds back every ready stage with a shorter chain behind it:
+            # filling the room with those would starve it (the tiny job's DPO sweeps, which take both cores,
+            # waited behind four H6 evaluations and ran last, ~150 s late on its critical path).
+            held_back_below = 0
             for name in list(pending) if failure is None else []:
                 if not all(p in finished or p not in selected for p in self.parents[name]):
+                    continue
+                if chain[name] < held_back_below:
                     continue
                 if name not in forced and self.is_current(name):
                     pending.remove(name)
@@ -323,6 +329,7 @@ class Pipeline:
                     continue
                 demand = contract.needs(self.configs[name]).demand(cluster)
                 if running and (len(running) >= limit or not _fits(demand, running.values(), cluster)):
+                    held_back_below = max(held_back_below, chain[name])
                     continue
                 pending.remove(name)
                 config = self.configs[name]

@@ -251,6 +251,30 @@ def test_ready_stages_start_longest_chain_first(experiment, tmp_path):
     assert pipe._downstream_chain() == {"a": 3, "b": 2, "c": 1}
 
 
+STARVING = """
+name: starving
+parallel: 2
+stages:
+  root: {config: {stage: fake, value: 1}}
+  slow: {config: {stage: fake, value: 1, sleep: 1.0, scaling: {num_workers: 1, cpus_per_worker: 1}}, inputs: {inputs.a: root}}
+  gate: {config: {stage: fake, value: 5, sleep: 0.3}, inputs: {inputs.a: root}}
+  wide: {config: {stage: fake, value: 2, sleep: 0.2, scaling: {num_workers: 2, cpus_per_worker: 1}}, inputs: {inputs.a: gate}}
+  after_wide: {config: {stage: fake, value: 3}, inputs: {inputs.a: wide}}
+  short_1: {config: {stage: fake, value: 4, sleep: 1.0, scaling: {num_workers: 1, cpus_per_worker: 1}}, inputs: {inputs.a: root}}
+"""
+
+
+def test_a_stage_waiting_for_room_is_not_starved_by_shorter_chains(experiment, tmp_path):
+    """`wide` (both CPUs, a stage after it) becomes ready while `slow` holds one CPU: `short_1` (1 CPU, nothing
+    after it) would fit beside `slow`, but starting it would keep `wide` waiting; it waits for `wide` instead."""
+    path = tmp_path / "starving.yaml"
+    path.write_text(STARVING)
+    state = Pipeline(path, output=str(tmp_path / "out")).run(report=False)
+    stages = state["stages"]
+    assert stages["wide"]["started_at"] < stages["short_1"]["started_at"]
+    assert not overlapped(state, "slow", "short_1")
+
+
 def test_report_lists_stages_lineage_and_unjudgeable_findings(experiment, tmp_path):
     text = EXPERIMENT + """
 report:
