@@ -381,6 +381,17 @@ class Pipeline:
         return {name: {"status": EARLIER_RUN, "seconds": entry["seconds"]} for name, entry in earlier.items()
                 if name in self.configs and name not in selected and entry.get("status") in ("ran", EARLIER_RUN)}
 
+    def ancestors(self, name: str) -> set[str]:
+        """Every stage upstream of `name`."""
+        seen: set[str] = set()
+        todo = list(self.parents[name])
+        while todo:
+            parent = todo.pop()
+            if parent not in seen:
+                seen.add(parent)
+                todo.extend(self.parents[parent])
+        return seen
+
     def _downstream_chain(self) -> dict[str, int]:
         """Stages on the longest path from each stage to the end of the DAG (itself included)."""
         children: dict[str, list[str]] = {name: [] for name in self.order}

@@ -156,7 +156,8 @@ def run_state(root: Path) -> dict[str, Any]:
 
 
 def headline(pipe: Any, report_dir: Path) -> list[str]:
-    """The final model's H6 (the best of the report's last table, the recipe's final pick) and the findings counted
+    """The final model's H6 (the best model of the table furthest down the recipe: the one whose evaluation has the
+    most stages upstream, e.g. the merges, not a side comparison listed after them) and the findings counted
     per verdict, with the first reproduced ones by name (the report lists them all), read from the report's
     findings.json and the eval stage's summary.json."""
     from solar_ray.report.pipeline_report import FINDINGS_SECTION, load_scores
@@ -164,7 +165,7 @@ def headline(pipe: Any, report_dir: Path) -> list[str]:
     lines = []
     tables = [t for t in pipe.experiment.report.tables if (pipe.root / t.eval / "summary.json").is_file()]
     if tables:
-        table = tables[-1]
+        table = max(tables, key=lambda t: len(pipe.ancestors(t.eval)))  # the first of equals
         scores = load_scores(pipe.root / table.eval)
         models = [m for m in (table.models or scores) if "h6" in scores.get(m, {})]
         if models:

@@ -162,11 +162,16 @@ def test_the_end_of_a_run_prints_the_final_model_h6_and_the_findings_counted_per
     from solar_ray.console.view import StageReporter
 
     pipe = quiet_pipeline
-    pipe.experiment.report.tables = [type(pipe.experiment.report).model_fields["tables"].annotation.__args__[0](
-        title="Merges", eval="last", models=["m1", "m2"])]
-    (pipe.root / "last").mkdir(parents=True)
-    summary = {"m1": {"H6": {"value": 0.31, "stderr": 0.02}}, "m2": {"H6": {"value": 0.35, "stderr": 0.03}}}
-    (pipe.root / "last" / "summary.json").write_text(json.dumps(summary))
+    table = type(pipe.experiment.report).model_fields["tables"].annotation.__args__[0]
+    # A side comparison listed after the final table, with a better model: the final model is still the last
+    # stage's (the table whose evaluation has the most stages upstream), not the last table's.
+    pipe.experiment.report.tables = [table(title="Merges", eval="last", models=["m1", "m2"]),
+                                     table(title="Side", eval="left", models=["s1"])]
+    summaries = {"last": {"m1": {"H6": {"value": 0.31, "stderr": 0.02}}, "m2": {"H6": {"value": 0.35, "stderr": 0.03}}},
+                 "left": {"s1": {"H6": {"value": 0.50, "stderr": 0.03}}}}
+    for stage, summary in summaries.items():
+        (pipe.root / stage).mkdir(parents=True)
+        (pipe.root / stage / "summary.json").write_text(json.dumps(summary))
     report = pipe.root / "report"
     report.mkdir()
     verdicts = (["cannot tell"] * 9 + ["reproduced"] * 5 + ["not reproduced"] * 2 + ["error"])  # 17, as the main job's
