@@ -5,11 +5,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip uv
+# -qq: errors only. pip warns once per configured index location that does not exist (a pip.conf naming local
+# mirrors added a dozen such lines to the main job's output); none of them is about solar-ray.
+.venv/bin/python -m pip install -qq --upgrade pip uv
 GPU=0; command -v nvidia-smi >/dev/null 2>&1 && GPU=1
 # CPU machine: take the CPU wheel first so the project's torch range does not pull a multi-GB CUDA build
 # (with pip, whose configuration knows where that wheel lies).
-[ "$GPU" = 1 ] || .venv/bin/python -m pip install -q "torch==2.13.0"
+[ "$GPU" = 1 ] || .venv/bin/python -m pip install -qq "torch==2.13.0"
 # The rest with uv, which downloads and installs in parallel: 24 s against pip's 63 s on 2 cores, the same
 # versions (measured). Bytecode is compiled now: where PYTHONDONTWRITEBYTECODE is set nothing would cache it, and
 # every Ray worker would compile torch and transformers again on import (stages ran about 2x slower).
