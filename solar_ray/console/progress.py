@@ -23,7 +23,6 @@ RAY_MARKERS = (":job_id:", ":task_name:", ":actor_name:")  # Ray's log-attributi
 
 TRAIN_LINE = re.compile(r"\[solar-ray train\] (?:.*\s)?step=(\d+)(?:.*\sloss=([-\d.e+na]+))?")
 EVAL_LINE = re.compile(r"eval \[(\d+)/(\d+)\] (\S+): (\S+)")
-VERDICTS = ("reproduced", "not reproduced", "cannot tell")  # solar_ray/report/findings.py's, in this order
 NAMED_FINDINGS = 3  # reproduced findings named at the end of a run (each a sentence); the report has every one
 ROWS_LINE = re.compile(r"^([\d.]+) ray\.data progress: Total Progress: (\d+)/(\d+|\?)")  # capture.py writes these
 
@@ -160,6 +159,7 @@ def headline(pipe: Any, report_dir: Path) -> list[str]:
     most stages upstream, e.g. the merges, not a side comparison listed after them) and the findings counted
     per verdict, with the first reproduced ones by name (the report lists them all), read from the report's
     findings.json and the eval stage's summary.json."""
+    from solar_ray.report.findings import VERDICTS
     from solar_ray.report.pipeline_report import FINDINGS_SECTION, load_scores
 
     lines = []

@@ -32,6 +32,7 @@ from solar_ray.evaluate.stats import Z_DIFFERENCE, Z_EQUIVALENCE, paired_differe
 
 LOWER_IS_BETTER = {"loss"}
 KINDS = ("improves", "trade_off", "drops_then_recovers", "similar")
+VERDICTS = ("reproduced", "not reproduced", "cannot tell")  # and "error", for a finding that cannot be judged
 
 Scores = dict[str, dict[str, tuple[float, float | None]]]  # model -> metric -> (value, stderr or None), in %
 
