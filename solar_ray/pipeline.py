@@ -319,13 +319,13 @@ class Pipeline:
             for name in list(pending) if failure is None else []:
                 if not all(p in finished or p not in selected for p in self.parents[name]):
                     continue
-                if chain[name] < held_back_below:
-                    continue
                 if name not in forced and self.is_current(name):
                     pending.remove(name)
                     finished.add(name)
                     reporter.cached(name)
                     state["stages"][name] = {"status": "cached", "seconds": 0.0}
+                    continue
+                if chain[name] < held_back_below:  # after the cache check: a cached stage takes no room
                     continue
                 demand = contract.needs(self.configs[name]).demand(cluster)
                 if running and (len(running) >= limit or not _fits(demand, running.values(), cluster)):
