@@ -16,13 +16,3 @@ GPU=0; command -v nvidia-smi >/dev/null 2>&1 && GPU=1
 # versions (measured). Bytecode is compiled now: where PYTHONDONTWRITEBYTECODE is set nothing would cache it, and
 # every Ray worker would compile torch and transformers again on import (stages ran about 2x slower).
 .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode -e ".[dev]"
-if [ "$GPU" = 0 ]; then
-  # On CPU, DeepSpeed's comm backend loads its shared-memory op, a C++ extension compiled on first use (30-45 s on
-  # 2 cores, cached under ~/.cache/torch_extensions). It builds in the background while the first stages run,
-  # which need no DeepSpeed; a training worker that gets there first waits on the build's lock file. (A build
-  # killed mid-compile leaves that lock behind and training then waits on it: remove
-  # ~/.cache/torch_extensions/*/deepspeed_shm_comm/lock.)
-  echo "DeepSpeed's CPU shared-memory op: building in the background (log: .venv/deepspeed-op-build.log)"
-  DS_ACCELERATOR=cpu nohup .venv/bin/python -c "from deepspeed.accelerator import get_accelerator
-get_accelerator().create_op_builder('ShareMemCommBuilder').load(verbose=False)" >.venv/deepspeed-op-build.log 2>&1 &
-fi

@@ -14,6 +14,7 @@ package uses their private names. Where that code lives:
                          before the job's own (solar_ray.console.capture routes worker output with both)
     ray_train_callbacks  Ray Train v2's private controller and worker-group callbacks subclassed: a trial Tune
                          stops frees its workers
+    deepspeed_comm       DeepSpeed's build_shm_op replaced on CPU: training skips compiling an op it never uses
 - A plain use of a private name - a constant, a logger's name, one call of a private function or method - stays
   at its site when it fits in one line (besides its import): moving it would only add an indirection.
 
@@ -103,6 +104,8 @@ PRIVATE_APIS: tuple[PrivateApi, ...] = (
                "replaced: each prompt template compiled once per process", ("template", "doc")),
     PrivateApi("lm_eval", "lm_eval.utils:env", "solar_ray.patches.lm_eval_evaluator",
                "the jinja environment lm-eval compiles prompt templates with"),
+    PrivateApi("deepspeed", "deepspeed.comm.torch:build_shm_op", "solar_ray.patches.deepspeed_comm",
+               "replaced on CPU: the comm backend skips compiling its shared-memory op (inference-only)"),
     PrivateApi("deepspeed", "deepspeed.runtime.engine:DeepSpeedEngine._zero3_consolidated_16bit_state_dict",
                "solar_ray.train.export", "DeepSpeed's own ZeRO-3 consolidation of the full weights", ("self",)),
 )

@@ -108,6 +108,9 @@ def train_loop(cfg: dict[str, Any]) -> None:
     """Ray Train worker: the recipe's TRL trainer on the rows in `cfg` (every rank holds them; the trainer shards)."""
     import trl
 
+    from solar_ray.patches.deepspeed_comm import skip_cpu_shm_op
+
+    skip_cpu_shm_op()
     recipe: TrlRecipe = cfg["recipe"]
 
     def build(output_dir: str, callbacks: list):

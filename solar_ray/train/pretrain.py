@@ -110,9 +110,11 @@ def train_loop(cfg: dict[str, Any]) -> None:
     import torch
     import torch.distributed as dist
 
+    from solar_ray.patches.deepspeed_comm import skip_cpu_shm_op
     from solar_ray.train import worker
     from solar_ray.train.export import export_engine
 
+    skip_cpu_shm_op()
     rank = ray.train.get_context().get_world_rank()
     torch.manual_seed(cfg["seed"])
     checkpoint = ray.train.get_checkpoint()
