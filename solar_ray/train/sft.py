@@ -32,6 +32,10 @@ class Config(TrainStageConfig):
     assistant_only_loss: bool = Field(
         default=True, description="Train on assistant tokens only (needs {% generation %} in the chat template)."
     )
+    train_sampling_strategy: Literal["random", "group_by_length"] = Field(
+        default="random", description="Order of examples into micro-batches: random, or grouped by length "
+        "(within random mega-batches; less padding where lengths vary, e.g. OpenOrca's system prompts)."
+    )
 
 
 RECIPE = TrlRecipe("SFTConfig", "SFTTrainer", columns=("messages",))

@@ -32,8 +32,12 @@ def test_stage_settings_reach_trl_by_name(monkeypatch):
     assert (args.learning_rate, args.weight_decay, args.max_length, args.seed) == (3e-3, 0.01, 64, 0)
     assert (args.warmup_steps, args.max_steps, args.per_device_train_batch_size, args.save_steps) == (0.2, 6, 4, 3)
     assert trl_args(sft, SFTConfig, monkeypatch, assistant_only_loss=False).assistant_only_loss is False
+    grouped = trl_args(sft, SFTConfig, monkeypatch, train_sampling_strategy="group_by_length")
+    assert grouped.train_sampling_strategy == "group_by_length"
+    assert trl_args(sft, SFTConfig, monkeypatch).train_sampling_strategy == "random"
     # The stages' own TRL settings are named as TRL names them, so none is dropped on the way.
-    for config_class, names in ((SFTConfig, {"assistant_only_loss"}), (DPOConfig, {"beta", "loss_type"})):
+    for config_class, names in ((SFTConfig, {"assistant_only_loss", "train_sampling_strategy"}),
+                                (DPOConfig, {"beta", "loss_type"})):
         assert names <= {f.name for f in dataclasses.fields(config_class)}, config_class.__name__
 
 
