@@ -98,7 +98,9 @@ class LocalHead:
             "--node-manager-port": free_port(),
             "--object-manager-port": free_port(),
         }
-        worker_base = 20000 + (os.getpid() % 200) * 200  # a per-test-process block of worker ports
+        # A per-process block of worker ports, below Linux's ephemeral range (32768-60999), where free_port() picks
+        # the ports above: blocks up to 60,000 sometimes took one of them and `ray start` refused to start.
+        worker_base = 10000 + (os.getpid() % 110) * 200
         return [
             str(VENV_BIN / "ray"), "start", "--head", "--block",
             "--node-ip-address", "127.0.0.1",
