@@ -1,21 +1,21 @@
 """solar_ray.patches.deepspeed_comm: a CPU training worker starts DeepSpeed's comm without its shared-memory op."""
 
+import importlib
 import inspect
 import subprocess
 import sys
 import textwrap
 
-import importlib
+from solar_ray.local_head import free_port
 
 PROBE = textwrap.dedent("""
     import os, sys
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1], RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-    if sys.argv[2] == "patched":
-        from solar_ray.patches.deepspeed_comm import skip_cpu_shm_op
-        skip_cpu_shm_op()
-        skip_cpu_shm_op()  # twice: still one replacement
-    import deepspeed, deepspeed.comm as dist, torch
+    from solar_ray.patches.deepspeed_comm import skip_cpu_shm_op
+    skip_cpu_shm_op()
+    skip_cpu_shm_op()  # twice: still one replacement
     import importlib
+    import deepspeed.comm as dist, torch
     ds_torch = importlib.import_module("deepspeed.comm.torch")
     dist.init_distributed(dist_backend="gloo")
     tensor = torch.ones(3)
@@ -26,18 +26,10 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def free_port() -> str:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 def test_a_cpu_process_group_starts_without_building_the_shared_memory_op(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"), "DS_ACCELERATOR": "cpu",
            "HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", PROBE, free_port(), "patched"], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", PROBE, str(free_port())], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "shm_op False sum 3.0 skipped True" in out.stdout
