@@ -40,7 +40,9 @@ def _trials(experiment_dir: str) -> list[dict[str, Any]]:
 def write_sweep_report(experiment_dir: str, out: Path, metric: str, mode: str) -> dict[str, Any]:
     """Write the report files into `out`; returns {"best": {...}, "trials": n}."""
     trials = _trials(experiment_dir)
-    scored = [t for t in trials if isinstance(t["last"].get(metric), (int, float))]
+    # In trial-id order (the order Tune generated them): max/min keep the first of tied trials, and Tune's own
+    # listing order varies between runs, so a tie between two trials picked either one (seen in the DPO sweeps).
+    scored = sorted((t for t in trials if isinstance(t["last"].get(metric), (int, float))), key=lambda t: t["trial"])
     if not scored:
         from solar_ray.errors import ArtifactError
 

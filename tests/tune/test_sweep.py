@@ -94,3 +94,19 @@ def test_every_trial_failing_is_one_line_naming_the_first_error_and_its_trace_fi
     trace = message.rsplit("full trace: ", 1)[1]
     assert trace.endswith("error.txt") and 'raise ValueError(f"model dir' in open(trace).read()  # the stack
 
+
+
+def test_a_tie_goes_to_the_first_trial_tune_generated_whatever_order_it_lists_them(monkeypatch, tmp_path):
+    from solar_ray.tune import report
+
+    def trials(order):
+        rows = [{"trial": f"ab_{i:05d}", "status": "TERMINATED", "config": {"beta": beta}, "history": {},
+                 "last": {"score": 0.75, "training_iteration": 6}} for i, beta in enumerate((0.1, 0.3))]
+        return [rows[i] for i in order]
+
+    for order in ((0, 1), (1, 0)):
+        monkeypatch.setattr(report, "_trials", lambda _dir, order=order: trials(order))
+        out = tmp_path / str(order)
+        out.mkdir()
+        assert write_sweep_report("unused", out, "score", "max")["best"]["config"] == {"beta": 0.1}
+        assert write_sweep_report("unused", out, "score", "min")["best"]["config"] == {"beta": 0.1}
