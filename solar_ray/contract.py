@@ -3,6 +3,8 @@
 A stage module (registered in `solar_ray.stages.STAGES`) defines `Config` and `run`, and may declare, next to them:
 
     RAY_STORAGE_KEY = "run.storage_path"        # dotted config key the pipeline points at <output>/ray
+    NAMING_KEYS = ("run.name",)                  # config keys that name things but do not change the artifact
+    CACHE_KEY = "cache_dir"                      # dotted config key the pipeline points at <output>/cache/<kind>
     def needs(config) -> StageNeeds              # Ray workers/actors, CPUs and GPUs each, while it runs
     def ray_state(config) -> list[Path]          # local folders of its Ray Train run / Tune experiment
     def workload(config, models) -> Workload     # for the planner: memory per device by part, work, FLOPs, disk
@@ -93,6 +95,28 @@ def storage_key(stage: str) -> str | None:
     if stage not in STAGES:
         return None  # build_config reports the unknown stage
     return getattr(stage_module(stage), "RAY_STORAGE_KEY", None)
+
+
+# What no stage's artifact depends on: where it is written, and whether an existing one is replaced.
+PLACEMENT_KEYS = ("output", "force")
+
+
+def naming_keys(config: Any) -> tuple[str, ...]:
+    """Dotted config keys two stages may differ in and still make the same artifact: where it is written, where
+    its Ray state is kept, and the names the stage declares (`NAMING_KEYS`: a Ray run's name, a file of values
+    already applied to the config)."""
+    module = _module(config)
+    places = tuple(key for key in (getattr(module, "RAY_STORAGE_KEY", None), getattr(module, "CACHE_KEY", None)) if key)
+    return PLACEMENT_KEYS + places + tuple(getattr(module, "NAMING_KEYS", ()))
+
+
+def cache_key(stage: str) -> str | None:
+    """The dotted config key of the stage's cache of reusable results (e.g. an evaluation's per-model scores)."""
+    from solar_ray.stages import STAGES, stage_module
+
+    if stage not in STAGES:
+        return None
+    return getattr(stage_module(stage), "CACHE_KEY", None)
 
 
 def workload(config: Any, models: Any) -> Workload:

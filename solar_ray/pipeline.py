@@ -10,8 +10,9 @@ mapping), `inputs` (dotted config key -> the artifact of an earlier stage, optio
       base:    {config: pretrain_base.yaml, inputs: {model: "world:base", dataset: data_pretrain}}
 
 Everything lands under one output directory (default `runs/<name>/`): one artifact per stage at
-`<output>/<stage>/`, Ray Train/Tune storage at `<output>/ray/`, `pipeline.json` (state and timings) and the
-report at `<output>/report/`.
+`<output>/<stage>/`, Ray Train/Tune storage at `<output>/ray/`, results stages may reuse at `<output>/cache/`
+(an evaluation's scores of a model by its content), `pipeline.json` (state and timings) and the report at
+`<output>/report/`.
 
 Features:
 1. Order: a stage runs once its inputs are done; a cycle or a reference to an unknown stage is a ConfigError
@@ -23,7 +24,11 @@ Features:
    and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
    Ray Train checkpoints in `<output>/ray/`, but only a run started with the same config and inputs: a stage
    rerun because either changed starts its Ray run afresh, see `reset_stale_ray_state`).
-3. Selection: `--from STAGE` reruns STAGE and everything downstream; `--only STAGE` runs just STAGE (its inputs
+3. Twins: a stage whose effective config (a sweep's best config applied) and inputs' contents equal those of a
+   stage already made in the run, differing only in where it writes and what it names its Ray run, makes the same
+   artifact (every stage is seeded): it is not run again but links the twin's files (see `recipe`). In the tiny
+   experiment, a candidate whose DPO sweep keeps DPO v2's settings is DPO v2's model, and is not trained twice.
+4. Selection: `--from STAGE` reruns STAGE and everything downstream; `--only STAGE` runs just STAGE (its inputs
    must exist); `--dry-run` validates every config and prints the plan with each stage's resources.
 Raises ConfigError / ArtifactError before anything runs when a config is invalid or a needed input is missing.
 """
@@ -33,6 +38,7 @@ from __future__ import annotations
 import graphlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,7 +47,7 @@ from typing import Any
 from pydantic import Field
 
 from solar_ray import contract
-from solar_ray.artifacts import LINEAGE, artifact_hash, read_lineage, write_json
+from solar_ray.artifacts import LINEAGE, artifact_hash, atomic_dir, read_lineage, write_json, write_lineage
 from solar_ray.config import (
     StageConfig,
     Strict,
@@ -57,6 +63,7 @@ from solar_ray.errors import ArtifactError, ConfigError
 from solar_ray.report.spec import EARLIER_RUN, ReportSpec
 
 RAY_STORAGE_DIR = "ray"
+CACHE_DIR = "cache"
 REPORT_DIR = "report"
 
 
@@ -183,6 +190,10 @@ class Pipeline:
         key = contract.storage_key(tree.get("stage"))
         if key and key not in spec.overrides:
             set_dotted(tree, key, str(self.root / RAY_STORAGE_DIR))
+        # ... and every stage that caches reusable results (an evaluation's scores per model) shares one cache.
+        key = contract.cache_key(tree.get("stage"))
+        if key and key not in spec.overrides:
+            set_dotted(tree, key, str(self.root / CACHE_DIR / str(tree.get("stage"))))
         return offset_seeds(build_config(tree, source), self.experiment.seed)
 
     # ------------------------------------------------------------------------------------------ state
@@ -202,6 +213,40 @@ class Pipeline:
             if parent.get("content_hash") != artifact_hash(parent["path"]):
                 return False
         return True
+
+    def recipe(self, name: str) -> str:
+        """What decides a stage's artifact, as one string: its effective config (re-validated now, so a sweep's
+        best config written since the experiment was loaded is applied) less the keys that only name or place
+        things (`contract.naming_keys`), with each input's content hash in place of its path. Two stages with one
+        recipe make the same artifact."""
+        config = self.configs[name]
+        config = type(config).model_validate(config.model_dump())
+        tree = dump_config(config)
+        for key in contract.naming_keys(config):
+            set_dotted(tree, key, None)
+        for key, ref in self.experiment.stages[name].inputs.items():
+            if key not in contract.naming_keys(config):
+                set_dotted(tree, key, f"{artifact_hash(self.artifact(ref))}")
+        return json.dumps(tree, sort_keys=True, default=str)
+
+    def reuse(self, name: str, twin: str) -> None:
+        """Make stage `name`'s artifact from its twin's: the same files (hard links; copies across file systems),
+        and a lineage of its own naming the twin (`same_as`), so a later run finds `name` current."""
+        source, config = self.root / twin, self.configs[name]
+        config = type(config).model_validate(config.model_dump())
+        with atomic_dir(self.root / name, force=True) as tmp:
+            for path in sorted(source.rglob("*")):
+                target = tmp / path.relative_to(source)
+                if path.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif path != source / LINEAGE:
+                    try:
+                        os.link(path, target)
+                    except OSError:
+                        shutil.copy2(path, target)
+            made = read_lineage(source)
+            write_lineage(tmp, made["stage"], dump_config(config), parents=self.input_paths(name),
+                          metrics=made.get("metrics"), same_as=twin)
 
     def select(self, start: str | None = None, only: str | None = None) -> list[str]:
         """Stages to run, in order: all, `start` and its descendants, or just `only`."""
@@ -298,6 +343,9 @@ class Pipeline:
         pending = sorted(selected, key=lambda n: (-chain[n], self.order.index(n)))
         finished: set[str] = set()
         running: dict[str, dict[str, float]] = {}  # stage -> the resources it holds
+        recipes: dict[str, str] = {}  # stage -> its recipe, once its inputs are made
+        made: dict[str, str] = {}  # recipe -> the stage whose artifact has it
+        making: set[str] = set()  # recipes of the running stages
         results: queue.Queue = queue.Queue()
         failure: BaseException | None = None
         started = time.monotonic()
@@ -322,10 +370,25 @@ class Pipeline:
                 if name not in forced and self.is_current(name):
                     pending.remove(name)
                     finished.add(name)
+                    made.setdefault(self.recipe(name), name)
                     reporter.cached(name)
                     state["stages"][name] = {"status": "cached", "seconds": 0.0}
                     continue
-                if chain[name] < held_back_below:  # after the cache check: a cached stage takes no room
+                if name not in forced:
+                    recipes.setdefault(name, self.recipe(name))
+                    twin = made.get(recipes[name])
+                    if twin is None and recipes[name] in making:
+                        continue  # its twin is being made: wait for it rather than make the artifact twice
+                    if twin is not None:
+                        t0 = time.monotonic()
+                        self.reuse(name, twin)
+                        pending.remove(name)
+                        finished.add(name)
+                        reporter.cached(name, same_as=twin)
+                        state["stages"][name] = {"status": "reused", "same_as": twin,
+                                                 "seconds": round(time.monotonic() - t0, 1)}
+                        continue
+                if chain[name] < held_back_below:  # after the cache checks: a cached stage takes no room
                     continue
                 demand = contract.needs(self.configs[name]).demand(cluster)
                 if running and (len(running) >= limit or not _fits(demand, running.values(), cluster)):
@@ -338,6 +401,8 @@ class Pipeline:
                 self.reset_stale_ray_state(name, config, fresh=name in forced)
                 reporter.running(name)
                 running[name] = demand
+                if name in recipes:
+                    making.add(recipes[name])
                 # started_at (unix s): lines the stage up with the per-step timestamps in its metrics.jsonl
                 state["stages"][name] = {"status": "running", "started_at": round(time.time(), 2)}
                 threading.Thread(target=work, args=(name, config), name=f"stage-{name}", daemon=True).start()
@@ -347,12 +412,15 @@ class Pipeline:
                 break
             name, error, seconds = _next_result(results)
             del running[name]
+            making.discard(recipes.get(name, ""))
             if error is not None:
                 state["stages"][name] = {**state["stages"][name], "status": "failed", "seconds": round(seconds, 1)}
                 reporter.failed(name, error, seconds, waiting=bool(running))
                 failure = failure or error
             else:
                 finished.add(name)
+                if name in recipes:
+                    made.setdefault(recipes[name], name)
                 state["stages"][name] = {**state["stages"][name], "status": "ran", "seconds": round(seconds, 1)}
                 reporter.done(name, seconds)
             write_json(self.root / "pipeline.json", state)

@@ -66,10 +66,12 @@ class StageReporter:
 
     # ------------------------------------------------------------------------------------ the events
 
-    def cached(self, name: str) -> None:
+    def cached(self, name: str, same_as: str | None = None) -> None:
+        """The stage's artifact is current, or (`same_as`) a twin stage's artifact was reused for it."""
+        what = f"same config and inputs as {same_as}: its artifact reused" if same_as else "cached"
         self.state[name] = {"state": "cached"}
-        write_event(self.pipe.root, event="cached", stage=name)
-        self._line(f"{self._ended(name)}: cached", f"[dim]· {name} ({self.kinds[name]}): cached[/dim]")
+        write_event(self.pipe.root, event="cached", stage=name, **({"same_as": same_as} if same_as else {}))
+        self._line(f"{self._ended(name)}: {what}", f"[dim]· {name} ({self.kinds[name]}): {_escape(what)}[/dim]")
 
     def running(self, name: str) -> None:
         since = time.monotonic()

@@ -33,6 +33,10 @@ class Config(StageConfig):
     max_gen_toks: int | None = Field(default=None, description="Cap on generated tokens (GSM8K); null = lm-eval's 256.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="Weights dtype; auto: bfloat16 on GPU, float32 on CPU.")
+    cache_dir: LocalPath | None = Field(
+        default=None, description="Scores of each model by its content hash and these settings: a model whose "
+        "weights were scored with the same settings before (another stage's, or a twin's) is not scored again. "
+        "A pipeline shares one per run; null: no cache.")
     gpu_memory_utilization: float | None = Field(
         default=None, gt=0, le=1, description="vllm backend: share of GPU memory (CPU build: of its KV-cache "
         "budget) an engine may take; null: vLLM's 0.9.")
@@ -55,11 +59,14 @@ def run(config: Config) -> Path:
     keys = resolve_tasks(config.tasks, source="tasks")
     out = Path(config.output or "runs/eval")
     refuse_existing_output(out, config.force)
-    results = evaluate_models(
-        config.models, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
+    cache = ScoreCache(config, keys)
+    todo = cache.to_score()
+    scored = evaluate_models(
+        todo, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
         batch_size=config.batch_size, workers=config.workers, cpus_per_worker=config.cpus_per_worker,
         max_gen_toks=config.max_gen_toks, dtype=config.dtype, gpu_memory_utilization=config.gpu_memory_utilization,
-        stage=f"stage 'eval' ({out.name})")
+        stage=f"stage 'eval' ({out.name})") if todo else {}
+    results = cache.complete(scored)
     summaries = {name: summarize(result["results"], keys, result["items"]) for name, result in results.items()}
     with atomic_dir(out, force=config.force) as tmp:
         (tmp / "results").mkdir()
@@ -73,7 +80,63 @@ def run(config: Config) -> Path:
     return out
 
 
+class ScoreCache:
+    """Scores of identical weights are not computed twice. A model's key is its content hash (solar_ray.artifacts)
+    and the settings that decide its scores; models of one key in this stage are scored once, and with a
+    `cache_dir`, results stored by an earlier stage under the key are read instead of scored. Each result keeps the
+    `timing` of the run that made it."""
+
+    def __init__(self, config: Config, keys: list[str]):
+        import json
+
+        from solar_ray.artifacts import artifact_hash
+
+        self.dir = Path(config.cache_dir) if config.cache_dir else None
+        settings = json.dumps({"tasks": keys, "data": artifact_hash(config.data_dir), "limit": config.limit,
+                               "max_gen_toks": config.max_gen_toks, "backend": config.backend, "device": config.device,
+                               "dtype": config.dtype, "batch_size": config.batch_size}, sort_keys=True)
+        self.keys = {name: self._key(artifact_hash(path), settings) for name, path in config.models.items()}
+        self.models = config.models
+        self.found = {name: self._read(key) for name, key in self.keys.items()}
+
+    @staticmethod
+    def _key(model_hash: str | None, settings: str) -> str | None:
+        import hashlib
+
+        return hashlib.sha256(f"{model_hash}\n{settings}".encode()).hexdigest()[:32] if model_hash else None
+
+    def _read(self, key: str | None):
+        import json
+
+        path = self.dir / f"{key}.json" if self.dir and key else None
+        return json.loads(path.read_text()) if path and path.is_file() else None
+
+    def to_score(self) -> dict[str, str]:
+        """The models to score: one per key, none whose key has a stored result."""
+        todo: dict[str, str] = {}
+        chosen: set[str | None] = set()
+        for name, path in self.models.items():
+            key = self.keys[name]
+            if self.found[name] is None and (key is None or key not in chosen):
+                todo[name] = path
+                chosen.add(key)
+        return todo
+
+    def complete(self, scored: dict[str, dict]) -> dict[str, dict]:
+        """Every model's result, in the config's order: scored now, from a model of the same key, or stored."""
+        from solar_ray.artifacts import write_json
+
+        by_key = {self.keys[name]: result for name, result in scored.items() if self.keys[name]}
+        if self.dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for key, result in by_key.items():
+                write_json(self.dir / f"{key}.json", result)
+        return {name: scored.get(name) or self.found[name] or by_key[self.keys[name]] for name in self.models}
+
+
 # ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
+
+CACHE_KEY = "cache_dir"
 
 
 def _on_gpu(config: Config) -> bool:

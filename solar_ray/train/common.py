@@ -217,6 +217,7 @@ def planned_steps(config: TrainStageConfig, train_rows: int) -> int:
 # ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
 
 RAY_STORAGE_KEY = "run.storage_path"
+NAMING_KEYS = ("run.name",)  # the Ray Train run's name: two runs of one recipe make the same model
 
 
 def needs(config: TrainStageConfig):

@@ -64,6 +64,9 @@ def run(config: Config) -> Path:
 # The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
 from solar_ray.train.common import RAY_STORAGE_KEY, model_config, needs, ray_state  # noqa: E402,F401
 
+# hyperparameters_from: its values are applied to the config before it is compared (solar_ray.train.hyperparameters).
+NAMING_KEYS = ("run.name", "hyperparameters_from")
+
 
 def workload(config: Config, models):
     from solar_ray.plan.estimate import training

@@ -303,7 +303,7 @@ def load_checkpoint(engine, checkpoint, rank: int) -> tuple[dict[str, Any], list
 
 
 # The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
-from solar_ray.train.common import RAY_STORAGE_KEY, model_config, needs, ray_state  # noqa: E402,F401
+from solar_ray.train.common import NAMING_KEYS, RAY_STORAGE_KEY, model_config, needs, ray_state  # noqa: E402,F401
 
 
 def workload(config: Config, models):

@@ -52,7 +52,7 @@ def run(config: Config) -> Path:
 
 
 # The stage contract (solar_ray/contract.py): what it asks of a cluster, where its Ray state lives.
-from solar_ray.train.common import RAY_STORAGE_KEY, model_config, needs, ray_state  # noqa: E402,F401
+from solar_ray.train.common import NAMING_KEYS, RAY_STORAGE_KEY, model_config, needs, ray_state  # noqa: E402,F401
 
 
 def workload(config: Config, models):

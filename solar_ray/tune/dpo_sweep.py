@@ -183,4 +183,4 @@ def run(config: Config) -> Path:
 
 
 # The stage contract (solar_ray/contract.py), the same for every sweep.
-from solar_ray.tune.space import RAY_STORAGE_KEY, needs, ray_state  # noqa: E402,F401
+from solar_ray.tune.space import NAMING_KEYS, RAY_STORAGE_KEY, needs, ray_state  # noqa: E402,F401

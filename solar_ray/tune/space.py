@@ -111,6 +111,7 @@ class SweepConfig(StageConfig):
 
 # -------------------------------------------------- the stage contract (solar_ray/contract.py), every sweep's
 RAY_STORAGE_KEY = "storage_path"
+NAMING_KEYS = ("name",)  # the Tune experiment's name
 
 
 def needs(config: SweepConfig):

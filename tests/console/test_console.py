@@ -24,7 +24,7 @@ parallel: 2
 stages:
   first: {config: {stage: noisy, RAY}}
   left: {config: {stage: noisy, RAY}, inputs: {inputs.a: first}}
-  right: {config: {stage: noisy, RAY}, inputs: {inputs.a: first}}
+  right: {config: {stage: noisy, sleep: 0.1, RAY}, inputs: {inputs.a: first}}  # not left's twin: it runs too
   last: {config: {stage: noisy, RAY}, inputs: {inputs.l: left, inputs.r: right}}
 """
 # What the console prints off a terminal: one line per stage when it ends, a long stage's heartbeat, the summary.
@@ -81,8 +81,8 @@ def quiet_pipeline(tmp_path, monkeypatch):
     monkeypatch.setattr("solar_ray.ray_session.cluster_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
     path = tmp_path / "noisy.yaml"
     text = WIDE.replace("RAY", "ray: false")
-    path.write_text(text.replace("right: {config: {stage: noisy, ray: false}",
-                                 "right: {config: {stage: noisy, ray: false, fail: true}"))
+    path.write_text(text.replace("right: {config: {stage: noisy, sleep: 0.1, ray: false}",
+                                 "right: {config: {stage: noisy, sleep: 0.1, ray: false, fail: true}"))
     return Pipeline(path, output=str(tmp_path / "out"))
 
 

@@ -21,7 +21,7 @@ def test_h6_on_ray_writes_results_summary_and_tables(ray_session, tmp_path, eval
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"base", "copy"}
     assert set(summary["base"]) == {"H6", "ARC", "HellaSwag", "MMLU", "TruthfulQA", "Winogrande", "GSM8K"}
-    assert summary["base"]["H6"]["value"] == pytest.approx(summary["copy"]["H6"]["value"])  # same model, same score
+    assert summary["base"]["H6"]["value"] == pytest.approx(summary["copy"]["H6"]["value"])  # same weights: scored once
     assert set(summary["base"]["MMLU"]["subjects"]) == {"anatomy", "astronomy"}
     # per-item scores, kept for paired comparisons: the same items for both models, and the same model agrees
     assert set(summary["base"]["MMLU"]["items"]) == {"mmlu_anatomy", "mmlu_astronomy"}
@@ -35,6 +35,31 @@ def test_h6_on_ray_writes_results_summary_and_tables(ray_session, tmp_path, eval
     assert (out / "table.csv").read_text().startswith("model,H6,ARC")
     assert (out / "h6.png").stat().st_size > 1000
     assert json.loads((out / "lineage.json").read_text())["stage"] == "eval"
+
+
+def test_identical_weights_are_scored_once_and_a_shared_cache_serves_later_stages(ray_session, tmp_path, eval_model,
+                                                                                  bench_dir, monkeypatch):
+    import solar_ray.evaluate.runner as runner
+
+    calls = []
+
+    def counted(models, *args, **kwargs):
+        calls.append(sorted(models))
+        return evaluate_models(models, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_models", counted)
+    twin = shutil.copytree(eval_model, tmp_path / "twin")  # the same files: the same content hash
+    common = {"stage": "eval", "data_dir": str(bench_dir), "tasks": ["winogrande"], "limit": 3, "workers": 1,
+              "cache_dir": str(tmp_path / "cache")}
+    first = run(Config(**common, models={"a": str(eval_model), "b": str(twin)}, output=str(tmp_path / "e1")))
+    assert calls == [["a"]]  # b has a's weights: scored once
+    later = run(Config(**common, models={"c": str(twin)}, output=str(tmp_path / "e2")))
+    assert calls == [["a"]]  # a later stage reads the shared cache
+    summary = lambda out: json.loads((out / "summary.json").read_text())  # noqa: E731
+    assert summary(first)["b"] == summary(first)["a"] == summary(later)["c"]
+    other = run(Config(**{**common, "limit": 2}, models={"c": str(twin)}, output=str(tmp_path / "e3")))
+    assert calls == [["a"], ["c"]]  # other settings: scored again
+    assert len(summary(other)["c"]["Winogrande"]["items"]["winogrande"]["values"]) == 2
 
 
 def test_unknown_task_fails_before_evaluation(tmp_path, eval_model, bench_dir):

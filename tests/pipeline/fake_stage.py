@@ -54,6 +54,7 @@ def run(config: Config) -> Path:
 
 # The stage contract (solar_ray/contract.py), as a real stage declares it.
 RAY_STORAGE_KEY = "run.storage_path"
+NAMING_KEYS = ("run.name",)
 
 
 def needs(config: Config):

@@ -177,6 +177,47 @@ def test_a_stage_chosen_by_from_or_only_starts_its_run_afresh(experiment, tmp_pa
     assert state["stages"]["c"]["status"] == "ran" and value(root, "c") == 112
 
 
+TWINS = """
+name: twins
+parallel: 2
+stages:
+  root: {config: {stage: fake, value: 1}}
+  first: {config: {stage: fake, value: 2, sleep: 0.5}, inputs: {inputs.a: root}}
+  twin: {config: {stage: fake, value: 2, sleep: 0.5, run: {name: other-run}}, inputs: {inputs.a: root}}
+  other: {config: {stage: fake, value: 3}, inputs: {inputs.a: root}}
+  after: {config: {stage: fake}, inputs: {inputs.a: twin}}
+"""
+
+
+def test_a_stage_with_a_twins_config_and_inputs_reuses_its_artifact(experiment, tmp_path):
+    """`twin` differs from `first` only in its output and its run's name: one of them runs (twin, whose chain is
+    longer, starts first), the other links its files. Both are ready together: the second waits for the first
+    rather than making the artifact beside it (parallel: 2 has room for both)."""
+    path, root = tmp_path / "twins.yaml", tmp_path / "out"
+    path.write_text(TWINS)
+    state = Pipeline(path, output=str(root)).run(report=False)
+    assert state["stages"]["twin"]["status"] == "ran"
+    assert state["stages"]["first"]["status"] == "reused" and state["stages"]["first"]["same_as"] == "twin"
+    assert state["stages"]["other"]["status"] == "ran" and value(root, "other") == 4  # value 3: not a twin
+    assert value(root, "first") == 3 and (root / "first" / "value.txt").samefile(root / "twin" / "value.txt")
+    lineage = json.loads((root / "first" / "lineage.json").read_text())
+    assert lineage["same_as"] == "twin" and lineage["config"]["output"] == str(root / "first")
+    assert value(root, "after") == 3
+    again = Pipeline(path, output=str(root)).run(report=False)  # the reused artifact is current on the next run
+    assert {s["status"] for s in again["stages"].values()} == {"cached"}
+    forced = Pipeline(path, output=str(root)).run(only="first", report=False)  # asked for by name: it runs
+    assert forced["stages"]["first"]["status"] == "ran"
+    assert not (root / "first" / "value.txt").samefile(root / "twin" / "value.txt")
+
+
+def test_a_stage_whose_input_content_differs_is_no_twin(experiment, tmp_path):
+    path, root = tmp_path / "twins.yaml", tmp_path / "out"
+    path.write_text(TWINS.replace("twin: {config: {stage: fake, value: 2", "twin: {config: {stage: fake, value: 2, "
+                                  "inputs: {}").replace("inputs: {inputs.a: root}}\n  other", "inputs: {inputs.a: other}}\n  other"))
+    state = Pipeline(path, output=str(root)).run(report=False)
+    assert state["stages"]["twin"]["status"] == "ran" and value(root, "twin") == 2 + 4
+
+
 PARALLEL = """
 name: wide
 parallel: 2
