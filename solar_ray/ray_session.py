@@ -53,11 +53,26 @@ def init_ray(num_cpus: int | None = None, say=None, **kwargs) -> None:
     # every 0.5 s, not 2 s, so a finished run is noticed sooner (each poll is cheap next to a training step).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    # No dashboard: Train runs leave out Ray's PlacementGroupCleaner, which needs one (see no_dashboard), and
+    # export no Prometheus metrics, which nothing scrapes. Set here for runs this driver starts, and in the job's
+    # env for those a Tune trial starts.
+    local_env = {NO_DASHBOARD_ENV: "1", "RAY_TRAIN_METRICS_ENABLED": "0"}
+    for key, value in local_env.items():
+        os.environ.setdefault(key, value)
     runtime_env = {"worker_process_setup_hook": "solar_ray.ray_session.quiet_local_workers",
                    **options.pop("runtime_env", {})}
+    runtime_env["env_vars"] = {**local_env, **runtime_env.get("env_vars", {})}
     # address="local": a new Ray even when the address file names one (stale, or RAY_ADDRESS=local).
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
              runtime_env=runtime_env, **options)
+
+
+NO_DASHBOARD_ENV = "SOLAR_RAY_NO_DASHBOARD"  # set in our own local Ray's driver and workers
+
+
+def no_dashboard() -> bool:
+    """Whether this process works for a Ray of our own, which starts no dashboard (so no state API)."""
+    return os.environ.get(NO_DASHBOARD_ENV) == "1"
 
 
 def remote_cluster() -> bool:

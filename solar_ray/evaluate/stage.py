@@ -60,13 +60,23 @@ def run(config: Config) -> Path:
     out = Path(config.output or "runs/eval")
     refuse_existing_output(out, config.force)
     cache = ScoreCache(config, keys)
-    todo = cache.to_score()
-    scored = evaluate_models(
-        todo, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
-        batch_size=config.batch_size, workers=config.workers, cpus_per_worker=config.cpus_per_worker,
-        max_gen_toks=config.max_gen_toks, dtype=config.dtype, gpu_memory_utilization=config.gpu_memory_utilization,
-        stage=f"stage 'eval' ({out.name})") if todo else {}
-    results = cache.complete(scored)
+
+    def score(models: dict[str, str]) -> dict[str, dict]:
+        return evaluate_models(
+            models, keys, config.data_dir, limit=config.limit, backend=config.backend, device=config.device,
+            batch_size=config.batch_size, workers=config.workers, cpus_per_worker=config.cpus_per_worker,
+            max_gen_toks=config.max_gen_toks, dtype=config.dtype,
+            gpu_memory_utilization=config.gpu_memory_utilization, stage=f"stage 'eval' ({out.name})") if models else {}
+
+    try:
+        scored = score(cache.to_score())
+        cache.store(scored)
+        # Models another stage was scoring when this one started: their results, or, if it stopped without
+        # storing them, scored here.
+        scored.update(score(cache.wait_for_others()))
+        results = cache.complete(scored)
+    finally:
+        cache.release()
     summaries = {name: summarize(result["results"], keys, result["items"]) for name, result in results.items()}
     with atomic_dir(out, force=config.force) as tmp:
         (tmp / "results").mkdir()
@@ -82,9 +92,12 @@ def run(config: Config) -> Path:
 
 class ScoreCache:
     """Scores of identical weights are not computed twice. A model's key is its content hash (solar_ray.artifacts)
-    and the settings that decide its scores; models of one key in this stage are scored once, and with a
-    `cache_dir`, results stored by an earlier stage under the key are read instead of scored. Each result keeps the
-    `timing` of the run that made it."""
+    and the settings that decide its scores. Models of one key in a stage are scored once; with a `cache_dir`
+    (a pipeline shares one per run), a result stored there by another stage is read instead of scored, and a model
+    another stage is scoring right now (its claim file, `<key>.claim`, names a live process on this host) is waited
+    for. Each result keeps the `timing` of the run that made it."""
+
+    POLL_S = 1.0
 
     def __init__(self, config: Config, keys: list[str]):
         import json
@@ -95,9 +108,11 @@ class ScoreCache:
         settings = json.dumps({"tasks": keys, "data": artifact_hash(config.data_dir), "limit": config.limit,
                                "max_gen_toks": config.max_gen_toks, "backend": config.backend, "device": config.device,
                                "dtype": config.dtype, "batch_size": config.batch_size}, sort_keys=True)
-        self.keys = {name: self._key(artifact_hash(path), settings) for name, path in config.models.items()}
         self.models = config.models
+        self.keys = {name: self._key(artifact_hash(path), settings) for name, path in self.models.items()}
         self.found = {name: self._read(key) for name, key in self.keys.items()}
+        self.claimed: set[str] = set()  # keys this stage claimed and has not stored yet
+        self.elsewhere: dict[str, str] = {}  # model -> its key, being scored by another stage
 
     @staticmethod
     def _key(model_hash: str | None, settings: str) -> str | None:
@@ -111,27 +126,97 @@ class ScoreCache:
         path = self.dir / f"{key}.json" if self.dir and key else None
         return json.loads(path.read_text()) if path and path.is_file() else None
 
+    def _claim(self, key: str) -> bool:
+        """Claim `key` for this stage; False while another live process on this host holds it."""
+        import os
+        import socket
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path, mine = self.dir / f"{key}.claim", f"{socket.gethostname()} {os.getpid()} {id(self)}"
+        for _ in range(2):
+            try:
+                with open(path, "x") as handle:
+                    handle.write(mine)
+                self.claimed.add(key)
+                return True
+            except FileExistsError:
+                if self._live(path):
+                    return False
+                path.unlink(missing_ok=True)  # left by a process that is gone: take it over
+        return False
+
+    @staticmethod
+    def _live(path: Path) -> bool:
+        import os
+        import socket
+
+        try:
+            host, pid, _ = path.read_text().split()
+        except (FileNotFoundError, ValueError):
+            return False
+        if host != socket.gethostname():
+            return False  # another host's process cannot be checked: score it here rather than wait for ever
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def to_score(self) -> dict[str, str]:
-        """The models to score: one per key, none whose key has a stored result."""
+        """The models to score now: one per key, none stored, none another stage is scoring (`wait_for_others`)."""
         todo: dict[str, str] = {}
         chosen: set[str | None] = set()
         for name, path in self.models.items():
             key = self.keys[name]
-            if self.found[name] is None and (key is None or key not in chosen):
-                todo[name] = path
-                chosen.add(key)
+            if self.found[name] is not None or (key is not None and key in chosen):
+                continue
+            if self.dir and key is not None and not self._claim(key):
+                self.elsewhere[name] = key
+                continue
+            todo[name] = path
+            chosen.add(key)
         return todo
+
+    def store(self, scored: dict[str, dict]) -> None:
+        from solar_ray.artifacts import write_json
+
+        for name, result in scored.items():
+            key = self.keys[name]
+            if self.dir and key:
+                write_json(self.dir / f"{key}.json", result)
+                (self.dir / f"{key}.claim").unlink(missing_ok=True)
+                self.claimed.discard(key)
+
+    def wait_for_others(self) -> dict[str, str]:
+        """Wait for the models other stages were scoring; returns those left to score here (their stage stopped
+        without storing them)."""
+        import time
+
+        left: dict[str, str] = {}
+        for name, key in self.elsewhere.items():
+            while True:
+                if (result := self._read(key)) is not None:
+                    self.found[name] = result
+                    break
+                if key in self.claimed or self._claim(key):  # freed by its stage (or ours: a model of the same key)
+                    if key not in {self.keys[other] for other in left}:
+                        left[name] = self.models[name]
+                    break
+                time.sleep(self.POLL_S)
+        return left
 
     def complete(self, scored: dict[str, dict]) -> dict[str, dict]:
         """Every model's result, in the config's order: scored now, from a model of the same key, or stored."""
-        from solar_ray.artifacts import write_json
-
         by_key = {self.keys[name]: result for name, result in scored.items() if self.keys[name]}
-        if self.dir:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            for key, result in by_key.items():
-                write_json(self.dir / f"{key}.json", result)
         return {name: scored.get(name) or self.found[name] or by_key[self.keys[name]] for name in self.models}
+
+    def release(self) -> None:
+        """Drop the claims this stage still holds (it failed before storing them)."""
+        for key in self.claimed:
+            (self.dir / f"{key}.claim").unlink(missing_ok=True)
+        self.claimed.clear()
 
 
 # ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)

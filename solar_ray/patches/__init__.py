@@ -13,7 +13,7 @@ package uses their private names. Where that code lives:
     ray_worker_env       Ray's task and actor submission wrapped to add env vars; a worker setup hook chained
                          before the job's own (solar_ray.console.capture routes worker output with both)
     ray_train_callbacks  Ray Train v2's private controller and worker-group callbacks subclassed: a trial Tune
-                         stops frees its workers
+                         stops frees its workers; Ray's PlacementGroupCleaner left out where no dashboard is
     deepspeed_comm       DeepSpeed's build_shm_op replaced on CPU: training skips compiling an op it never uses
 - A plain use of a private name - a constant, a logger's name, one call of a private function or method - stays
   at its site when it fits in one line (besides its import): moving it would only add an indirection.
@@ -72,6 +72,11 @@ PRIVATE_APIS: tuple[PrivateApi, ...] = (
                "solar_ray.patches.ray_train_callbacks", "frees a stopped trial's workers", ("self",)),
     PrivateApi("ray", "ray.train.v2._internal.execution.callback:WorkerGroupCallback.after_worker_group_start",
                "solar_ray.patches.ray_train_callbacks", "learns the trial's worker actors", ("self", "worker_group")),
+    PrivateApi("ray", "ray.train.v2.api.data_parallel_trainer:DataParallelTrainer._create_default_callbacks",
+               "solar_ray.patches.ray_train_callbacks", "wrapped: Ray's PlacementGroupCleaner left out where Ray "
+               "has no dashboard (it cannot work there)", ("self",)),
+    PrivateApi("ray", "ray.train.v2._internal.callbacks.placement_group_callback:PlacementGroupCleanerCallback",
+               "solar_ray.patches.ray_train_callbacks", "the callback that starts the cleaner"),
     PrivateApi("ray", "ray.data._internal.datasource.huggingface_datasource:HuggingFaceDatasource",
                "solar_ray.data.load", "streams a Hugging Face dataset into Ray Data"),
     PrivateApi("ray", "ray.data._internal.progress.logging_progress", "solar_ray.console.capture",

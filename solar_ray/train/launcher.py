@@ -52,6 +52,12 @@ def build_trainer(config: TrainStageConfig, launch: Launch, hw: dict[str, Any], 
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from solar_ray.ray_session import no_dashboard
+
+    if no_dashboard():
+        from solar_ray.patches.ray_train_callbacks import skip_placement_group_cleaner
+
+        skip_placement_group_cleaner()
     s, r = config.scaling, config.run
     return TorchTrainer(
         launch.train_loop,

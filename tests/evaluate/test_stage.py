@@ -62,6 +62,32 @@ def test_identical_weights_are_scored_once_and_a_shared_cache_serves_later_stage
     assert len(summary(other)["c"]["Winogrande"]["items"]["winogrande"]["values"]) == 2
 
 
+def test_a_model_another_stage_is_scoring_is_waited_for_and_a_dead_claim_is_taken_over(tmp_path, eval_model,
+                                                                                       bench_dir):
+    import threading
+
+    from solar_ray.evaluate.stage import ScoreCache
+
+    config = Config(stage="eval", data_dir=str(bench_dir), models={"m": str(eval_model)},
+                    cache_dir=str(tmp_path / "cache"), output=str(tmp_path / "e"))
+    first, second = ScoreCache(config, ["winogrande"]), ScoreCache(config, ["winogrande"])
+    assert first.to_score() == {"m": str(eval_model)}
+    assert second.to_score() == {}  # first holds the claim: second waits instead of scoring it too
+    result = {"results": {"winogrande": {"acc,none": 0.5}}, "items": {}}
+    threading.Timer(0.3, first.store, args=({"m": result},)).start()
+    assert second.wait_for_others() == {} and second.complete({}) == {"m": result}
+
+    key = first.keys["m"]
+    (tmp_path / "cache" / f"{key}.json").unlink()
+    third, fourth = ScoreCache(config, ["winogrande"]), ScoreCache(config, ["winogrande"])
+    assert third.to_score() and not fourth.to_score()
+    third.release()  # third failed before storing: fourth scores the model itself
+    assert fourth.wait_for_others() == {"m": str(eval_model)}
+    fourth.release()
+    (tmp_path / "cache" / f"{key}.claim").write_text(f"{__import__('socket').gethostname()} 999999999 1")
+    assert ScoreCache(config, ["winogrande"]).to_score() == {"m": str(eval_model)}  # its process is gone
+
+
 def test_unknown_task_fails_before_evaluation(tmp_path, eval_model, bench_dir):
     with pytest.raises(ConfigError, match="unknown task or suite 'arc_hard'"):
         evaluate_models({"m": str(eval_model)}, ["arc_hard"], bench_dir)
