@@ -183,4 +183,24 @@ def run(config: Config) -> Path:
 
 
 # The stage contract (solar_ray/contract.py), the same for every sweep.
-from solar_ray.tune.space import NAMING_KEYS, RAY_STORAGE_KEY, needs, ray_state  # noqa: E402,F401
+from solar_ray.tune.space import NAMING_KEYS, RAY_STORAGE_KEY, ray_state  # noqa: E402,F401
+
+
+def needs(config: Config):
+    """With `search.max_concurrent_trials`, what that many trials reserve at once (each: its Train workers, its
+    driver's CPUs beside them), so the sweep runs beside other stages; without it, the whole cluster."""
+    from dataclasses import replace
+
+    from solar_ray.contract import StageNeeds
+    from solar_ray.tune.space import needs as whole_cluster
+
+    trials = config.search.max_concurrent_trials
+    if not trials:
+        return whole_cluster(config)
+    dpo = config.dpo_config({})
+    per_trial = train_needs(dpo)
+    return replace(per_trial, workers=trials * per_trial.workers, driver_cpus=trials * config.driver_cpus,
+                   what=f"Ray Tune trials ({config.search.num_samples}), {trials} at a time of {per_trial.what}")
+
+
+from solar_ray.train.common import needs as train_needs  # noqa: E402
