@@ -375,7 +375,8 @@ class Pipeline:
                     state["stages"][name] = {"status": "cached", "seconds": 0.0}
                     continue
                 if name not in forced:
-                    recipes.setdefault(name, self.recipe(name))
+                    if name not in recipes:
+                        recipes[name] = self.recipe(name)
                     twin = made.get(recipes[name])
                     if twin is None and recipes[name] in making:
                         continue  # its twin is being made: wait for it rather than make the artifact twice
