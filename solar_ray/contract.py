@@ -88,13 +88,22 @@ def ray_state(config: Any) -> list[Path]:
     return declared(config) if declared else []
 
 
-def storage_key(stage: str) -> str | None:
-    """The dotted config key of the stage's Ray storage path, if it keeps Ray state."""
+def _declared_key(stage: str, attribute: str) -> str | None:
     from solar_ray.stages import STAGES, stage_module
 
     if stage not in STAGES:
         return None  # build_config reports the unknown stage
-    return getattr(stage_module(stage), "RAY_STORAGE_KEY", None)
+    return getattr(stage_module(stage), attribute, None)
+
+
+def storage_key(stage: str) -> str | None:
+    """The dotted config key of the stage's Ray storage path, if it keeps Ray state."""
+    return _declared_key(stage, "RAY_STORAGE_KEY")
+
+
+def cache_key(stage: str) -> str | None:
+    """The dotted config key of the stage's cache of reusable results (e.g. an evaluation's per-model scores)."""
+    return _declared_key(stage, "CACHE_KEY")
 
 
 # What no stage's artifact depends on: where it is written, and whether an existing one is replaced.
@@ -105,18 +114,8 @@ def naming_keys(config: Any) -> tuple[str, ...]:
     """Dotted config keys two stages may differ in and still make the same artifact: where it is written, where
     its Ray state is kept, and the names the stage declares (`NAMING_KEYS`: a Ray run's name, a file of values
     already applied to the config)."""
-    module = _module(config)
-    places = tuple(key for key in (getattr(module, "RAY_STORAGE_KEY", None), getattr(module, "CACHE_KEY", None)) if key)
-    return PLACEMENT_KEYS + places + tuple(getattr(module, "NAMING_KEYS", ()))
-
-
-def cache_key(stage: str) -> str | None:
-    """The dotted config key of the stage's cache of reusable results (e.g. an evaluation's per-model scores)."""
-    from solar_ray.stages import STAGES, stage_module
-
-    if stage not in STAGES:
-        return None
-    return getattr(stage_module(stage), "CACHE_KEY", None)
+    places = tuple(key for key in (storage_key(config.stage), cache_key(config.stage)) if key)
+    return PLACEMENT_KEYS + places + tuple(getattr(_module(config), "NAMING_KEYS", ()))
 
 
 def workload(config: Any, models: Any) -> Workload:

@@ -186,14 +186,13 @@ class Pipeline:
         for key, ref in spec.inputs.items():
             set_dotted(tree, key, str(self.artifact(ref)))
         tree["output"] = str(self.root / name)
-        # Every stage that keeps Ray Train / Tune state keeps it under the experiment's output root.
-        key = contract.storage_key(tree.get("stage"))
-        if key and key not in spec.overrides:
-            set_dotted(tree, key, str(self.root / RAY_STORAGE_DIR))
-        # ... and every stage that caches reusable results (an evaluation's scores per model) shares one cache.
-        key = contract.cache_key(tree.get("stage"))
-        if key and key not in spec.overrides:
-            set_dotted(tree, key, str(self.root / CACHE_DIR / str(tree.get("stage"))))
+        # Every stage that keeps Ray Train / Tune state keeps it under the experiment's output root, and every
+        # stage that caches reusable results (an evaluation's scores per model) shares one cache per stage kind.
+        kind = tree.get("stage")
+        for key, folder in ((contract.storage_key(kind), self.root / RAY_STORAGE_DIR),
+                            (contract.cache_key(kind), self.root / CACHE_DIR / str(kind))):
+            if key and key not in spec.overrides:
+                set_dotted(tree, key, str(folder))
         return offset_seeds(build_config(tree, source), self.experiment.seed)
 
     # ------------------------------------------------------------------------------------------ state
@@ -219,33 +218,38 @@ class Pipeline:
         best config written since the experiment was loaded is applied) less the keys that only name or place
         things (`contract.naming_keys`), with each input's content hash in place of its path. Two stages with one
         recipe make the same artifact."""
-        config = self.configs[name]
-        config = type(config).model_validate(config.model_dump())
+        config = self.effective_config(name)
         tree = dump_config(config)
-        for key in contract.naming_keys(config):
+        naming = contract.naming_keys(config)
+        for key in naming:
             set_dotted(tree, key, None)
         for key, ref in self.experiment.stages[name].inputs.items():
-            if key not in contract.naming_keys(config):
+            if key not in naming:
                 set_dotted(tree, key, f"{artifact_hash(self.artifact(ref))}")
         return json.dumps(tree, sort_keys=True, default=str)
+
+    def effective_config(self, name: str) -> StageConfig:
+        """The stage's config validated again: files it reads values from (a sweep's best config) may have been
+        written since the experiment was loaded."""
+        config = self.configs[name]
+        return type(config).model_validate(config.model_dump())
 
     def reuse(self, name: str, twin: str) -> None:
         """Make stage `name`'s artifact from its twin's: the same files (hard links; copies across file systems),
         and a lineage of its own naming the twin (`same_as`), so a later run finds `name` current."""
-        source, config = self.root / twin, self.configs[name]
-        config = type(config).model_validate(config.model_dump())
+        source = self.root / twin
+
+        def link_or_copy(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
         with atomic_dir(self.root / name, force=True) as tmp:
-            for path in sorted(source.rglob("*")):
-                target = tmp / path.relative_to(source)
-                if path.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                elif path != source / LINEAGE:
-                    try:
-                        os.link(path, target)
-                    except OSError:
-                        shutil.copy2(path, target)
+            shutil.copytree(source, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
+                            ignore=lambda folder, _: [LINEAGE] if Path(folder) == source else [])
             made = read_lineage(source)
-            write_lineage(tmp, made["stage"], dump_config(config), parents=self.input_paths(name),
+            write_lineage(tmp, made["stage"], dump_config(self.effective_config(name)), parents=self.input_paths(name),
                           metrics=made.get("metrics"), same_as=twin)
 
     def select(self, start: str | None = None, only: str | None = None) -> list[str]:

@@ -157,11 +157,11 @@ class ScoreCache:
         if host != socket.gethostname():
             return False  # another host's process cannot be checked: score it here rather than wait for ever
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(pid), 0)  # PermissionError: alive, another user's
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
+            pass
         return True
 
     def to_score(self) -> dict[str, str]:

@@ -191,16 +191,12 @@ def needs(config: Config):
     driver's CPUs beside them), so the sweep runs beside other stages; without it, the whole cluster."""
     from dataclasses import replace
 
-    from solar_ray.contract import StageNeeds
+    from solar_ray.train.common import needs as train_needs
     from solar_ray.tune.space import needs as whole_cluster
 
     trials = config.search.max_concurrent_trials
     if not trials:
         return whole_cluster(config)
-    dpo = config.dpo_config({})
-    per_trial = train_needs(dpo)
+    per_trial = train_needs(config.dpo_config({}))
     return replace(per_trial, workers=trials * per_trial.workers, driver_cpus=trials * config.driver_cpus,
                    what=f"Ray Tune trials ({config.search.num_samples}), {trials} at a time of {per_trial.what}")
-
-
-from solar_ray.train.common import needs as train_needs  # noqa: E402
