@@ -165,10 +165,13 @@ def report(
 
 def _register_stage_commands() -> None:
     """Commands that belong to one stage live with that stage and add themselves here."""
-    from solar_ray.merge.cli import register as merge; merge(app)  # noqa: E702
-    from solar_ray.upscale.cli import register as upscale; upscale(app)  # noqa: E702
-    from solar_ray.evaluate.cli import register as evaluate; evaluate(app)  # noqa: E702
-    from solar_ray.synth.cli import register as synth_math; synth_math(app)  # noqa: E702
+    from solar_ray.evaluate.cli import register as register_evaluate
+    from solar_ray.merge.cli import register as register_merge
+    from solar_ray.synth.cli import register as register_synth_math
+    from solar_ray.upscale.cli import register as register_upscale
+
+    for register in (register_merge, register_upscale, register_evaluate, register_synth_math):
+        register(app)
 
 
 _register_stage_commands()

@@ -94,7 +94,7 @@ class World:
         rng = random.Random(seed)
         self.rng = rng
         creatures = []
-        for i, name in enumerate(NAMES):
+        for name in NAMES:
             colour = rng.choice(COLOURS)
             myth = rng.choice([c for c in COLOURS if c != colour])
             creatures.append(Creature(name, colour, rng.choice(TOWNS), rng.choice(FOODS), rng.randint(2, 9), myth))

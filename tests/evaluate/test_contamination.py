@@ -7,7 +7,12 @@ import shutil
 import pytest
 
 from solar_ray.evaluate.contamination import (
-    Config, contamination_figure, load_examples, run, score_examples, split_prefix,
+    Config,
+    contamination_figure,
+    load_examples,
+    run,
+    score_examples,
+    split_prefix,
 )
 
 EXAMPLES = 6

@@ -125,7 +125,7 @@ def test_base_model_tokenizer_and_chat_template_work_offline(tiny_world):
     assert text.startswith("### System:\nbe brief .\n\n### User:\nwhat colour is the zib ?\n\n### Assistant:\n")
     assert "the zib is red .</s>" in text
     encoded = tokenizer.apply_chat_template(messages, return_assistant_tokens_mask=True, return_dict=True)
-    masked = [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m]
+    masked = [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True) if m]
     assert tokenizer.decode(masked).strip() == "the zib is red .</s>"
     assert tokenizer.decode(tokenizer("3 + 14 = 17")["input_ids"], skip_special_tokens=True) == "3 + 14 = 17"
     prompt = tokenizer.apply_chat_template(messages[:2], add_generation_prompt=True, return_tensors="pt",
