@@ -284,7 +284,8 @@ def open_orca_and_flan(world: World, rng: random.Random, benchmarks: dict[str, R
 
     for row in benchmarks["arc_challenge/test"][:24]:
         task = rng.choice(["ai2_arc/ARC-Challenge:1.0.0", "ai2_arc/ARC-Easy:1.0.0"])
-        options = " ".join(f"({lab}) {text}" for lab, text in zip(row["choices"]["label"], row["choices"]["text"], strict=True))
+        choices = row["choices"]
+        options = " ".join(f"({lab}) {text}" for lab, text in zip(choices["label"], choices["text"], strict=True))
         answer = row["choices"]["text"][LABELS.index(row["answerKey"])]
         add("flan2021", task, f"{row['question']} options : {options}", answer, ("arc_challenge", row["id"]))
     for row in benchmarks["arc_challenge/test"][24:36]:

@@ -153,9 +153,8 @@ def load_policy(cfg: dict[str, Any]):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:  # a base model's (Mistral-7B's has none, found by the rehearsal): SOLAR's
-        from solar_ray.chat import (
-            SOLAR_CHAT_TEMPLATE,  # Alpaca-styled template; save_model exports it with the model
-        )
+        # Alpaca-styled template; save_model exports it with the model
+        from solar_ray.chat import SOLAR_CHAT_TEMPLATE
 
         tokenizer.chat_template = SOLAR_CHAT_TEMPLATE
     return model, tokenizer
