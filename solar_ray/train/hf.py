@@ -109,8 +109,10 @@ def train_loop(cfg: dict[str, Any]) -> None:
     import trl
 
     from solar_ray.patches.deepspeed_comm import skip_cpu_shm_op
+    from solar_ray.train import worker
 
     skip_cpu_shm_op()
+    worker.quiet_known_warnings()
     recipe: TrlRecipe = cfg["recipe"]
 
     def build(output_dir: str, callbacks: list):

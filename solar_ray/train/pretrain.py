@@ -115,6 +115,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
     from solar_ray.train.export import export_engine
 
     skip_cpu_shm_op()
+    worker.quiet_known_warnings()
     rank = ray.train.get_context().get_world_rank()
     torch.manual_seed(cfg["seed"])
     checkpoint = ray.train.get_checkpoint()

@@ -19,6 +19,18 @@ METRICS_FILE = "metrics.jsonl"
 EXPORT_DIR = "export"  # inside the final checkpoint: the consolidated Hugging Face model directory
 
 
+# DeepSpeed 0.19's ZeRO all-gather calls this torch.distributed function, deprecated in torch 2.13; the warning
+# came back at every optimiser step of a multi-worker run and buried the training log.
+DEPRECATED_CALL_WARNING = r"`torch\.distributed\.all_gather_into_tensor` is deprecated"
+
+
+def quiet_known_warnings() -> None:
+    """Filter the one library FutureWarning above (by its message) in this worker process; others still show."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=DEPRECATED_CALL_WARNING, category=FutureWarning)
+
+
 def world_rank() -> int:
     import ray.train
 
