@@ -22,6 +22,7 @@ from solar_ray.evaluate.suites import H6, TASKS
 
 Z_DIFFERENCE = 1.96  # a two-sided 95% interval: a difference counts when it excludes zero
 Z_EQUIVALENCE = 1.645  # a 90% interval inside +-margin: equivalence at the 5% level (two one-sided tests)
+Z_POWER = 0.8416  # 80% power: a true difference of (Z_DIFFERENCE + Z_POWER) se is found 4 times in 5
 
 Summary = dict[str, dict[str, Any]]  # scores.summarize's output for one model
 

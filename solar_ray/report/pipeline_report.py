@@ -285,8 +285,10 @@ def write_pipeline_report(root: Path) -> Path:
                    "combined), and is smaller than the table's two ± would suggest. Each ± below is the interval "
                    "the verdict uses: a difference is reproduced when its 95% interval (1.96 standard errors) "
                    "excludes zero in the paper's direction; a similarity when every pair's 90% interval (1.645 "
-                   "standard errors) lies inside the stated margin. Training losses of different stages are "
-                   "independent windows of steps (their standard errors combined).", "",
+                   "standard errors) lies inside the stated margin. A difference that cannot be told also gives the "
+                   "smallest true difference this run would find 4 times in 5 (80% power, 2.80 standard errors): "
+                   "an effect below it needs more items, not a different conclusion. Training losses of different "
+                   "stages are independent windows of steps (their standard errors combined).", "",
                    "| finding | verdict | evidence |", "|---|---|---|"]
             verdicts = [verdict(f) for f in spec.findings]
             md += [f"| {v['claim']} | **{v['verdict']}** | {v['evidence']} |" for v in verdicts]

@@ -131,3 +131,13 @@ def test_verdict_table_puts_runs_side_by_side():
     assert lines[0] == "| claim | seed 0 | seed 1 |"
     assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | cannot tell (+1.00 ± 1.41 se) |"
     assert lines[3] == "| other | - | error |"
+
+
+def test_a_difference_too_small_to_tell_says_what_this_run_could_detect():
+    f = finding("improves", baseline=["a"], treatment="m")
+    told = judge(f, scores(a=(40, 1), m=(50, 1)))
+    assert "power" not in told["evidence"]  # a clear difference needs no power statement
+    untold = judge(f, scores(a=(40, 3), m=(42, 4)))
+    # independent: se = hypot(3, 4) = 5; 95% half-width 9.80; 80% power from (1.96 + 0.8416) x 5 = 14.01
+    assert untold["verdict"] == "cannot tell"
+    assert "(± 9.80; 80% power from 14.01)" in untold["evidence"]
