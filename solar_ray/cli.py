@@ -155,12 +155,23 @@ def status(
 
 @app.command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="A pipeline output, sweep or eval artifact directory.")],
+    directories: Annotated[list[Path], typer.Argument(
+        help="A pipeline output, sweep or eval artifact directory; several pipeline outputs: compare their findings.")],
 ) -> None:
-    """Write tables and plots (markdown, HTML, PNG) for a pipeline, sweep or evaluation directory."""
+    """Write tables and plots (markdown, HTML, PNG) for a pipeline, sweep or evaluation directory.
+
+    Given several pipeline outputs of one experiment (other seeds), print their findings side by side instead:
+
+        solar-ray report runs/tiny runs/tiny_seed1 runs/tiny_seed2
+    """
+    if len(directories) > 1:
+        from solar_ray.report.findings import compare_runs
+
+        typer.echo(compare_runs(directories), nl=False)
+        return
     from solar_ray.report import write_report
 
-    typer.echo(f"wrote {write_report(directory)}")
+    typer.echo(f"wrote {write_report(directories[0])}")
 
 
 def _register_stage_commands() -> None:

@@ -24,6 +24,7 @@ Scores are higher-is-better except the training `loss`.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -212,20 +213,38 @@ def judge(finding: Finding, evidence: IndependentScores | Scores, chance: float 
 
 
 def verdict_table(runs: dict[str, list[dict[str, Any]]]) -> str:
-    """Markdown: one row per claim, one column per run (e.g. per seed), each cell the verdict and its difference;
-    `runs` maps a run's label to its report's findings.json."""
+    """Markdown: one row per claim, one column per run (e.g. per seed), each cell the verdict and its difference
+    (± one standard error), then the verdict every run agrees on ("differs" where they do not) and a closing line
+    counting the claims reproduced in every run; `runs` maps a run's label to its report's findings.json."""
     labels = list(runs)
     claims = list(dict.fromkeys(v["claim"] for verdicts in runs.values() for v in verdicts))
-    lines = ["| claim | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines = ["| claim | " + " | ".join(labels) + " | every run |", "|---|" + "---|" * (len(labels) + 1)]
+    everywhere = []
     for claim in claims:
-        cells = []
-        for label in labels:
-            found = next((v for v in runs[label] if v["claim"] == claim), None)
-            if found is None:
-                cells.append("-")
-            elif "difference" in found:
-                cells.append(f"{found['verdict']} ({found['difference']:+.2f} ± {found['stderr']:.2f} se)")
-            else:
-                cells.append(found["verdict"])
-        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+        found = [next((v for v in runs[label] if v["claim"] == claim), None) for label in labels]
+        cells = ["-" if v is None else f"{v['verdict']} ({v['difference']:+.2f} ± {v['stderr']:.2f} se)"
+                 if "difference" in v else v["verdict"] for v in found]
+        verdicts = {v["verdict"] if v else "-" for v in found}
+        common = verdicts.pop() if len(verdicts) == 1 else "differs"
+        if common == "reproduced":
+            everywhere.append(claim)
+        lines.append(f"| {claim} | " + " | ".join(cells) + f" | {common} |")
+    lines += ["", f"Reproduced in every run: {len(everywhere)} of {len(claims)} claims."]
     return "\n".join(lines) + "\n"
+
+
+def compare_runs(directories: list[Path]) -> str:
+    """The verdict table of several pipeline outputs of one experiment (e.g. `--seed` 0, 1, 2), from each one's
+    report/findings.json; each column is labelled with the run's directory and seed."""
+    import json
+
+    runs = {}
+    for directory in directories:
+        path = Path(directory) / "report" / "findings.json"
+        if not path.is_file():
+            raise DataError(f"{path}: no findings (run `solar-ray report {directory}` first)")
+        state = Path(directory) / "pipeline.json"
+        seed = json.loads(state.read_text()).get("seed") if state.is_file() else None
+        label = f"{Path(directory).name}" + ("" if seed is None else f" (seed {seed})")
+        runs[label] = json.loads(path.read_text())
+    return verdict_table(runs)

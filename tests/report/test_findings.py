@@ -128,9 +128,33 @@ def test_verdict_table_puts_runs_side_by_side():
     one = [judge(f, scores(a=(40, 1), m=(50, 1)))]
     two = [judge(f, scores(a=(40, 1), m=(41, 1))), {"claim": "other", "verdict": "error", "evidence": "x"}]
     lines = verdict_table({"seed 0": one, "seed 1": two}).splitlines()
-    assert lines[0] == "| claim | seed 0 | seed 1 |"
-    assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | cannot tell (+1.00 ± 1.41 se) |"
-    assert lines[3] == "| other | - | error |"
+    assert lines[0] == "| claim | seed 0 | seed 1 | every run |"
+    assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | cannot tell (+1.00 ± 1.41 se) | differs |"
+    assert lines[3] == "| other | - | error | differs |"
+    assert lines[-1] == "Reproduced in every run: 0 of 2 claims."
+
+
+def test_report_compares_the_findings_of_several_runs(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from solar_ray.cli import app
+
+    f = finding("improves", baseline=["a"], treatment="m")
+    for name, seed, m in (("tiny", 0, 50), ("tiny_seed1", 1, 49)):
+        (tmp_path / name / "report").mkdir(parents=True)
+        (tmp_path / name / "pipeline.json").write_text(json.dumps({"seed": seed}))
+        (tmp_path / name / "report" / "findings.json").write_text(json.dumps([judge(f, scores(a=(40, 1), m=(m, 1)))]))
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
+    result = CliRunner().invoke(app, ["report", "tiny", "tiny_seed1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "| claim | tiny (seed 0) | tiny_seed1 (seed 1) | every run |"
+    assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | reproduced (+9.00 ± 1.41 se) | reproduced |"
+    assert lines[-1] == "Reproduced in every run: 1 of 1 claims."
+    missing = CliRunner().invoke(app, ["report", "tiny", "elsewhere"])
+    assert missing.exit_code != 0 and "elsewhere/report/findings.json: no findings" in str(missing.exception)
 
 
 def test_a_difference_too_small_to_tell_says_what_this_run_could_detect():
