@@ -124,7 +124,9 @@ def _signed(evidence, a: str, b: str, metric: str, better: int) -> tuple[int, st
     diff, se = evidence.difference(a, b, metric)
     half = Z_DIFFERENCE * se
     direction = 1 if better * diff > half else -1 if better * diff < -half else 0
-    power = "" if direction else f"; 80% power from {(Z_DIFFERENCE + Z_POWER) * se:.2f}"
+    # No power statement where every item pair agrees (se 0, e.g. two models scoring 0 everywhere): it would read
+    # "any difference is found", which no item says.
+    power = "" if direction or se == 0 else f"; 80% power from {(Z_DIFFERENCE + Z_POWER) * se:.2f}"
     text = f"{a} - {b} = {diff:+.2f} (± {half:.2f}{power})"
     return direction, text, {"difference": diff, "stderr": se}
 

@@ -165,3 +165,5 @@ def test_a_difference_too_small_to_tell_says_what_this_run_could_detect():
     # independent: se = hypot(3, 4) = 5; 95% half-width 9.80; 80% power from (1.96 + 0.8416) x 5 = 14.01
     assert untold["verdict"] == "cannot tell"
     assert "(± 9.80; 80% power from 14.01)" in untold["evidence"]
+    alike = judge(f, scores(a=(0, 0), m=(0, 0)))  # every item pair agrees: no variance to size a test by
+    assert alike["verdict"] == "cannot tell" and "m - a = +0.00 (± 0.00)" in alike["evidence"]
