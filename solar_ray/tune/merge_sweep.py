@@ -218,7 +218,7 @@ def run(config: Config) -> Path:
 
 def needs(config: Config):
     """With `search.max_concurrent_trials`, what that many trials reserve at once, so the sweep runs beside other
-    stages (the tiny one beside the last evaluation); without it, the whole cluster."""
+    stages (the tiny one beside the evaluations); without it, the whole cluster."""
     from solar_ray.contract import StageNeeds
     from solar_ray.tune.space import needs as whole_cluster
 

@@ -358,7 +358,7 @@ def test_each_stage_declares_what_it_asks_ray_for():
     assert needs(tiny["sft_v1"]).demand(cpus) == {"CPU": 1.0, "GPU": 0.0}  # two SFT runs fit side by side
     assert needs(tiny["eval_sft"]).demand(cpus) == {"CPU": 1.0, "GPU": 0.0}
     assert needs(tiny["contamination"]).demand(cpus) == {"CPU": 1.0, "GPU": 0.0}
-    # one trial at a time: the merge sweep runs beside the last evaluation instead of after it
+    # one trial at a time: the merge sweep runs beside the evaluations instead of after them
     assert needs(tiny["merge_sweep"]).demand(cpus) == {"CPU": 1.0, "GPU": 0.0}
     assert demand["merge_sweep"] == gpus  # no cap on trials: sizes itself to the cluster
 
