@@ -242,11 +242,12 @@ def compare_runs(directories: list[Path]) -> str:
 
     runs = {}
     for directory in directories:
-        path = Path(directory) / "report" / "findings.json"
+        path, state = Path(directory) / "report" / "findings.json", Path(directory) / "pipeline.json"
+        if not state.is_file():
+            raise DataError(f"{directory}: not a pipeline output (no pipeline.json)")
         if not path.is_file():
             raise DataError(f"{path}: no findings (run `solar-ray report {directory}` first)")
-        state = Path(directory) / "pipeline.json"
-        seed = json.loads(state.read_text()).get("seed") if state.is_file() else None
+        seed = json.loads(state.read_text()).get("seed")
         label = f"{Path(directory).name}" + ("" if seed is None else f" (seed {seed})")
         runs[label] = json.loads(path.read_text())
     return verdict_table(runs)

@@ -154,7 +154,11 @@ def test_report_compares_the_findings_of_several_runs(tmp_path, monkeypatch):
     assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | reproduced (+9.00 ± 1.41 se) | reproduced |"
     assert lines[-1] == "Reproduced in every run: 1 of 1 claims."
     missing = CliRunner().invoke(app, ["report", "tiny", "elsewhere"])
-    assert missing.exit_code != 0 and "elsewhere/report/findings.json: no findings" in str(missing.exception)
+    assert missing.exit_code != 0 and str(missing.exception) == "elsewhere: not a pipeline output (no pipeline.json)"
+    (tmp_path / "tiny_seed1" / "report" / "findings.json").unlink()
+    unreported = CliRunner().invoke(app, ["report", "tiny", "tiny_seed1"])
+    assert "tiny_seed1/report/findings.json: no findings (run `solar-ray report tiny_seed1` first)" == str(
+        unreported.exception)
 
 
 def test_a_difference_too_small_to_tell_says_what_this_run_could_detect():
