@@ -1,4 +1,4 @@
-"""Every `solar-ray ...` command the project documents, found where a user reads it: the README files, the
+"""Every `solar-ray ...` command the project documents, found where a user reads it: the README files and docs/, the
 first line of every shipped YAML, the `--help` texts and the package's docstrings.
 
 A documented command is often a usage form (`solar-ray upscale BASE OUT --drop M [--layers L]`): optional
@@ -48,7 +48,7 @@ def _from_text(where: str, text: str, first_line: int = 1) -> list[Example]:
 
 def readme_examples() -> list[Example]:
     examples = []
-    for readme in (REPO / "README.md", REPO / "cluster" / "README.md"):
+    for readme in (REPO / "README.md", REPO / "cluster" / "README.md", *sorted((REPO / "docs").glob("*.md"))):
         examples += _from_text(str(readme.relative_to(REPO)), readme.read_text())
     return examples
 
