@@ -30,6 +30,8 @@ Features:
    experiment, a candidate whose DPO sweep keeps DPO v2's settings is DPO v2's model, and is not trained twice.
 4. Selection: `--from STAGE` reruns STAGE and everything downstream; `--only STAGE` runs just STAGE (its inputs
    must exist); `--dry-run` validates every config and prints the plan with each stage's resources.
+5. Shared stages: `stages_from: {other.yaml: [world, base]}` takes those stages from another experiment file as
+   written there (see `read_experiment`), so experiments that share a prefix of the recipe say it once.
 Raises ConfigError / ArtifactError before anything runs when a config is invalid or a needed input is missing.
 """
 
@@ -83,6 +85,11 @@ class Experiment(Strict):
     description: str = Field(default="", description="What the experiment reproduces, for the report.")
     output: str | None = Field(default=None, description="Output root (local path). Default: runs/<name>.")
     stages: dict[str, StageSpec] = Field(description="Stage name -> spec, in any order (the DAG orders them).")
+    stages_from: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Another experiment YAML (relative to this one) -> names of its stages to use here as they are "
+                    "there (config, overrides and inputs), so two experiments that share stages say them once.",
+    )
     parallel: int = Field(
         default=1, ge=1,
         description="Stages run at once, when their inputs are ready and the cluster has the CPUs/GPUs they ask for.",
@@ -123,13 +130,36 @@ def offset_seeds(config: Any, offset: int) -> Any:
     return config.model_copy(update=update)
 
 
+def read_experiment(path: Path, chain: tuple[Path, ...] = ()) -> Experiment:
+    """The experiment at `path`, with the stages it takes from other experiment files (`stages_from`) added: their
+    specs as written there, config paths rebased onto this file's folder. A stage named in both, a name the other
+    file lacks, or files that take from each other are a ConfigError naming the file."""
+    experiment = validate(Experiment, read_yaml(path), str(path))  # type: ignore[arg-type]
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: stages_from loops back to itself ({' -> '.join(str(p) for p in chain)})")
+    for relative, names in experiment.stages_from.items():
+        source = path.parent / relative
+        other = read_experiment(source, (*chain, path.resolve()))
+        for name in names:
+            if name not in other.stages:
+                raise ConfigError(f"{path}: stages_from: {source} has no stage '{name}'; its stages: "
+                                  f"{', '.join(other.stages)}")
+            if name in experiment.stages:
+                raise ConfigError(f"{path}: stage '{name}' is both defined here and taken from {source}")
+            spec = other.stages[name]
+            if isinstance(spec.config, str):  # named relative to the file that wrote it
+                spec = spec.model_copy(update={"config": os.path.relpath(source.parent / spec.config, path.parent)})
+            experiment.stages[name] = spec
+    return experiment
+
+
 class Pipeline:
     """A loaded experiment: validated stage configs, their dependency graph and output locations."""
 
     def __init__(self, path: str | Path, output: str | None = None, seed: int | None = None,
                  profile: Any = None):
         self.path = Path(path)
-        self.experiment = validate(Experiment, read_yaml(self.path), str(self.path))  # type: ignore[arg-type]
+        self.experiment = read_experiment(self.path)
         if seed is not None:
             self.experiment.seed = seed
         # A scale profile (solar_ray.rehearsal.profile, --rehearse): size changes laid over every stage config.

@@ -372,3 +372,41 @@ def test_the_pipeline_knows_no_stage_by_name_or_field():
         assert f'"{stage}"' not in source and f"'{stage}'" not in source, stage
     for field in ("scaling", "workers", "actors", "num_cpus_per_actor", "engine", "backend", "storage_path", "run"):
         assert not re.search(rf"\.{field}\b|\bgetattr\(\w+, \"{field}\"", source), field
+
+
+def test_stages_from_another_experiment_run_as_written_there(experiment, tmp_path):
+    """An experiment in another folder takes `a` and `b` from toy.yaml: b's config file is found beside toy.yaml,
+    its override and inputs kept; its own stage builds on them."""
+    (tmp_path / "more").mkdir()
+    other = tmp_path / "more" / "more.yaml"
+    other.write_text("name: more\nstages_from:\n  ../toy.yaml: [a, b]\n"
+                     "stages:\n  d: {config: {stage: fake, value: 1000}, inputs: {inputs.b: b}}\n")
+    pipe = Pipeline(other, output=str(tmp_path / "out"))
+    assert set(pipe.order) == {"a", "b", "d"}
+    pipe.run(report=False)
+    root = tmp_path / "out"
+    assert (value(root, "a"), value(root, "b"), value(root, "d")) == (1, 11, 1011)
+
+
+@pytest.mark.parametrize("stages_from, stages, message", [
+    ("{../toy.yaml: [z]}", "{}", "more.yaml: stages_from: {dir}/more/../toy.yaml has no stage 'z'; its stages: c, a, b"),
+    ("{../toy.yaml: [a]}", "{a: {config: {stage: fake, value: 2}}}",
+     "more.yaml: stage 'a' is both defined here and taken from {dir}/more/../toy.yaml"),
+    ("{../toy.yaml: [a]}", "{}", "stages_from loops back to itself"),
+])
+def test_stages_from_errors_name_the_file(experiment, tmp_path, stages_from, stages, message):
+    other = tmp_path / "more" / "more.yaml"
+    other.parent.mkdir()
+    other.write_text(f"name: more\nstages_from: {stages_from}\nstages: {stages}\n")
+    if "loops" in message:  # toy.yaml takes from more.yaml in turn
+        experiment.write_text(EXPERIMENT + "stages_from: {more/more.yaml: [a]}\n")
+    with pytest.raises(ConfigError, match=re.escape(message.format(dir=tmp_path))):
+        Pipeline(other, output=str(tmp_path / "out"))
+
+
+def test_upscaling_experiment_takes_the_main_jobs_stages_unchanged():
+    main = Pipeline(REPO / "experiments" / "tiny" / "pipeline.yaml", output="runs/x")
+    upscaling = Pipeline(REPO / "experiments" / "tiny" / "pipeline_upscaling.yaml", output="runs/x")
+    for name in ("world", "data_pretrain", "base", "dus"):
+        assert upscaling.configs[name].model_dump() == main.configs[name].model_dump(), name
+        assert upscaling.parents[name] == main.parents[name]
