@@ -237,7 +237,7 @@ def verdict_table(runs: dict[str, list[dict[str, Any]]]) -> str:
 
 def compare_runs(directories: list[Path]) -> str:
     """The verdict table of several pipeline outputs of one experiment (e.g. `--seed` 0, 1, 2), from each one's
-    report/findings.json; each column is labelled with the run's directory and seed."""
+    report/findings.json; each column is labelled with the run's directory, as given, and its seed."""
     import json
 
     runs = {}
@@ -248,6 +248,6 @@ def compare_runs(directories: list[Path]) -> str:
         if not path.is_file():
             raise DataError(f"{path}: no findings (run `solar-ray report {directory}` first)")
         seed = json.loads(state.read_text()).get("seed")
-        label = f"{Path(directory).name}" + ("" if seed is None else f" (seed {seed})")
+        label = f"{directory}" + ("" if seed is None else f" (seed {seed})")  # as typed: two runs/.../tiny differ
         runs[label] = json.loads(path.read_text())
     return verdict_table(runs)

@@ -142,7 +142,7 @@ def test_report_compares_the_findings_of_several_runs(tmp_path, monkeypatch):
     from solar_ray.cli import app
 
     f = finding("improves", baseline=["a"], treatment="m")
-    for name, seed, m in (("tiny", 0, 50), ("tiny_seed1", 1, 49)):
+    for name, seed, m in (("tiny", 0, 50), ("tiny_seed1", 1, 49), ("other/tiny", 0, 30)):
         (tmp_path / name / "report").mkdir(parents=True)
         (tmp_path / name / "pipeline.json").write_text(json.dumps({"seed": seed}))
         (tmp_path / name / "report" / "findings.json").write_text(json.dumps([judge(f, scores(a=(40, 1), m=(m, 1)))]))
@@ -153,6 +153,8 @@ def test_report_compares_the_findings_of_several_runs(tmp_path, monkeypatch):
     assert lines[0] == "| claim | tiny (seed 0) | tiny_seed1 (seed 1) | every run |"
     assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | reproduced (+9.00 ± 1.41 se) | reproduced |"
     assert lines[-1] == "Reproduced in every run: 1 of 1 claims."
+    same_name = CliRunner().invoke(app, ["report", "tiny", "other/tiny"]).output.splitlines()
+    assert same_name[0] == "| claim | tiny (seed 0) | other/tiny (seed 0) | every run |"  # both kept apart
     missing = CliRunner().invoke(app, ["report", "tiny", "elsewhere"])
     assert missing.exit_code != 0 and str(missing.exception) == "elsewhere: not a pipeline output (no pipeline.json)"
     (tmp_path / "tiny_seed1" / "report" / "findings.json").unlink()
