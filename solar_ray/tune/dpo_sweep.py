@@ -189,14 +189,7 @@ from solar_ray.tune.space import NAMING_KEYS, RAY_STORAGE_KEY, ray_state  # noqa
 def needs(config: Config):
     """With `search.max_concurrent_trials`, what that many trials reserve at once (each: its Train workers, its
     driver's CPUs beside them), so the sweep runs beside other stages; without it, the whole cluster."""
-    from dataclasses import replace
-
     from solar_ray.train.common import needs as train_needs
-    from solar_ray.tune.space import needs as whole_cluster
+    from solar_ray.tune.space import needs as sweep_needs
 
-    trials = config.search.max_concurrent_trials
-    if not trials:
-        return whole_cluster(config)
-    per_trial = train_needs(config.dpo_config({}))
-    return replace(per_trial, workers=trials * per_trial.workers, driver_cpus=trials * config.driver_cpus,
-                   what=f"Ray Tune trials ({config.search.num_samples}), {trials} at a time of {per_trial.what}")
+    return sweep_needs(config, train_needs(config.dpo_config({})), config.driver_cpus)

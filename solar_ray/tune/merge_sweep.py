@@ -220,14 +220,11 @@ def needs(config: Config):
     """With `search.max_concurrent_trials`, what that many trials reserve at once, so the sweep runs beside other
     stages (the tiny one beside the evaluations); without it, the whole cluster."""
     from solar_ray.contract import StageNeeds
-    from solar_ray.tune.space import needs as whole_cluster
+    from solar_ray.tune.space import needs as sweep_needs
 
-    trials = config.search.max_concurrent_trials
-    if not trials:
-        return whole_cluster(config)
-    return StageNeeds(workers=trials, cpus_per_worker=config.cpus_per_trial, gpus_per_worker=config.gpus_per_trial,
-                      on_gpu=bool(config.gpus_per_trial),
-                      what=f"Ray Tune trials ({config.search.num_samples}), {trials} at a time")
+    trial = StageNeeds(workers=1, cpus_per_worker=config.cpus_per_trial, gpus_per_worker=config.gpus_per_trial,
+                       on_gpu=bool(config.gpus_per_trial), what="one trial process (merge + H6)")
+    return sweep_needs(config, trial)
 
 
 # The rest of the stage contract (solar_ray/contract.py), the same for every sweep.

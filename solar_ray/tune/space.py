@@ -114,10 +114,20 @@ RAY_STORAGE_KEY = "storage_path"
 NAMING_KEYS = ("name",)  # the Tune experiment's name
 
 
-def needs(config: SweepConfig):
+def needs(config: SweepConfig, per_trial=None, driver_cpus: float = 0.0):
+    """What a sweep reserves: with `search.max_concurrent_trials` and what one trial takes (`per_trial`, a
+    StageNeeds; `driver_cpus` beside it), that many trials' worth, so the sweep runs beside other stages; else the
+    whole cluster."""
+    from dataclasses import replace
+
     from solar_ray.contract import StageNeeds
 
-    return StageNeeds(whole_cluster=True, what=f"Ray Tune trials ({config.search.num_samples}), sized to the cluster")
+    trials = config.search.max_concurrent_trials
+    if not trials or per_trial is None:
+        return StageNeeds(whole_cluster=True,
+                          what=f"Ray Tune trials ({config.search.num_samples}), sized to the cluster")
+    return replace(per_trial, workers=trials * per_trial.workers, driver_cpus=trials * driver_cpus,
+                   what=f"Ray Tune trials ({config.search.num_samples}), {trials} at a time of {per_trial.what}")
 
 
 def ray_state(config: SweepConfig):
