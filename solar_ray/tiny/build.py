@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def _split(rows: list, *sizes: int) -> list[list]:
 
 
 def generate_datasets(seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """All datasets as {"<dataset>/<split>": rows} plus the manifest's planted-contamination record."""
+    """All datasets as {"<dataset>/<split>": rows} plus the manifest's planted-contamination record; `seed` is the
+    world's language seed (which creatures, facts and items)."""
     world = World(seed)
     rng = random.Random(seed + 1)
     files: dict[str, list[dict[str, Any]]] = {}
@@ -89,7 +91,7 @@ def generate_datasets(seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[
     files["ultrafeedback_binarized/train_sft"], files["ultrafeedback_binarized/test_sft"] = _split(
         feedback, len(feedback) - 30, 30)
     manifest = {
-        "seed": seed,
+        "language_seed": seed,
         "rows": {key: len(rows) for key, rows in sorted(files.items())},
         "creatures": D.creatures_table(world),
         "mmlu_subjects": list(D.MMLU_SUBJECTS),
@@ -99,12 +101,15 @@ def generate_datasets(seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[
     return files, manifest
 
 
-def build_tiny_world(out: Path, seed: int = 0, force: bool = False, config: Any = None) -> Path:
-    """Write the whole tiny world to `out` (atomic); returns `out`."""
+def build_tiny_world(out: Path, seed: int = 0, language_seed: int = 0, force: bool = False,
+                     config: Any = None) -> Path:
+    """Write the whole tiny world to `out` (atomic): its datasets and tokenizer from `language_seed`, its
+    random-init base from `seed`; returns `out`."""
     from solar_ray.tiny.model import build_base_model, train_tokenizer
 
-    files, manifest = generate_datasets(seed)
-    config_dict = dump_config(config) if config is not None else {"stage": "tiny", "seed": seed}
+    files, manifest = generate_datasets(language_seed)
+    config_dict = dump_config(config) if config is not None else {"stage": "tiny", "seed": seed,
+                                                                   "language_seed": language_seed}
     with atomic_dir(out, force=force) as tmp:
         for key, rows in files.items():
             _write_jsonl(tmp / "data" / f"{key}.jsonl", rows)
@@ -126,12 +131,5 @@ def _parameters(model_dir: Path) -> int:
     for shard in model_dir.glob("*.safetensors"):
         with safe_open(shard, "np") as fh:
             for name in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
-                total += int(fh.get_slice(name).get_shape().__len__() and _numel(fh.get_slice(name).get_shape()))
+                total += math.prod(fh.get_slice(name).get_shape())
     return total
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for dim in shape:
-        n *= dim
-    return n

@@ -29,7 +29,7 @@ def test_the_experiment_seed_offsets_every_stage_seed(tmp_path):
         before, after = seeds(plain.configs[name].model_dump()), seeds(other.configs[name].model_dump())
         assert after == {key: value + 3 for key, value in before.items()}, name
         reached |= {f"{plain.configs[name].stage}:{key}" for key in before}
-    # the world (language, data, base init), data sampling, training, synthetic data and the contamination test
+    # the base's init (the world's content keeps its own language_seed), data sampling, training, synthetic data and the contamination test
     assert {"tiny:seed", "data:seed", "pretrain:optim.seed", "sft:optim.seed", "dpo:optim.seed",
             "synth_math:sampling.seed", "contamination:seed"} <= reached
     assert Pipeline(TINY).root.name == "tiny" and Pipeline(TINY, seed=3).root.name == "tiny_seed3"

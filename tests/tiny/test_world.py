@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,34 @@ def test_same_seed_same_world_other_seed_other_world():
     first, _ = generate_datasets(0)
     assert first == generate_datasets(0)[0]
     assert first["benchmarks/arc_challenge/test"] != generate_datasets(1)[0]["benchmarks/arc_challenge/test"]
+
+
+def test_the_seed_moves_the_base_init_and_the_language_seed_the_world(tmp_path):
+    from safetensors.torch import load_file
+
+    from solar_ray.tiny.build import build_tiny_world
+
+    def files(world, pattern):
+        return {p.relative_to(world): p.read_bytes() for p in sorted(world.glob(pattern)) if p.is_file()}
+
+    first = build_tiny_world(tmp_path / "a", seed=0)
+    reseeded = build_tiny_world(tmp_path / "b", seed=1)
+    other_world = build_tiny_world(tmp_path / "c", seed=0, language_seed=1)
+    # another seed: the same datasets, benchmarks and tokenizer, another initialisation
+    assert files(first, "data/**/*") == files(reseeded, "data/**/*")
+    assert (first / "base" / "tokenizer.json").read_bytes() == (reseeded / "base" / "tokenizer.json").read_bytes()
+    weights = [load_file(w / "base" / "model.safetensors") for w in (first, reseeded)]
+    assert not weights[0]["model.embed_tokens.weight"].equal(weights[1]["model.embed_tokens.weight"])
+    # another language seed: another world
+    assert files(first, "data/benchmarks/**/*") != files(other_world, "data/benchmarks/**/*")
+
+
+def test_the_experiment_seed_keeps_the_world():
+    from solar_ray.pipeline import Pipeline
+
+    tiny = Path(__file__).parents[2] / "experiments" / "tiny" / "pipeline.yaml"
+    world = Pipeline(tiny, seed=2).configs["world"]
+    assert (world.seed, world.language_seed) == (2, 0)
 
 
 def test_contamination_is_planted_exactly_where_the_manifest_says():
