@@ -86,6 +86,15 @@ def test_dpo_v1_only_uses_ultrafeedback_clean_table_4(paper):
         "Table 4: 'DPO v2' = DPO v1 + Synth. Math-Alignment"
 
 
+def test_every_dpo_stage_reads_ultrafeedback_cleaned_without_truthfulqa_prompts(paper):
+    from solar_ray.data.registry import REGISTRY
+
+    for name in ("data_dpo_v1", "data_dpo_v2", "data_dpo_cand"):
+        source = paper.configs[name].sources["ultrafeedback_binarized"]
+        hub_id = source.hub_id or REGISTRY["ultrafeedback_binarized"].hub_id
+        assert hub_id == "allenai/ultrafeedback_binarized_cleaned", name  # the H4 set holds TruthfulQA's prompts
+
+
 def test_orca_dpo_pairs_of_table_1_train_the_final_candidates(paper):
     stages = paper.experiment.stages
     with_orca = {name for name, c in paper.configs.items()

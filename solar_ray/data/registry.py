@@ -126,7 +126,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             fields=("system", "question", "chosen", "rejected"),
         ),
         DatasetSpec(
-            "ultrafeedback_binarized", "preference", ultrafeedback, "HuggingFaceH4/ultrafeedback_binarized",
+            "ultrafeedback_binarized", "preference", ultrafeedback, "allenai/ultrafeedback_binarized_cleaned",
             split="train_prefs", fields=("prompt", "prompt_id", "chosen", "rejected", "score_chosen", "score_rejected"),
         ),
         DatasetSpec("synth_math_instruct", "sft", sft_messages, fields=("messages",)),

@@ -27,7 +27,8 @@ class Config(StageConfig):
     limit: int | None = Field(default=None, description="Items per task (per MMLU subject); null = all.")
     backend: Literal["hf", "vllm"] = Field(default="hf", description="hf (transformers, CPU or GPU) or vllm (GPU).")
     device: str = Field(default="cpu", description="Device for the hf backend: cpu or cuda.")
-    batch_size: int = Field(default=16, ge=1, description="lm-eval batch size per actor.")
+    batch_size: int = Field(default=16, ge=1, description="lm-eval batch size per actor (the hf backend; vLLM batches "
+                                                         "by its own scheduler: lm-eval's batch_size auto).")
     workers: int | None = Field(default=None, description="Ray actors; default: cluster CPUs / cpus_per_worker.")
     cpus_per_worker: float = Field(default=1, gt=0, description="CPUs each actor reserves (torch threads).")
     max_gen_toks: int | None = Field(default=None, description="Cap on generated tokens (GSM8K); null = lm-eval's 256.")

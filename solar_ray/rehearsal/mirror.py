@@ -79,7 +79,7 @@ def write_datasets(root: Path, files: dict[str, list[dict[str, Any]]]) -> None:
     for submix, repo_id in FLAN_SUBMIXES.items():
         write_dataset_repo(root, repo_id, {None: {"train": files[f"flan_collection/{submix}/train"]}})
     write_dataset_repo(root, "Intel/orca_dpo_pairs", {None: {"train": files["orca_dpo_pairs/train"]}})
-    write_dataset_repo(root, "HuggingFaceH4/ultrafeedback_binarized", {None: {
+    write_dataset_repo(root, "allenai/ultrafeedback_binarized_cleaned", {None: {
         split: files[f"ultrafeedback_binarized/{split}"] for split in ("train_prefs", "test_prefs", "train_sft", "test_sft")}})
 
 
