@@ -160,12 +160,13 @@ def report(
 ) -> None:
     """Write tables and plots (markdown, HTML, PNG) for a pipeline, sweep or evaluation directory.
 
-    Given several pipeline outputs of one experiment (other seeds), print their findings side by side instead:
+    Given several pipeline outputs of one experiment (other seeds), print their findings side by side instead,
+    and each benchmark finding judged on the runs pooled (every item's score averaged over the runs):
 
         solar-ray report runs/tiny runs/tiny_seed1 runs/tiny_seed2
     """
     if len(directories) > 1:
-        from solar_ray.report.findings import compare_runs
+        from solar_ray.report.pipeline_report import compare_runs
 
         typer.echo(compare_runs(directories), nl=False)
         return

@@ -96,9 +96,10 @@ class Experiment(Strict):
     )
     seed: int = Field(
         default=0, ge=0,
-        description="The experiment's seed: added to every stage's own seeds (world, data sampling, model init and "
-                    "data order, synthetic-data sampling, sweeps, the contamination test's sampling), so one "
-                    "override (`seed=1` or --seed 1) re-runs the whole recipe with other randomness.",
+        description="The experiment's seed: added to every stage's own seeds (data sampling, model init and data "
+                    "order, synthetic-data sampling, sweeps, the contamination test's sampling), so one override "
+                    "(`seed=1` or --seed 1) re-runs the whole recipe with other randomness on the same data (a tiny "
+                    "world's content is its language_seed, which no seed moves).",
     )
     report: ReportSpec = Field(
         default_factory=ReportSpec, description="Report layout: tables, curves and findings (solar_ray.report.spec)."

@@ -58,18 +58,53 @@ def strata(summary: Summary, metric: str, model: str = "model") -> dict[str, tup
 def paired_difference(a: Summary, b: Summary, metric: str, names: tuple[str, str] = ("a", "b")) -> tuple[float, float]:
     """(score of a - score of b, its paired standard error), as fractions. Raises DataError when the models did not
     answer the same items, or a stratum has fewer than two items (no variance to estimate)."""
-    sa, sb = strata(a, metric, names[0]), strata(b, metric, names[1])
-    if set(sa) != set(sb):
-        raise DataError(f"{names[0]} and {names[1]} were scored on different tasks: {sorted(set(sa) ^ set(sb))}")
-    diff = var = 0.0
-    for stratum, (weight, items_a) in sa.items():
-        items_b = sb[stratum][1]
-        if items_a["ids"] != items_b["ids"]:
-            raise DataError(f"{names[0]} and {names[1]} answered different {stratum} items "
-                            f"({len(items_a['ids'])} vs {len(items_b['ids'])}); a paired comparison needs the same")
-        d = [x - y for x, y in zip(items_a["values"], items_b["values"], strict=True)]
-        if len(d) < 2:
-            raise DataError(f"{stratum}: {len(d)} item(s); a standard error needs at least two")
-        diff += weight * statistics.fmean(d)
-        var += weight ** 2 * statistics.variance(d) / len(d)
-    return diff, math.sqrt(var)
+    return pooled_difference([(a, b)], metric, [names])
+
+
+def pooled_difference(pairs: list[tuple[Summary, Summary]], metric: str,
+                      names: list[tuple[str, str]]) -> tuple[float, float]:
+    """The mean over runs of (score of a - score of b) and its standard error, for runs that scored the same items
+    (one experiment's seeds): each item's difference is averaged over the runs before its variance is taken, so
+    the error holds the spread of both the items and the runs. One pair is `paired_difference`."""
+    items = _same_items([x for pair in pairs for x in pair], metric, [n for pair in names for n in pair])
+    per_item = {stratum: (weight, [statistics.fmean(column[i] - column[i + 1] for i in range(0, len(column), 2))
+                                   for column in zip(*runs, strict=True)])
+                for stratum, (weight, runs) in items.items()}
+    return _weighted_mean(per_item)
+
+
+def pooled_score(summaries: list[Summary], metric: str, names: list[str]) -> tuple[float, float]:
+    """One model's score over runs of the same items, each item's score averaged over the runs, and its standard
+    error (as fractions)."""
+    items = _same_items(summaries, metric, names)
+    return _weighted_mean({stratum: (weight, [statistics.fmean(column) for column in zip(*runs, strict=True)])
+                           for stratum, (weight, runs) in items.items()})
+
+
+def _same_items(summaries: list[Summary], metric: str, names: list[str]) -> dict[str, tuple[float, list[list[float]]]]:
+    """Stratum -> (weight, each summary's per-item values), after checking every summary answered the first's
+    tasks and items."""
+    first = strata(summaries[0], metric, names[0])
+    out = {stratum: (weight, [items["values"]]) for stratum, (weight, items) in first.items()}
+    for summary, name in zip(summaries[1:], names[1:], strict=True):
+        other = strata(summary, metric, name)
+        if set(other) != set(first):
+            raise DataError(f"{names[0]} and {name} were scored on different tasks: {sorted(set(first) ^ set(other))}")
+        for stratum, (_, items) in other.items():
+            ids = first[stratum][1]["ids"]
+            if items["ids"] != ids:
+                raise DataError(f"{names[0]} and {name} answered different {stratum} items "
+                                f"({len(ids)} vs {len(items['ids'])}); a paired comparison needs the same")
+            out[stratum][1].append(items["values"])
+    return out
+
+
+def _weighted_mean(per_item: dict[str, tuple[float, list[float]]]) -> tuple[float, float]:
+    """The strata's weighted mean of their item means, and its standard error (sum of weight^2 var / n)."""
+    mean = var = 0.0
+    for stratum, (weight, values) in per_item.items():
+        if len(values) < 2:
+            raise DataError(f"{stratum}: {len(values)} item(s); a standard error needs at least two")
+        mean += weight * statistics.fmean(values)
+        var += weight ** 2 * statistics.variance(values) / len(values)
+    return mean, math.sqrt(var)

@@ -8,7 +8,8 @@ A finding is a claim plus a comparison between models' scores on one metric (a t
 - `similar`: every pair of models is within `margin` points of each other ("the merge method matters little").
 
 Benchmark scores are compared pair by pair over the items both models answered (`PairedScores`, the
-statistics in evaluate/stats.py); training losses of different stages are independent windows of steps
+statistics in evaluate/stats.py), and over several runs of one experiment on the same items (seeds) with each
+item's difference averaged over the runs first (`PooledScores`); training losses of different stages are independent windows of steps
 (`IndependentScores`: sqrt(se_a^2 + se_b^2)). Verdicts:
 - a difference is "reproduced" when its 95% interval (diff +- 1.96 se) excludes zero in the paper's direction,
   "not reproduced" when it excludes zero the other way, else "cannot tell";
@@ -24,14 +25,21 @@ Scores are higher-is-better except the training `loss`.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from solar_ray.config import Strict
 from solar_ray.errors import DataError
-from solar_ray.evaluate.stats import Z_DIFFERENCE, Z_EQUIVALENCE, Z_POWER, paired_difference
+from solar_ray.evaluate.stats import (
+    Z_DIFFERENCE,
+    Z_EQUIVALENCE,
+    Z_POWER,
+    Summary,
+    paired_difference,
+    pooled_difference,
+    pooled_score,
+)
 
 LOWER_IS_BETTER = {"loss"}
 KINDS = ("improves", "trade_off", "drops_then_recovers", "similar")
@@ -75,7 +83,7 @@ class Finding(Strict):
 class IndependentScores:
     """Scores without per-item results (training loss windows): a difference's stderr from the two stderrs."""
 
-    paired = False
+    how = "independent"
 
     def __init__(self, scores: Scores):
         self.scores = scores
@@ -99,9 +107,9 @@ class IndependentScores:
 class PairedScores(IndependentScores):
     """Eval summaries with per-item results: a difference's stderr from the per-item paired differences."""
 
-    paired = True
+    how = "paired over the same items"
 
-    def __init__(self, summaries: dict[str, dict[str, Any]]):
+    def __init__(self, summaries: dict[str, Summary]):
         self.summaries = summaries
         scores: Scores = {}
         for model, summary in summaries.items():
@@ -113,6 +121,35 @@ class PairedScores(IndependentScores):
 
     def difference(self, a: str, b: str, metric: str) -> tuple[float, float]:
         diff, se = paired_difference(self.summaries[a], self.summaries[b], metric, (a, b))
+        return 100 * diff, 100 * se
+
+
+class PooledScores(IndependentScores):
+    """Eval summaries of several runs that scored the same items (one experiment's seeds): a model's score and a
+    difference are averaged over the runs item by item, the error from the items' run-averaged values."""
+
+    def __init__(self, runs: dict[str, dict[str, Summary]]):
+        self.runs = runs  # run label -> model -> summary
+        self.each = [PairedScores(summaries) for summaries in runs.values()]
+        self.how = f"paired over the same items, averaged over {len(runs)} runs"
+
+    def has(self, model: str, metric: str) -> bool:
+        return all(scores.has(model, metric) for scores in self.each)
+
+    def _score(self, model: str, metric: str) -> tuple[float, float]:
+        value, se = pooled_score([run[model] for run in self.runs.values()], metric,
+                                 [f"{model} in {label}" for label in self.runs])
+        return 100 * value, 100 * se
+
+    def value(self, model: str, metric: str) -> float:
+        return self._score(model, metric)[0]
+
+    def stderr(self, model: str, metric: str) -> float:
+        return self._score(model, metric)[1]
+
+    def difference(self, a: str, b: str, metric: str) -> tuple[float, float]:
+        diff, se = pooled_difference([(run[a], run[b]) for run in self.runs.values()], metric,
+                                     [(f"{a} in {label}", f"{b} in {label}") for label in self.runs])
         return 100 * diff, 100 * se
 
 
@@ -210,44 +247,43 @@ def judge(finding: Finding, evidence: IndependentScores | Scores, chance: float 
     except DataError as exc:
         return {**out, "verdict": "error", "evidence": str(exc)}
     label = f"{finding.metric} (lower is better)" if finding.metric in LOWER_IS_BETTER else finding.metric
-    how = "paired over the same items" if evidence.paired else "independent"
-    return {**out, "verdict": verdict, "evidence": f"{label}: {text} [{how}]", **numbers}
+    return {**out, "verdict": verdict, "evidence": f"{label}: {text} [{evidence.how}]", **numbers}
 
 
-def verdict_table(runs: dict[str, list[dict[str, Any]]]) -> str:
+def verdict_table(runs: dict[str, list[dict[str, Any]]], pooled: list[dict[str, Any]] | None = None) -> str:
     """Markdown: one row per claim, one column per run (e.g. per seed), each cell the verdict and its difference
-    (± one standard error), then the verdict every run agrees on ("differs" where they do not) and a closing line
-    counting the claims reproduced in every run; `runs` maps a run's label to its report's findings.json."""
+    (± one standard error), then the verdict every run agrees on ("differs" where they do not), and with `pooled`
+    (the verdicts on the runs' items averaged over the runs) a column of those; closing lines count the claims
+    reproduced in every run, and pooled. `runs` maps a run's label to its report's findings.json."""
     labels = list(runs)
     claims = list(dict.fromkeys(v["claim"] for verdicts in runs.values() for v in verdicts))
-    lines = ["| claim | " + " | ".join(labels) + " | every run |", "|---|" + "---|" * (len(labels) + 1)]
-    everywhere = []
+    extra = " pooled |" if pooled is not None else ""
+    lines = ["| claim | " + " | ".join(labels) + " | every run |" + extra,
+             "|---|" + "---|" * (len(labels) + 1 + (pooled is not None))]
+    everywhere, pooled_reproduced = [], []
     for claim in claims:
         found = [next((v for v in runs[label] if v["claim"] == claim), None) for label in labels]
-        cells = ["-" if v is None else f"{v['verdict']} ({v['difference']:+.2f} ± {v['stderr']:.2f} se)"
-                 if "difference" in v else v["verdict"] for v in found]
         verdicts = {v["verdict"] if v else "-" for v in found}
         common = verdicts.pop() if len(verdicts) == 1 else "differs"
         if common == "reproduced":
             everywhere.append(claim)
-        lines.append(f"| {claim} | " + " | ".join(cells) + f" | {common} |")
+        row = f"| {claim} | " + " | ".join(_cell(v) for v in found) + f" | {common} |"
+        if pooled is not None:
+            over_runs = next((v for v in pooled if v["claim"] == claim), None)
+            if over_runs and over_runs["verdict"] == "reproduced":
+                pooled_reproduced.append(claim)
+            row += f" {_cell(over_runs)} |"
+        lines.append(row)
     lines += ["", f"Reproduced in every run: {len(everywhere)} of {len(claims)} claims."]
+    if pooled is not None:
+        lines.append(f"Reproduced with the runs pooled: {len(pooled_reproduced)} of {len(claims)} claims.")
+        lines += [f"Not pooled: {why}" for why in dict.fromkeys(v["evidence"] for v in pooled if v["verdict"] == "error")]
     return "\n".join(lines) + "\n"
 
 
-def compare_runs(directories: list[Path]) -> str:
-    """The verdict table of several pipeline outputs of one experiment (e.g. `--seed` 0, 1, 2), from each one's
-    report/findings.json; each column is labelled with the run's directory, as given, and its seed."""
-    import json
-
-    runs = {}
-    for directory in directories:
-        path, state = Path(directory) / "report" / "findings.json", Path(directory) / "pipeline.json"
-        if not state.is_file():
-            raise DataError(f"{directory}: not a pipeline output (no pipeline.json)")
-        if not path.is_file():
-            raise DataError(f"{path}: no findings (run `solar-ray report {directory}` first)")
-        seed = json.loads(state.read_text()).get("seed")
-        label = f"{directory}" + ("" if seed is None else f" (seed {seed})")  # as typed: two runs/.../tiny differ
-        runs[label] = json.loads(path.read_text())
-    return verdict_table(runs)
+def _cell(verdict: dict[str, Any] | None) -> str:
+    if verdict is None:
+        return "-"
+    if "difference" not in verdict:
+        return verdict["verdict"]
+    return f"{verdict['verdict']} ({verdict['difference']:+.2f} ± {verdict['stderr']:.2f} se)"

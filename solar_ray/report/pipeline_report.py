@@ -25,9 +25,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from solar_ray.artifacts import LINEAGE, atomic_dir, read_lineage  # noqa: E402
-from solar_ray.errors import ArtifactError  # noqa: E402
+from solar_ray.errors import ArtifactError, DataError  # noqa: E402
 from solar_ray.evaluate.chance import chance_scores  # noqa: E402
-from solar_ray.report.findings import LOWER_IS_BETTER, IndependentScores, PairedScores, Scores, judge  # noqa: E402
+from solar_ray.report.findings import (  # noqa: E402
+    LOWER_IS_BETTER,
+    IndependentScores,
+    PairedScores,
+    PooledScores,
+    Scores,
+    judge,
+    verdict_table,
+)
 from solar_ray.report.html import markdown_to_html  # noqa: E402
 from solar_ray.report.lineage_graph import mermaid, plot_lineage  # noqa: E402
 from solar_ray.report.spec import EARLIER_RUN, CurveSpec, ReportSpec  # noqa: E402
@@ -186,49 +194,98 @@ def sweeps_section(root: Path, stages: dict[str, str]) -> str:
 # ------------------------------------------------------------------------------------------- writer
 
 
+class RunScores:
+    """One pipeline run's scores as its report reads them: each eval stage's summaries (per-item results
+    included), what guessing scores on the items a stage scored, and training losses; `verdict` judges a finding."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        path = self.root / "pipeline.json"
+        if not path.is_file():
+            raise DataError(f"{root}: not a pipeline output (no pipeline.json)")
+        self.state = json.loads(path.read_text())
+        if "graph" not in self.state:
+            raise ArtifactError(f"{path}: written by an older solar-ray (no stage graph); "
+                                "run the pipeline again to rewrite it")
+        self.spec = ReportSpec.model_validate(self.state.get("report", {}))
+        self.kinds = {name: entry["kind"] for name, entry in self.state["graph"].items()}
+        self._summaries: dict[str, dict[str, Any]] = {}
+        self._chance: dict[str, dict[str, float]] = {}
+
+    def summaries_of(self, stage: str | None) -> dict[str, Any]:
+        """An eval stage's model -> summary; None: every eval stage's together (model names are unique within a
+        pipeline); empty for a stage that has not run."""
+        if stage is None:
+            merged: dict[str, Any] = {}
+            for name, kind in self.kinds.items():
+                if kind == "eval":
+                    merged.update(self.summaries_of(name))
+            return merged
+        if stage not in self._summaries:
+            scored = self.kinds.get(stage) == "eval" and (self.root / stage / LINEAGE).is_file()
+            self._summaries[stage] = load_summaries(self.root / stage) if scored else {}
+        return self._summaries[stage]
+
+    def scores_of(self, stage: str | None) -> Scores:
+        return PairedScores(self.summaries_of(stage)).scores
+
+    def chance_of(self, stage: str | None) -> dict[str, float]:
+        """What guessing scores on the items an eval stage scored; empty unless it is an eval stage with scores."""
+        if stage is None or self.kinds.get(stage) != "eval" or not self.scores_of(stage):
+            return {}
+        if stage not in self._chance:  # a table and the findings on it read the same benchmark files
+            config = read_lineage(self.root / stage)["config"]  # the settings the eval stage ran with
+            self._chance[stage] = chance_scores(config["data_dir"], config.get("limit"))
+        return self._chance[stage]
+
+    def chance_for(self, finding) -> float | None:
+        """Chance on a finding's metric, from the eval stage that scored its first model; only a similarity reads
+        it (models alike at chance show nothing), so others get None without the benchmark files being read."""
+        if finding.kind != "similar":
+            return None
+        first = (finding.models or [finding.treatment])[0]
+        stage = finding.eval or next((n for n, k in self.kinds.items() if k == "eval" and first in self.scores_of(n)),
+                                     None)
+        return self.chance_of(stage).get(finding.metric)
+
+    def verdict(self, finding) -> dict[str, Any]:
+        if finding.metric == "loss":
+            return judge(finding, IndependentScores(loss_scores(self.root, self.kinds)))
+        return judge(finding, PairedScores(self.summaries_of(finding.eval)), self.chance_for(finding))
+
+
+def compare_runs(directories: list[Path]) -> str:
+    """The verdict table of several pipeline outputs of one experiment (e.g. `--seed` 0, 1, 2), from each one's
+    report/findings.json, with a column judging each benchmark finding on the runs pooled: every item's score
+    averaged over the runs (they must have scored the same items; training-loss findings do not pool). Each
+    column is labelled with the run's directory, as given, and its seed."""
+    runs: dict[str, RunScores] = {}
+    verdicts = {}
+    for directory in directories:
+        run = RunScores(directory)
+        path = Path(directory) / "report" / "findings.json"
+        if not path.is_file():
+            raise DataError(f"{path}: no findings (run `solar-ray report {directory}` first)")
+        seed = run.state.get("seed")
+        label = f"{directory}" + ("" if seed is None else f" (seed {seed})")  # as typed: two runs/.../tiny differ
+        runs[label], verdicts[label] = run, json.loads(path.read_text())
+    first = next(iter(runs.values()))
+    pooled = []
+    for finding in first.spec.findings:
+        if finding.metric == "loss":
+            pooled.append({"claim": finding.claim, "verdict": "-"})
+            continue
+        evidence = PooledScores({label: run.summaries_of(finding.eval) for label, run in runs.items()})
+        pooled.append(judge(finding, evidence, first.chance_for(finding)))
+    return verdict_table(verdicts, pooled)
+
+
 def write_pipeline_report(root: Path) -> Path:
     """Write `<root>/report/` from the pipeline.json a run left there and the stages' artifacts; returns it."""
-    state = json.loads((root / "pipeline.json").read_text())
-    if "graph" not in state:
-        raise ArtifactError(f"{root / 'pipeline.json'}: written by an older solar-ray (no stage graph); "
-                            "run the pipeline again to rewrite it")
-    spec = ReportSpec.model_validate(state.get("report", {}))
-    kinds = {name: entry["kind"] for name, entry in state["graph"].items()}
+    run = RunScores(root)
+    state, spec, kinds = run.state, run.spec, run.kinds
     order = list(kinds)
-    summaries_cache: dict[str, dict[str, Any]] = {}
-
-    def summaries_of(stage: str | None) -> dict[str, Any]:
-        if stage is None:  # every eval stage's models together (model names are unique within a pipeline)
-            merged: dict[str, Any] = {}
-            for name, kind in kinds.items():
-                if kind == "eval":
-                    merged.update(summaries_of(name))
-            return merged
-        if stage not in summaries_cache:
-            scored = kinds.get(stage) == "eval" and (root / stage / LINEAGE).is_file()
-            summaries_cache[stage] = load_summaries(root / stage) if scored else {}
-        return summaries_cache[stage]
-
-    def scores_of(stage: str | None) -> Scores:
-        return PairedScores(summaries_of(stage)).scores
-
-    chance_cache: dict[str, dict[str, float]] = {}
-
-    def chance_of(stage: str | None) -> dict[str, float]:
-        """What guessing scores on the items an eval stage scored; empty unless it is an eval stage with scores."""
-        if stage is None or kinds.get(stage) != "eval" or not scores_of(stage):
-            return {}
-        if stage not in chance_cache:  # a table and the findings on it read the same benchmark files
-            config = read_lineage(root / stage)["config"]  # the settings the eval stage ran with
-            chance_cache[stage] = chance_scores(config["data_dir"], config.get("limit"))
-        return chance_cache[stage]
-
-    def verdict(finding) -> dict[str, Any]:
-        if finding.metric == "loss":
-            return judge(finding, IndependentScores(loss_scores(root, kinds)))
-        first = (finding.models or [finding.treatment])[0]
-        stage = finding.eval or next((n for n, k in kinds.items() if k == "eval" and first in scores_of(n)), None)
-        return judge(finding, PairedScores(summaries_of(finding.eval)), chance_of(stage).get(finding.metric))
+    scores_of, chance_of, verdict = run.scores_of, run.chance_of, run.verdict
 
     with atomic_dir(root / "report", force=True) as out:
         md = [f"# {state['experiment']}: report", "", state.get("description", ""), ""]

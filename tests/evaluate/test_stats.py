@@ -9,7 +9,7 @@ import pytest
 
 from solar_ray.errors import DataError
 from solar_ray.evaluate.scores import item_scores, summarize
-from solar_ray.evaluate.stats import paired_difference
+from solar_ray.evaluate.stats import paired_difference, pooled_difference, pooled_score
 from solar_ray.report.findings import Finding, PairedScores, judge
 
 TASK_NAMES = {"ARC": "arc_challenge", "HellaSwag": "hellaswag", "TruthfulQA": "truthfulqa_mc2",
@@ -59,6 +59,27 @@ def test_items_that_do_not_pair_are_an_error():
         paired_difference(a, b, "arc", ("m1", "m2"))
     with pytest.raises(DataError, match="no per-item results"):
         paired_difference({"ARC": {"value": 0.5, "stderr": 0.1}}, a, "arc")
+
+
+def test_runs_pool_each_items_difference_before_its_variance():
+    # two seeds of one experiment on the same 4 items: each item's difference is averaged over the seeds first
+    seed0 = (summary({"ARC": [1, 1, 1, 0]}), summary({"ARC": [0, 1, 0, 0]}))  # d = 1, 0, 1, 0
+    seed1 = (summary({"ARC": [1, 1, 0, 1]}), summary({"ARC": [0, 0, 0, 1]}))  # d = 1, 1, 0, 0
+    diff, se = pooled_difference([seed0, seed1], "arc", [("a0", "b0"), ("a1", "b1")])
+    per_item = [1, 0.5, 0.5, 0]
+    assert diff == pytest.approx(0.5)
+    assert se == pytest.approx(statistics.stdev(per_item) / 2)
+    # each seed alone: the same mean, but items whose seeds disagree add to its error
+    assert paired_difference(*seed0, "arc")[1] > se
+    value, value_se = pooled_score([seed0[0], seed1[0]], "arc", ["a0", "a1"])
+    assert (value, value_se) == pytest.approx((0.75, statistics.stdev([1, 1, 0.5, 0.5]) / 2))
+
+
+def test_runs_that_scored_other_items_do_not_pool():
+    seed0 = (summary({"ARC": [1, 0, 1]}), summary({"ARC": [0, 0, 1]}))
+    other_world = (summary({"ARC": [1, 0, 1, 1]}), summary({"ARC": [1, 0, 0, 1]}))
+    with pytest.raises(DataError, match="a0 and a1 answered different arc_challenge items"):
+        pooled_difference([seed0, other_world], "arc", [("a0", "b0"), ("a1", "b1")])
 
 
 def test_a_paired_verdict_sees_what_independent_errors_hide():

@@ -134,33 +134,65 @@ def test_verdict_table_puts_runs_side_by_side():
     assert lines[-1] == "Reproduced in every run: 0 of 2 claims."
 
 
-def test_report_compares_the_findings_of_several_runs(tmp_path, monkeypatch):
+def write_run(root, seed: int, items: dict[str, list[int]], claim: str = "m beats a on ARC") -> None:
+    """A pipeline output as the report reads it: pipeline.json (graph, findings), one eval stage's per-item ARC
+    results for each model, and the run's own findings.json."""
     import json
 
+    from solar_ray.report.pipeline_report import RunScores
+
+    f = Finding(claim=claim, kind="improves", metric="arc", baseline=["a"], treatment="m", eval="eval")
+    state = {"experiment": "tiny", "seed": seed, "graph": {"eval": {"kind": "eval", "parents": []}},
+             "report": {"findings": [f.model_dump()]}}
+    summaries = {model: {"ARC": {"value": sum(v) / len(v), "stderr": 0.1, "items": {
+        "arc_challenge": {"ids": [f"arc-{i}" for i in range(len(v))], "values": v}}}} for model, v in items.items()}
+    (root / "eval").mkdir(parents=True)
+    (root / "report").mkdir()
+    (root / "pipeline.json").write_text(json.dumps(state))
+    (root / "eval" / "summary.json").write_text(json.dumps(summaries))
+    (root / "eval" / "lineage.json").write_text("{}")
+    run = RunScores(root)
+    (root / "report" / "findings.json").write_text(json.dumps([run.verdict(f) for f in run.spec.findings]))
+
+
+def test_report_compares_the_findings_of_several_runs_and_pools_their_items(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from solar_ray.cli import app
 
-    f = finding("improves", baseline=["a"], treatment="m")
-    for name, seed, m in (("tiny", 0, 50), ("tiny_seed1", 1, 49), ("other/tiny", 0, 30)):
-        (tmp_path / name / "report").mkdir(parents=True)
-        (tmp_path / name / "pipeline.json").write_text(json.dumps({"seed": seed}))
-        (tmp_path / name / "report" / "findings.json").write_text(json.dumps([judge(f, scores(a=(40, 1), m=(m, 1)))]))
+    a = [1, 0, 0, 0, 1, 0, 0, 0, 1, 0]
+    write_run(tmp_path / "tiny", 0, {"a": a, "m": [1, 1, 0, 0, 1, 0, 0, 1, 1, 0]})  # +0.2: 2 of 10 items won
+    write_run(tmp_path / "tiny_seed1", 1, {"a": a, "m": [1, 0, 1, 0, 1, 1, 0, 0, 1, 0]})  # +0.2, other items
+    write_run(tmp_path / "other" / "tiny", 0, {"a": a, "m": a})
     monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
     result = CliRunner().invoke(app, ["report", "tiny", "tiny_seed1"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "| claim | tiny (seed 0) | tiny_seed1 (seed 1) | every run |"
-    assert lines[2] == "| c | reproduced (+10.00 ± 1.41 se) | reproduced (+9.00 ± 1.41 se) | reproduced |"
-    assert lines[-1] == "Reproduced in every run: 1 of 1 claims."
+    assert lines[0] == "| claim | tiny (seed 0) | tiny_seed1 (seed 1) | every run | pooled |"
+    # each run alone: +20 points, se 13.33 (2 of 10 items differ): cannot tell. Pooled, the four items won once
+    # each count half: +20, se sqrt(4 * 0.25 - 10 * 0.04) / 3 / sqrt(10) * 100 = 8.16, so its interval clears zero
+    assert lines[2] == ("| m beats a on ARC | cannot tell (+20.00 ± 13.33 se) | cannot tell (+20.00 ± 13.33 se) "
+                        "| cannot tell | reproduced (+20.00 ± 8.16 se) |")
+    assert lines[-2:] == ["Reproduced in every run: 0 of 1 claims.", "Reproduced with the runs pooled: 1 of 1 claims."]
     same_name = CliRunner().invoke(app, ["report", "tiny", "other/tiny"]).output.splitlines()
-    assert same_name[0] == "| claim | tiny (seed 0) | other/tiny (seed 0) | every run |"  # both kept apart
+    assert same_name[0] == "| claim | tiny (seed 0) | other/tiny (seed 0) | every run | pooled |"  # kept apart
     missing = CliRunner().invoke(app, ["report", "tiny", "elsewhere"])
     assert missing.exit_code != 0 and str(missing.exception) == "elsewhere: not a pipeline output (no pipeline.json)"
     (tmp_path / "tiny_seed1" / "report" / "findings.json").unlink()
     unreported = CliRunner().invoke(app, ["report", "tiny", "tiny_seed1"])
     assert "tiny_seed1/report/findings.json: no findings (run `solar-ray report tiny_seed1` first)" == str(
         unreported.exception)
+
+
+def test_runs_of_other_worlds_do_not_pool(tmp_path):
+    from solar_ray.report.pipeline_report import compare_runs
+
+    write_run(tmp_path / "world0", 0, {"a": [1, 0, 1], "m": [1, 1, 1]})
+    write_run(tmp_path / "world1", 0, {"a": [1, 0, 1, 0], "m": [1, 1, 1, 0]})
+    lines = compare_runs([tmp_path / "world0", tmp_path / "world1"]).splitlines()
+    assert lines[2].endswith("| error |")  # not a number: the runs answered different items, and the table says so
+    assert lines[-1] == (f"Not pooled: a in {tmp_path / 'world0'} (seed 0) and a in {tmp_path / 'world1'} (seed 0) "
+                         "answered different arc_challenge items (3 vs 4); a paired comparison needs the same")
 
 
 def test_a_difference_too_small_to_tell_says_what_this_run_could_detect():
