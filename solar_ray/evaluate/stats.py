@@ -64,8 +64,10 @@ def paired_difference(a: Summary, b: Summary, metric: str, names: tuple[str, str
 def pooled_difference(pairs: list[tuple[Summary, Summary]], metric: str,
                       names: list[tuple[str, str]]) -> tuple[float, float]:
     """The mean over runs of (score of a - score of b) and its standard error, for runs that scored the same items
-    (one experiment's seeds): each item's difference is averaged over the runs before its variance is taken, so
-    the error holds the spread of both the items and the runs. One pair is `paired_difference`."""
+    (one experiment's seeds): each item's difference is averaged over the runs before its variance is taken. The
+    error holds the items' spread and how each item moves between runs, with the runs taken as they are: a shift
+    of a whole run (every item at once) is not in it, so it says what these runs show together, not what another
+    seed would. One pair is `paired_difference`."""
     items = _same_items([x for pair in pairs for x in pair], metric, [n for pair in names for n in pair])
     per_item = {stratum: (weight, [statistics.fmean(column[i] - column[i + 1] for i in range(0, len(column), 2))
                                    for column in zip(*runs, strict=True)])

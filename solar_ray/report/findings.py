@@ -25,6 +25,7 @@ Scores are higher-is-better except the training `loss`.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -253,8 +254,10 @@ def judge(finding: Finding, evidence: IndependentScores | Scores, chance: float 
 def verdict_table(runs: dict[str, list[dict[str, Any]]], pooled: list[dict[str, Any]] | None = None) -> str:
     """Markdown: one row per claim, one column per run (e.g. per seed), each cell the verdict and its difference
     (± one standard error), then the verdict every run agrees on ("differs" where they do not), and with `pooled`
-    (the verdicts on the runs' items averaged over the runs) a column of those; closing lines count the claims
-    reproduced in every run, and pooled. `runs` maps a run's label to its report's findings.json."""
+    (the verdicts on the runs' items averaged over the runs) a column of those, each with the standard deviation
+    of the runs' own differences: the pooled error treats the runs as fixed, and that spread is how much a whole
+    run's effect moved between them. Closing lines count the claims reproduced in every run, and pooled. `runs`
+    maps a run's label to its report's findings.json."""
     labels = list(runs)
     claims = list(dict.fromkeys(v["claim"] for verdicts in runs.values() for v in verdicts))
     extra = " pooled |" if pooled is not None else ""
@@ -272,11 +275,16 @@ def verdict_table(runs: dict[str, list[dict[str, Any]]], pooled: list[dict[str, 
             over_runs = next((v for v in pooled if v["claim"] == claim), None)
             if over_runs and over_runs["verdict"] == "reproduced":
                 pooled_reproduced.append(claim)
-            row += f" {_cell(over_runs)} |"
+            spread = [v["difference"] for v in found if v and "difference" in v]
+            judged = over_runs and "difference" in over_runs and len(spread) > 1
+            between = f"; runs' sd {statistics.stdev(spread):.2f}" if judged else ""
+            row += f" {_cell(over_runs)}{between} |"
         lines.append(row)
     lines += ["", f"Reproduced in every run: {len(everywhere)} of {len(claims)} claims."]
     if pooled is not None:
-        lines.append(f"Reproduced with the runs pooled: {len(pooled_reproduced)} of {len(claims)} claims.")
+        lines.append(f"Reproduced with the runs pooled: {len(pooled_reproduced)} of {len(claims)} claims (the runs "
+                     "taken as they are: what they show together, not what another seed would show; runs' sd is "
+                     "the spread of their own differences).")
         lines += [f"Not pooled: {why}" for why in dict.fromkeys(v["evidence"] for v in pooled if v["verdict"] == "error")]
     return "\n".join(lines) + "\n"
 

@@ -1,3 +1,5 @@
+import statistics
+
 import pytest
 
 from solar_ray.config import validate
@@ -163,7 +165,7 @@ def test_report_compares_the_findings_of_several_runs_and_pools_their_items(tmp_
     a = [1, 0, 0, 0, 1, 0, 0, 0, 1, 0]
     write_run(tmp_path / "tiny", 0, {"a": a, "m": [1, 1, 0, 0, 1, 0, 0, 1, 1, 0]})  # +0.2: 2 of 10 items won
     write_run(tmp_path / "tiny_seed1", 1, {"a": a, "m": [1, 0, 1, 0, 1, 1, 0, 0, 1, 0]})  # +0.2, other items
-    write_run(tmp_path / "other" / "tiny", 0, {"a": a, "m": a})
+    write_run(tmp_path / "other" / "tiny", 0, {"a": a, "m": a})  # no gain: +0 against tiny's +20
     monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
     result = CliRunner().invoke(app, ["report", "tiny", "tiny_seed1"])
     assert result.exit_code == 0, result.output
@@ -172,10 +174,12 @@ def test_report_compares_the_findings_of_several_runs_and_pools_their_items(tmp_
     # each run alone: +20 points, se 13.33 (2 of 10 items differ): cannot tell. Pooled, the four items won once
     # each count half: +20, se sqrt(4 * 0.25 - 10 * 0.04) / 3 / sqrt(10) * 100 = 8.16, so its interval clears zero
     assert lines[2] == ("| m beats a on ARC | cannot tell (+20.00 ± 13.33 se) | cannot tell (+20.00 ± 13.33 se) "
-                        "| cannot tell | reproduced (+20.00 ± 8.16 se) |")
-    assert lines[-2:] == ["Reproduced in every run: 0 of 1 claims.", "Reproduced with the runs pooled: 1 of 1 claims."]
+                        "| cannot tell | reproduced (+20.00 ± 8.16 se); runs' sd 0.00 |")
+    assert lines[-2] == "Reproduced in every run: 0 of 1 claims."
+    assert lines[-1].startswith("Reproduced with the runs pooled: 1 of 1 claims (the runs taken as they are")
     same_name = CliRunner().invoke(app, ["report", "tiny", "other/tiny"]).output.splitlines()
     assert same_name[0] == "| claim | tiny (seed 0) | other/tiny (seed 0) | every run | pooled |"  # kept apart
+    assert same_name[2].endswith(f"; runs' sd {statistics.stdev([20, 0]):.2f} |")  # whole runs that disagree
     missing = CliRunner().invoke(app, ["report", "tiny", "elsewhere"])
     assert missing.exit_code != 0 and str(missing.exception) == "elsewhere: not a pipeline output (no pipeline.json)"
     (tmp_path / "tiny_seed1" / "report" / "findings.json").unlink()
