@@ -29,13 +29,15 @@ app = typer.Typer(
 @app.command()
 def tiny(
     out: Annotated[Path, typer.Argument(help="Directory to write the tiny world into.")],
-    seed: Annotated[int, typer.Option(help="Seed for the synthetic language, data and model init.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the base model's initialisation.")] = 0,
+    language_seed: Annotated[int, typer.Option(
+        help="Seed for the world itself: its language, datasets, benchmark items and tokenizer.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Write the offline tiny world: a small Llama base model, its tokenizer, and datasets in every upstream schema."""
     from solar_ray.tiny.stage import Config, run
 
-    path = run(Config(stage="tiny", output=str(out), seed=seed, force=force))
+    path = run(Config(stage="tiny", output=str(out), seed=seed, language_seed=language_seed, force=force))
     typer.echo(f"wrote {path}")
 
 

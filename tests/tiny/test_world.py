@@ -209,3 +209,17 @@ def test_script_and_agreement_benchmarks_ask_what_the_grammar_and_scripts_decide
         assert row["ctx"] not in pretrain  # the creature is never told doing this activity
         right = row["endings"][int(row["label"])].split(" ", 3)[3]  # the step, without "then the <name>"
         assert right in pretrain  # ... but the step itself is told, for other creatures
+
+
+def test_the_tiny_command_takes_both_seeds(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from solar_ray.cli import app
+
+    monkeypatch.chdir(tmp_path)  # a relative output, as a user types it
+    result = CliRunner().invoke(app, ["tiny", "world", "--seed", "1", "--language-seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "world" / "data" / "manifest.json").read_text())["language_seed"] == 2
+    config = json.loads((tmp_path / "world" / "base" / "lineage.json").read_text())["config"]
+    assert (config["seed"], config["language_seed"]) == (1, 2)
+    assert (tmp_path / "world" / "data" / "benchmarks").is_dir()
