@@ -95,8 +95,10 @@ def _same_items(summaries: list[Summary], metric: str, names: list[str]) -> dict
         for stratum, (_, items) in other.items():
             ids = first[stratum][1]["ids"]
             if items["ids"] != ids:
-                raise DataError(f"{names[0]} and {name} answered different {stratum} items "
-                                f"({len(ids)} vs {len(items['ids'])}); a paired comparison needs the same")
+                counts = (f"{len(ids)} vs {len(items['ids'])}" if len(ids) != len(items["ids"])
+                          else f"{len(ids)} each, other ids")
+                raise DataError(f"{names[0]} and {name} answered different {stratum} items ({counts}); "
+                                "a paired comparison needs the same")
             out[stratum][1].append(items["values"])
     return out
 

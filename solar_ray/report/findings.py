@@ -285,7 +285,9 @@ def verdict_table(runs: dict[str, list[dict[str, Any]]], pooled: list[dict[str, 
         lines.append(f"Reproduced with the runs pooled: {len(pooled_reproduced)} of {len(claims)} claims (the runs "
                      "taken as they are: what they show together, not what another seed would show; runs' sd is "
                      "the spread of their own differences).")
-        lines += [f"Not pooled: {why}" for why in dict.fromkeys(v["evidence"] for v in pooled if v["verdict"] == "error")]
+        errors = [v["evidence"] for v in pooled if v["verdict"] == "error"]
+        if errors:  # one reason is enough: runs of other items fail every claim the same way
+            lines.append(f"Not pooled ({len(errors)} claim{'s' * (len(errors) > 1)}), e.g.: {errors[0]}")
     return "\n".join(lines) + "\n"
 
 

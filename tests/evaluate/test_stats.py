@@ -80,6 +80,10 @@ def test_runs_that_scored_other_items_do_not_pool():
     other_world = (summary({"ARC": [1, 0, 1, 1]}), summary({"ARC": [1, 0, 0, 1]}))
     with pytest.raises(DataError, match="a0 and a1 answered different arc_challenge items"):
         pooled_difference([seed0, other_world], "arc", [("a0", "b0"), ("a1", "b1")])
+    renamed = summary({"ARC": [1, 0, 1]})
+    renamed["ARC"]["items"]["arc_challenge"]["ids"] = ["x", "y", "z"]  # as many items, other ones
+    with pytest.raises(DataError, match=r"different arc_challenge items \(3 each, other ids\)"):
+        pooled_difference([seed0, (renamed, renamed)], "arc", [("a0", "b0"), ("a1", "b1")])
 
 
 def test_a_paired_verdict_sees_what_independent_errors_hide():

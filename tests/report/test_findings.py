@@ -195,8 +195,9 @@ def test_runs_of_other_worlds_do_not_pool(tmp_path):
     write_run(tmp_path / "world1", 0, {"a": [1, 0, 1, 0], "m": [1, 1, 1, 0]})
     lines = compare_runs([tmp_path / "world0", tmp_path / "world1"]).splitlines()
     assert lines[2].endswith("| error |")  # not a number: the runs answered different items, and the table says so
-    assert lines[-1] == (f"Not pooled: a in {tmp_path / 'world0'} (seed 0) and a in {tmp_path / 'world1'} (seed 0) "
-                         "answered different arc_challenge items (3 vs 4); a paired comparison needs the same")
+    assert lines[-1] == (f"Not pooled (1 claim), e.g.: a in {tmp_path / 'world0'} (seed 0) and a in "
+                         f"{tmp_path / 'world1'} (seed 0) answered different arc_challenge items (3 vs 4); a paired "
+                         "comparison needs the same")
 
 
 def test_a_difference_too_small_to_tell_says_what_this_run_could_detect():
