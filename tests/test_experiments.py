@@ -95,6 +95,18 @@ def test_every_dpo_stage_reads_ultrafeedback_cleaned_without_truthfulqa_prompts(
         assert hub_id == "allenai/ultrafeedback_binarized_cleaned", name  # the H4 set holds TruthfulQA's prompts
 
 
+def test_each_candidates_sweep_searches_on_held_out_pairs(paper):
+    for sweep in ("dpo_sweep_cand_1", "dpo_sweep_cand_2"):
+        config = paper.configs[sweep]
+        assert config.search.metric.startswith("eval_"), sweep  # not the training batches' accuracy
+        data = paper.experiment.stages[sweep].inputs["overrides.dataset"]
+        assert paper.configs[data].test_size > 0, data
+        assert config.overrides["run.eval_every"] == config.overrides["run.log_every"]  # a fresh score each report
+    from solar_ray import contract
+
+    assert contract.rows(paper.configs["data_dpo_cand"], "test.parquet", None) == 512  # what the planner counts
+
+
 def test_orca_dpo_pairs_of_table_1_train_the_final_candidates(paper):
     stages = paper.experiment.stages
     with_orca = {name for name, c in paper.configs.items()

@@ -36,6 +36,8 @@ from solar_ray.data.flan_filter import TABLE8_TASKS
 from solar_ray.data.registry import REGISTRY
 from solar_ray.errors import DataError
 
+TEST_FILE = "test.parquet"  # the held-out rows, beside train.parquet
+
 
 class SourceConfig(Strict):
     """One dataset in the mixture; the mapping key names it (and is its registry name unless `dataset` is set)."""
@@ -223,7 +225,7 @@ def run(config: Config) -> Path:
         with atomic_dir(config.output, config.force) as tmp:
             mixed = mix(kept, np.concatenate(sampled_keys), sampled_bytes)
             n_train, n_test = _write_parquet(mixed, columns, schema, tmp / "train.parquet",
-                                             tmp / "test.parquet", config.test_size)
+                                             tmp / TEST_FILE, config.test_size)
             rejected_schema = processed_schema(config.kind)
             rejected_all = rejected[0].union(*rejected[1:]) if len(rejected) > 1 else rejected[0]
             n_rejected = sum(sum(entry["rejected"].values()) for entry in report["sources"].values())
@@ -255,7 +257,10 @@ def needs(config: Config):
 
 
 def rows(config: Config, sub: str, models) -> int | None:
-    """Training rows: each source's cap (or its input's rows, if fewer), less the held-out test rows."""
+    """Training rows: each source's cap (or its input's rows, if fewer), less the held-out test rows; of
+    `test.parquet`, the held-out rows."""
+    if sub == TEST_FILE:
+        return config.test_size
     total = 0
     for source in config.sources.values():
         available = models.rows(source.path) if source.path else None

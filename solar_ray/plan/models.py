@@ -142,15 +142,16 @@ class PlanContext:
             return None
 
     def rows(self, dataset: str | Path) -> int | None:
-        """Rows of a dataset artifact (train split): from the stage that writes it, else its parquet metadata."""
+        """Rows of a dataset artifact (its train split), or of one of its files (`<dataset>/test.parquet`): from
+        the stage that writes it, else the parquet metadata."""
         from solar_ray import contract
 
         writer = self._writer(dataset)
         if writer is not None:
             return contract.rows(writer[0], writer[1], self)
-        train = Path(dataset) / "train.parquet"
-        if train.is_file():
+        path = Path(dataset) if Path(dataset).suffix == ".parquet" else Path(dataset) / "train.parquet"
+        if path.is_file():
             import pyarrow.parquet as pq
 
-            return pq.read_metadata(train).num_rows
+            return pq.read_metadata(path).num_rows
         return None

@@ -81,6 +81,9 @@ def trainer_arguments(config: TrainStageConfig, hw: dict[str, Any], total_steps:
         "save_total_limit": r.keep_checkpoints,
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": (r.eval_every or r.checkpoint_every) if has_eval else None,
+        # With a test split, the untrained model is scored first: the eval curve gets its start, and every
+        # report to Ray/Tune carries the held-out metrics from the first one on (a sweep may search on them).
+        "eval_on_start": has_eval,
         "bf16": hw["bf16"],
         "use_cpu": not hw["use_gpu"],
         "report_to": "none",
@@ -237,11 +240,14 @@ def _progress_callback_class():
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
-        """Adds tokens_per_second to each log entry, logs from rank 0 and reports the entry to Ray (and Tune)."""
+        """Adds tokens_per_second to each log entry, logs from rank 0 and reports to Ray (and Tune) the newest value
+        of every metric: a held-out (eval_*) metric stays in each report until the next evaluation, so a sweep
+        can search on it although most steps are not evaluated (Tune wants its metric in every report)."""
 
         def __init__(self, log_every: int):
             self.log_every = log_every
             self.last: tuple[float, float] | None = None
+            self.newest: dict[str, float] = {}
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             import ray.train
@@ -255,10 +261,11 @@ def _progress_callback_class():
                     entry["tokens_per_second"] = (tokens - self.last[1]) / (now - self.last[0])
                 self.last = (now, tokens)
             row = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
+            self.newest.update(row)
             # Every rank logs the same steps, so every rank reports the same times: report is a barrier.
             if ("loss" in row or "eval_loss" in row) and state.global_step % self.log_every == 0:
                 worker.log_rank0(worker.format_row(row))
-                ray.train.report(row)
+                ray.train.report(dict(self.newest))
 
     return Progress
 

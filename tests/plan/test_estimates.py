@@ -139,3 +139,27 @@ def test_a_run_reading_a_hub_mirror_is_planned_on_the_mirror_s_model(tmp_path, m
     assert hub_config("upstage/SOLAR-10.7B-v1.0")["num_hidden_layers"] == 48  # not in the mirror: the shipped copy
     monkeypatch.delenv("SOLAR_RAY_HUB_MIRROR")
     assert hub_config("mistralai/Mistral-7B-v0.1") == shipped
+
+
+def test_a_held_out_split_adds_its_evaluations_forward_passes(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from solar_ray.plan.estimate import training
+    from solar_ray.train.dpo import Config
+
+    model, data = tmp_path / "model", tmp_path / "prefs"
+    model.mkdir()
+    data.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA_10_7B))
+    pd.DataFrame({"prompt": ["p"] * 64}).to_parquet(data / "train.parquet")
+    config = Config(model=str(model), dataset=str(data), scaling={"num_workers": 8}, run={"eval_every": 10},
+                    optim={"max_steps": 100, "global_batch_size": 8, "per_device_batch_size": 1, "max_length": 1024})
+    before = training(config, PlanContext(), pairs=True, reference=True)
+    pd.DataFrame({"prompt": ["p"] * 16}).to_parquet(data / "test.parquet")
+    after = training(config, PlanContext(), pairs=True, reference=True)
+    # 1 + 100 / 10 evaluations of 16 pairs (chosen and rejected), forward passes of the policy and the reference
+    tokens = 11 * 16 * 2 * min(1024, PlanContext().assume["tokens_per_row"])
+    assert after.train_flops - before.train_flops == pytest.approx(2 * shape_of(LLAMA_10_7B).params * tokens * 2)
+    assert after.work.endswith(", 11 evaluations of 16 held-out pairs") and "held-out" not in before.work

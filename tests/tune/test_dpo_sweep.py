@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -105,6 +106,30 @@ def test_dpo_sweep_with_asha_stops_weak_trials_and_reports(ray_session, dpo_inpu
 
     analysis = tune.ExperimentAnalysis(lineage["experiment"])
     assert analysis.get_best_config("rewards/margins", "max", scope="last") == best["config"]
+
+
+def test_a_sweep_can_search_on_a_held_out_metric(ray_session, dpo_inputs, tmp_path):
+    # A dataset with a test split: every report carries the newest eval_* values, from a first evaluation before
+    # any step on, so Tune's metric is in each of them (it stops a sweep at the first report without it).
+    data = fixtures.preference_rows(40)
+    dataset = fixtures.write_dataset(tmp_path / "prefs", data[:32], data[32:])
+    tree = sweep_tree(tmp_path, {**dpo_inputs, "dataset": str(dataset)},
+                      space={"optim.learning_rate": {"grid": [3e-3, 1e-7]}}, scheduler=None,
+                      search={"algorithm": "grid", "num_samples": 1, "metric": "eval_rewards/accuracies",
+                              "mode": "max"})
+    tree["base"]["optim"]["max_steps"] = 2
+    tree["base"]["run"]["eval_every"] = 2
+    out = dpo_sweep.run(validate(dpo_sweep.Config, tree, "dpo_sweep.yaml"))
+    header, *rows = [row.split(",") for row in (out / "trials.csv").read_text().splitlines()]
+    assert "eval_rewards/accuracies" in header and all(row[1] == "TERMINATED" for row in rows) and len(rows) == 2
+    from ray import tune
+
+    for results in tune.ExperimentAnalysis(json.loads((out / "lineage.json").read_text())["experiment"]) \
+            .trial_dataframes.values():
+        assert results["eval_rewards/accuracies"].notna().all()
+        first = results.iloc[0]
+        assert first["step"] == 0 and ("loss" not in results or pd.isna(first["loss"]))  # scored before step 1
+        assert results["step"].max() == 2 and results["loss"].notna().any()
 
 
 def test_unknown_dpo_key_is_one_line(dpo_inputs, tmp_path):
