@@ -126,9 +126,11 @@ def training(config: Any, ctx: PlanContext, *, packed: bool = False, pairs: bool
     flops = 6 * shape.params * tokens + (2 * shape.params * tokens if reference else 0)
     checkpoint = (nbytes + (12 if bf16 else 8)) * shape.params  # weights + fp32 master copy and Adam moments
     work = f"{count(tokens)} tokens, {sequences:,} {'pairs' if pairs else 'seqs'}"
-    held_out = ctx.rows(Path(config.dataset) / "test.parquet") or 0
+    from solar_ray.data.stage import TEST_FILE
+
+    held_out = ctx.rows(Path(config.dataset) / TEST_FILE) or 0
     if held_out and not packed:  # a TRL stage scores its test split first and every eval_steps (train/hf.py)
-        evaluations = 1 + (sequences // global_batch) // (config.run.eval_every or config.run.checkpoint_every)
+        evaluations = 1 + (sequences // global_batch) // config.run.eval_steps
         eval_tokens = evaluations * held_out * seq_tokens * (2 if pairs else 1)
         flops += 2 * shape.params * eval_tokens * (2 if reference else 1)  # forward passes only
         work += f", {evaluations} evaluations of {held_out:,} held-out {'pairs' if pairs else 'seqs'}"

@@ -9,8 +9,8 @@ A finding is a claim plus a comparison between models' scores on one metric (a t
 
 Benchmark scores are compared pair by pair over the items both models answered (`PairedScores`, the
 statistics in evaluate/stats.py), and over several runs of one experiment on the same items (seeds) with each
-item's difference averaged over the runs first (`PooledScores`); training losses of different stages are independent windows of steps
-(`IndependentScores`: sqrt(se_a^2 + se_b^2)). Verdicts:
+item's difference averaged over the runs first (`PooledScores`); training losses of different stages are
+independent windows of steps (`IndependentScores`: sqrt(se_a^2 + se_b^2)). Verdicts:
 - a difference is "reproduced" when its 95% interval (diff +- 1.96 se) excludes zero in the paper's direction,
   "not reproduced" when it excludes zero the other way, else "cannot tell";
 - a similarity is "reproduced" when every pair's 90% interval (diff +- 1.645 se: equivalence at the 5% level)

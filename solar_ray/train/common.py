@@ -92,6 +92,11 @@ class RunSettings(Strict):
     log_every: int = Field(default=10, ge=1, description="Print and report metrics to Ray/Tune every N steps.")
     eval_every: int | None = Field(default=None, ge=1, description="Eval loss every N steps (needs test split).")
 
+    @property
+    def eval_steps(self) -> int:
+        """Steps between evaluations of a test split: eval_every, else at each checkpoint."""
+        return self.eval_every or self.checkpoint_every
+
 
 class TrainStageConfig(StageConfig):
     """Fields every training stage has: input artifacts plus the four settings groups."""

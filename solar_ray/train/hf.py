@@ -80,7 +80,7 @@ def trainer_arguments(config: TrainStageConfig, hw: dict[str, Any], total_steps:
         "save_steps": r.checkpoint_every,
         "save_total_limit": r.keep_checkpoints,
         "eval_strategy": "steps" if has_eval else "no",
-        "eval_steps": (r.eval_every or r.checkpoint_every) if has_eval else None,
+        "eval_steps": r.eval_steps if has_eval else None,
         # With a test split, the untrained model is scored first: the eval curve gets its start, and every
         # report to Ray/Tune carries the held-out metrics from the first one on (a sweep may search on them).
         "eval_on_start": has_eval,
