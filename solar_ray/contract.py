@@ -55,6 +55,7 @@ class Workload:
     devices: int | None = 0          # GPUs (gpu) or actors (cpu) it takes; None: as many as the cluster has
     per_worker: int = 1              # devices one worker needs on one node (a tensor-parallel engine's GPUs)
     gpu_optional: bool = False       # gpu, but on CPUs where the cluster has no GPU (training with use_gpu null)
+    on_cpu: Workload | None = None   # gpu_optional: what it is on CPUs, where that differs (None: these figures)
     cpus_per_device: float = 1.0     # cpu: CPUs each actor reserves (actors per node = node CPUs / this)
     memory: dict[str, float] = field(default_factory=dict)   # part -> bytes per device
     fill: tuple[str, float, float] | None = None  # (part, share, at least): the part takes what is left of

@@ -13,8 +13,9 @@ Method, per benchmark (ARC, MMLU, TruthfulQA, GSM8K):
 Work is split by examples over Ray actors; each holds both models, samples neighbours and scores them.
 On GPU (device auto on a cluster with GPUs or an autoscaler that adds them) each actor takes `gpus_per_worker`
 GPUs and loads both models in bfloat16 (10.7B: 2 x 21 GB, on two GPUs when it has two), one actor per GPU
-share; on CPU, float32, one actor per `cpus_per_worker` CPUs. The paper's defaults (100 x 100) are hours on
-CPU: the tiny configs use a handful of each.
+share; on CPU, float32, one actor per `cpus_per_worker` CPUs (the evaluation's dtype rule,
+`evaluate.runner.weights_dtype`). The paper's defaults (100 x 100) are hours on CPU: the tiny configs use a
+handful of each. The planner sizes an actor the same way (`workload`).
 
 Writes OUTPUT/results.json (per benchmark: figure, per-example scores and losses), table.md, table.csv,
 lineage.json. Raises ArtifactError for a model dir that does not load, DataError for missing benchmark files or
@@ -23,6 +24,7 @@ fields, before any sampling.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -30,11 +32,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from solar_ray.config import LocalPath, StageConfig
+from solar_ray.evaluate.runner import weights_dtype
 from solar_ray.evaluate.suites import TASKS, gold_text
 
 TESTED = ("arc_challenge", "mmlu", "truthfulqa_mc2", "gsm8k")  # Table 9's benchmarks; files and gold answers:
 # the benchmark registry (evaluate/suites.py)
 THRESHOLD = 0.1
+SCORE_BATCH = 32  # texts the tested model scores at once (an example and its neighbours)
 
 
 class Config(StageConfig):
@@ -142,7 +146,7 @@ def _worker_cls():
             losses = self.losses([text, *texts])
             return losses[0], losses[1:]
 
-        def losses(self, texts: list[str], batch: int = 32) -> list[float]:
+        def losses(self, texts: list[str], batch: int = SCORE_BATCH) -> list[float]:
             """Mean token loss of each text under the tested model (padding masked out)."""
             import torch
 
@@ -188,7 +192,7 @@ def plan_workers(config: Config, gpu: bool, cluster_cpus: float, gpus: float, ex
         share = cluster_cpus // config.cpus_per_worker
         options = {"num_cpus": config.cpus_per_worker, "num_gpus": 0}
     workers = config.workers or max(1, min(int(share), examples))
-    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if gpu else "float32")
+    dtype = weights_dtype(config.dtype, gpu)
     return {"workers": workers, "options": options, "device": "cuda" if gpu else "cpu", "dtype": dtype,
             "threads": max(1, int(config.cpus_per_worker))}
 
@@ -269,28 +273,57 @@ def run(config: Config) -> Path:
 # ------------------------------------------------------------------ the stage contract (solar_ray/contract.py)
 
 
+def _on_gpu(config: Config) -> bool | None:
+    """True or False where the config says; None for auto: on GPUs where the cluster has or can get them."""
+    return {"cuda": True, "cpu": False}.get(config.device)
+
+
 def needs(config: Config):
     from solar_ray.contract import StageNeeds
 
+    unit = {True: "GPU share", False: "CPU", None: "GPU share, or CPU without GPUs"}[_on_gpu(config)]
     if config.workers is None:
-        return StageNeeds(whole_cluster=True, what="Ray actors, one per CPU")
-    return StageNeeds(workers=config.workers, cpus_per_worker=1.0,
-                      what=f"{config.workers} Ray actor{'s' if config.workers != 1 else ''} (CPU)")
+        return StageNeeds(whole_cluster=True, what=f"Ray actors, one per {unit}")
+    return StageNeeds(workers=config.workers, cpus_per_worker=config.cpus_per_worker,
+                      gpus_per_worker=config.gpus_per_worker, on_gpu=_on_gpu(config),
+                      what=f"{config.workers} Ray actor{'s' if config.workers != 1 else ''} ({unit})")
 
 
 def workload(config: Config, models):
-    """Each CPU actor holds both models in float32; the reference samples `neighbours` continuations of every
-    example's prefix and both models score them (2 FLOPs per parameter per token)."""
+    """Each actor holds both models in the dtype it loads them in (bfloat16 on GPU, float32 on CPU, unless the
+    config says), the reference's KV cache while it samples one example's neighbours, and the tested model's
+    logits while it scores a batch of them; with two GPUs per actor each model sits on its own GPU. FLOPs: 2 per
+    parameter per sampled or scored token. With device auto the plan puts it on GPUs where the cluster has a GPU
+    node type, else on CPU actors, as the stage itself does."""
     from solar_ray.contract import Workload
-    from solar_ray.plan.estimate import unknown
+    from solar_ray.plan.estimate import dtype_bytes, unknown
 
+    on_gpu = _on_gpu(config)
     model, reference = models.shape(config.model), models.shape(config.reference)
     if model is None or reference is None:
-        return unknown("cpu", config.workers, "model or reference")
+        return unknown("cpu" if on_gpu is False else "gpu", config.workers, "model or reference")
     text = models.note("contamination_tokens", "{value} tokens per benchmark example and per neighbour")
     examples = len(config.benchmarks) * config.examples
     tokens = examples * (config.neighbours + 1) * text
-    return Workload(device="cpu", devices=config.workers, cpus_per_device=1.0,
-                    memory={"model (float32)": 4 * model.params, "reference (float32)": 4 * reference.params},
-                    infer_flops=2 * (model.params + reference.params) * tokens,
-                    work=f"{examples} examples x {config.neighbours} neighbours")
+    flops = 2 * (model.params + reference.params) * tokens
+    work = f"{examples} examples x {config.neighbours} neighbours"
+
+    def actor(gpu: bool) -> Workload:
+        dtype = weights_dtype(config.dtype, gpu)
+        nbytes = dtype_bytes(dtype, 4)
+        sampling = {f"reference ({dtype})": nbytes * reference.params,
+                    "neighbour KV cache": config.neighbours * text * reference.kv_bytes_per_token(nbytes)}
+        scoring = {f"model ({dtype})": nbytes * model.params,
+                   "scoring logits": SCORE_BATCH * text * model.vocab * (nbytes + 4)}  # and their float32 copy
+        if gpu and config.gpus_per_worker == 2:  # one model per GPU: the fuller GPU is the device to fit
+            memory = max(sampling, scoring, key=lambda parts: sum(parts.values()))
+        else:
+            memory = {**sampling, **scoring}
+        per_worker = config.gpus_per_worker if gpu else 1
+        return Workload(device="gpu" if gpu else "cpu", devices=config.workers and config.workers * per_worker,
+                        per_worker=per_worker, cpus_per_device=config.cpus_per_worker, memory=memory,
+                        infer_flops=flops, work=work)
+
+    if on_gpu is None:
+        return dataclasses.replace(actor(True), gpu_optional=True, on_cpu=actor(False))
+    return actor(on_gpu)

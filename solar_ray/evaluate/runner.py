@@ -34,15 +34,21 @@ def uses_gpu(backend: str, device: str) -> bool:
     return backend == "vllm" or device.startswith("cuda")
 
 
-def resolve_dtype(dtype: str | None, backend: str, device: str) -> str:
-    """Weights dtype: as asked, else bfloat16 on GPU and float32 on CPU (the vLLM CPU build included)."""
+def weights_dtype(dtype: str | None, on_gpu: bool) -> str:
+    """The dtype models are scored in: as asked, else bfloat16 on GPU and float32 on CPU. The evaluation and the
+    contamination test load by it, and the planner sizes their memory by it."""
     if dtype and dtype != "auto":
         return dtype
+    return "bfloat16" if on_gpu else "float32"
+
+
+def resolve_dtype(dtype: str | None, backend: str, device: str) -> str:
+    """`weights_dtype` where the LM is built: vLLM's CPU build counts as CPU."""
     if backend == "vllm":
         from solar_ray.synth.engines import vllm_build
 
-        return "float32" if vllm_build() == "cpu" else "bfloat16"
-    return "bfloat16" if device.startswith("cuda") else "float32"
+        return weights_dtype(dtype, vllm_build() != "cpu")
+    return weights_dtype(dtype, device.startswith("cuda"))
 
 
 def check_device(backend: str, device: str) -> None:

@@ -240,9 +240,10 @@ def needs(config: Config):
 
 
 def workload(config: Config, models):
-    """Each actor loads every model in turn (weights in the runner's dtype, float32 unless the config says) and
-    scores its share of the items; FLOPs are 2 per parameter per scored or generated token."""
+    """Each actor loads every model in turn (weights in the runner's dtype: bfloat16 on GPU, float32 on CPU, unless
+    the config says) and scores its share of the items; FLOPs are 2 per parameter per scored or generated token."""
     from solar_ray.contract import Workload
+    from solar_ray.evaluate.runner import weights_dtype
     from solar_ray.evaluate.suites import resolve_tasks
     from solar_ray.plan.estimate import dtype_bytes, hf_inference, unknown, vllm_engine
 
@@ -251,7 +252,7 @@ def workload(config: Config, models):
     if any(shape is None for shape in shapes.values()):
         return unknown(device, config.workers, "models " + ", ".join(n for n, s in shapes.items() if s is None))
     largest = max(shapes.values(), key=lambda s: s.params)
-    nbytes = dtype_bytes(getattr(config, "dtype", None), 4)
+    nbytes = dtype_bytes(weights_dtype(config.dtype, device == "gpu"), 4)
     benchmarks = models.assume["benchmarks"]
     models.used["benchmarks"] = "eval items / mean tokens per item with the leaderboard's shots: " + ", ".join(
         f"{k} {v['items']:,} / {v['tokens']:,}" + (f" + {v['generated']} generated" if "generated" in v else "")

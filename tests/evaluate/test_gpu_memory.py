@@ -122,3 +122,15 @@ def test_contamination_puts_the_two_models_on_two_gpus_when_it_has_them(monkeypa
 
 def test_eval_actor_resources_follow_the_gpu_count():
     assert runner.worker_options(1, 1) == {"num_cpus": 1, "num_gpus": 1}
+
+
+def test_contamination_reserves_the_gpus_its_actors_take():
+    """The pipeline's scheduler reserves what the actors ask Ray for: with device auto, GPUs where the cluster has
+    them (it reserved one CPU per actor and no GPU before)."""
+    from solar_ray.contract import needs
+
+    gpus = {"CPU": 64.0, "GPU": 8.0}
+    auto = contamination_config(workers=4, gpus_per_worker=2, cpus_per_worker=3)
+    assert needs(auto).demand(gpus) == {"CPU": 12.0, "GPU": 8.0}
+    assert needs(auto).demand({"CPU": 64.0, "GPU": 0.0}) == {"CPU": 12.0, "GPU": 0.0}
+    assert needs(contamination_config(workers=4, device="cpu")).demand(gpus) == {"CPU": 4.0, "GPU": 0.0}
