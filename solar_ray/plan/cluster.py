@@ -47,6 +47,7 @@ class ClusterSpec:
     nodes: list[NodeType]
     assumptions: list[str] = field(default_factory=list)
     growable: bool = True  # a spec lists every node type the cluster can have; a live cluster lists today's
+    adds_gpus: bool = False  # a live cluster whose autoscaler can add GPU nodes, as stages find at run time
 
     @property
     def head(self) -> NodeType | None:
@@ -201,4 +202,6 @@ def live_cluster() -> ClusterSpec | None:
         else:
             groups[key] = NodeType("head" if head else f"workers{len(groups)}", gpus, gpu, known["memory_gb"] * GB,
                                    known["bf16_tflops"], res.get("CPU", 0), res.get("memory", 0), 1, None, False, head)
-    return ClusterSpec("this Ray cluster", list(groups.values()), notes, growable=False)
+    from solar_ray.capacity import gpus_obtainable
+
+    return ClusterSpec("this Ray cluster", list(groups.values()), notes, growable=False, adds_gpus=gpus_obtainable())

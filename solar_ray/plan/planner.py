@@ -178,10 +178,11 @@ def _try(stage: StagePlan, node: NodeType, mfu: float, inference_mfu: float, ctx
 def _place(stage: StagePlan, cluster: ClusterSpec, mfu: float, inference_mfu: float, spot: bool,
            ctx: PlanContext) -> None:
     w = stage.workload
-    if w.gpu_optional and not any(n.gpus for n in cluster.nodes) and w.on_cpu is not None:
+    no_gpus = not any(n.gpus for n in cluster.nodes) and not cluster.adds_gpus  # as the stage will find at run time
+    if w.gpu_optional and no_gpus and w.on_cpu is not None:
         stage.workload = w = w.on_cpu
         w.notes.append("no GPU in the cluster: on CPU actors")
-    elif w.gpu_optional and not any(n.gpus for n in cluster.nodes):  # use_gpu null on a cluster without GPUs
+    elif w.gpu_optional and no_gpus:  # use_gpu null on a cluster without GPUs
         w.device = "cpu"
         w.notes.append("no GPU in the cluster: trains on CPU workers (memory as estimated for GPU training)")
     if w.device == "driver":

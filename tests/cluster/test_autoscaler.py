@@ -76,6 +76,31 @@ def autoscaling_head():
         yield head
 
 
+LIVE = """
+import time
+from ray.experimental.internal_kv import _internal_kv_get
+from solar_ray.plan.cluster import live_cluster
+from solar_ray.ray_session import init_ray
+
+init_ray()
+while not _internal_kv_get("__autoscaling_status"):
+    time.sleep(0.5)
+live = live_cluster()
+print("GPU nodes:", sum(n.count for n in live.nodes if n.gpus), "adds GPUs:", live.adds_gpus)
+"""
+
+
+def test_the_pipelines_fit_check_knows_the_autoscaler_can_add_gpus(autoscaling_head):
+    """`solar-ray pipeline` checks stages against the live cluster; with no GPU node yet, a stage that runs on GPUs
+    where the cluster can get them (the contamination test's device auto) must not be sized for CPU actors.
+    Runs before the test below brings a GPU node up."""
+    env = autoscaling_head.client_env(RAY_ADDRESS=f"127.0.0.1:{autoscaling_head.gcs_port}", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", LIVE], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GPU nodes: 0 adds GPUs: True" in proc.stdout.splitlines()
+
+
 def test_gpu_stage_waits_for_then_gets_a_gpu_node_that_started_at_zero(autoscaling_head, tmp_path):
     model = fixtures.build_tiny_model(tmp_path / "model")
     data = fixtures.write_dataset(tmp_path / "chat", fixtures.chat_rows(8))

@@ -91,6 +91,26 @@ def test_the_contamination_test_is_planned_where_it_would_run(tmp_path):
     assert two.need == pytest.approx(2 * 10_731_524_096 + 100 * 200 * (2 * 48 * 8 * 128 * 2))
 
 
+def test_on_a_live_cluster_the_autoscalers_gpus_count(tmp_path):
+    """A submitted pipeline checks the Ray cluster as it is now: with no GPU node yet but an autoscaler that adds
+    them, the contamination test is planned for GPUs (not checked until they exist), as it will run; without one
+    it would run on the CPU actors, and does not fit them."""
+    from solar_ray.plan.cluster import ClusterSpec, NodeType
+
+    def live(adds_gpus: bool) -> ClusterSpec:
+        head = NodeType("head", cpus=0, memory=64e9, head=True)
+        cpus = NodeType("workers1", cpus=32, memory=128e9)
+        return ClusterSpec("this Ray cluster", [head, cpus], growable=False, adds_gpus=adds_gpus)
+
+    pipe = Pipeline(EXPERIMENT, output=str(tmp_path))
+    growing = make_plan(pipe, live(True)).stages["contamination"]
+    assert (growing.workload.device, growing.fits) == ("gpu", None)
+    assert "no GPU node in the cluster now: fit not checked" in growing.workload.notes
+    assert "contamination" not in " ".join(make_plan(pipe, live(True)).problems())
+    fixed = make_plan(pipe, live(False)).stages["contamination"]
+    assert (fixed.workload.device, fixed.fits) == ("cpu", False)
+
+
 def test_plan_command_prints_stages_totals_and_assumptions(plan, tmp_path):
     result = CliRunner().invoke(app, ["plan", str(EXPERIMENT), "--cluster", str(AWS), "--output", str(tmp_path)])
     assert result.exit_code == 0, result.output
