@@ -42,15 +42,12 @@ def test_each_stage_is_placed_where_it_fits(plan):
     # the evaluations load bfloat16 weights on GPU (21.5 GB), as the eval stage does: the 48 GB L40S nodes hold them
     assert s["eval_dus"].memory["weights"] == 2 * 10_731_524_096
     assert (s["eval_dus"].node.name, s["eval_dus"].devices, s["eval_dus"].fits) == ("eval_1xl40s", 8, True)
-    # the contamination test (device auto) runs on GPUs: each actor holds both models in bfloat16, the reference's
-    # KV cache for 100 neighbours of a 200-token example and a scoring batch's logits (bf16 and a float32 copy)
+    # the contamination test (device auto) runs on GPUs in bfloat16, one model per GPU (gpus_per_worker: 2): the
+    # fuller GPU holds the reference and its KV cache for 100 neighbours of a 200-token example
     c = s["contamination"]
-    assert c.memory == pytest.approx({"reference (bfloat16)": 2 * 10_731_524_096, "model (bfloat16)": 2 * 10_731_524_096,
-                                      "neighbour KV cache": 100 * 200 * (2 * 48 * 8 * 128 * 2),
-                                      "scoring logits": 32 * 200 * 32_000 * (2 + 4)})
-    assert (c.node.name, c.devices, c.fits) == ("train_8xh100", 16, True)
-    assert "not on eval_1xl40s: 48.1 GB per GPU (L40S-48GB) needed (reference (bfloat16) 21.5 + neighbour KV cache " \
-        "3.9 + model (bfloat16) 21.5 + scoring logits 1.2), limit 48.0 GB" in c.workload.notes
+    assert c.memory == pytest.approx({"reference (bfloat16)": 2 * 10_731_524_096,
+                                      "neighbour KV cache": 100 * 200 * (2 * 48 * 8 * 128 * 2)})
+    assert (c.node.name, c.workload.per_worker, c.devices, c.fits) == ("train_8xh100", 2, 16, True)
     # the critical path runs through Synth. Math (a 72B rephraser, 24 samples a seed); parallel 4 cannot beat it
     assert result.critical_path[:3] == ["rephraser", "synth_math", "data_sft_v3"] and result.problems() == []
     longest = sum(s[n].hours or 0.0 for n in result.critical_path)
@@ -67,48 +64,35 @@ def test_the_paper_experiment_fits_every_shipped_cluster(spec, tmp_path):
 
 
 def test_the_pipeline_refuses_a_stage_that_cannot_fit(tmp_path):
-    """The contamination test forced onto CPU holds both 10.7B models in float32 in every one-CPU actor."""
+    """The contamination test forced onto CPU holds both 10.7B models in float32 in each of its 8 actors, which
+    share a 128 GB CPU node."""
     pipe = Pipeline(EXPERIMENT, output=str(tmp_path / "out"))
     pipe.configs["contamination"] = pipe.configs["contamination"].model_copy(update={"device": "cpu"})
     with pytest.raises(ConfigError, match=r"^stage 'contamination': 95.4 GB per actor \(data_cpu_spot memory / actors "
-                                          r"on a node\) needed \(reference \(float32\) 42.9 .* limit 4.0 GB$"):
+                                          r"on a node\) needed \(reference \(float32\) 42.9 .* limit 16.0 GB$"):
         pipe.run(cluster_spec=load_cluster(AWS))
     assert not (tmp_path / "out").exists()  # refused before anything ran, pipeline.json included
 
 
 def test_the_contamination_test_is_planned_where_it_would_run(tmp_path):
     """device auto: on GPUs where the cluster has GPU nodes, else CPU actors in float32, as the stage decides at
-    run time; with two GPUs an actor puts one model on each, so a GPU holds the fuller half."""
+    run time; with one GPU an actor holds everything on it, which a 48 GB L40S cannot."""
     (tmp_path / "cpu.yaml").write_text("node_types:\n  cpu: {cpus: 64, memory_gb: 1024, count: 2}\n")
     pipe = Pipeline(EXPERIMENT, output=str(tmp_path / "out"))
     on_cpu = make_plan(pipe, load_cluster(tmp_path / "cpu.yaml")).stages["contamination"]
-    assert (on_cpu.workload.device, on_cpu.devices) == ("cpu", 128)  # one actor per CPU
-    assert on_cpu.memory["model (float32)"] == 4 * 10_731_524_096 and on_cpu.fits is False  # 95 GB of 8 GB
-    pipe.configs["contamination"] = pipe.configs["contamination"].model_copy(update={"gpus_per_worker": 2})
-    two = make_plan(pipe, load_cluster(AWS)).stages["contamination"]
-    assert (two.workload.per_worker, two.devices, two.node.name) == (2, 16, "train_8xh100")  # L40S nodes have 1 GPU
-    assert set(two.memory) == {"reference (bfloat16)", "neighbour KV cache"}  # the reference's GPU is the fuller
-    assert two.need == pytest.approx(2 * 10_731_524_096 + 100 * 200 * (2 * 48 * 8 * 128 * 2))
-
-
-def test_on_a_live_cluster_the_autoscalers_gpus_count(tmp_path):
-    """A submitted pipeline checks the Ray cluster as it is now: with no GPU node yet but an autoscaler that adds
-    them, the contamination test is planned for GPUs (not checked until they exist), as it will run; without one
-    it would run on the CPU actors, and does not fit them."""
-    from solar_ray.plan.cluster import ClusterSpec, NodeType
-
-    def live(adds_gpus: bool) -> ClusterSpec:
-        head = NodeType("head", cpus=0, memory=64e9, head=True)
-        cpus = NodeType("workers1", cpus=32, memory=128e9)
-        return ClusterSpec("this Ray cluster", [head, cpus], growable=False, adds_gpus=adds_gpus)
-
-    pipe = Pipeline(EXPERIMENT, output=str(tmp_path))
-    growing = make_plan(pipe, live(True)).stages["contamination"]
-    assert (growing.workload.device, growing.fits) == ("gpu", None)
-    assert "no GPU node in the cluster now: fit not checked" in growing.workload.notes
-    assert "contamination" not in " ".join(make_plan(pipe, live(True)).problems())
-    fixed = make_plan(pipe, live(False)).stages["contamination"]
-    assert (fixed.workload.device, fixed.fits) == ("cpu", False)
+    assert (on_cpu.workload.device, on_cpu.devices) == ("cpu", 8)  # the config's 8 actors
+    assert on_cpu.memory["model (float32)"] == 4 * 10_731_524_096
+    assert (round(on_cpu.need / 1e9, 1), on_cpu.limit, on_cpu.fits) == (95.4, 1024e9 / 8, True)  # a node's share
+    # one GPU per actor: both models, the KV cache and a scoring batch's logits (bf16 and a float32 copy) on it
+    one = pipe.configs["contamination"].model_copy(update={"gpus_per_worker": 1, "workers": None})
+    pipe.configs["contamination"] = one
+    c = make_plan(pipe, load_cluster(AWS)).stages["contamination"]
+    assert c.memory == pytest.approx({"reference (bfloat16)": 2 * 10_731_524_096, "model (bfloat16)": 2 * 10_731_524_096,
+                                      "neighbour KV cache": 100 * 200 * (2 * 48 * 8 * 128 * 2),
+                                      "scoring logits": 32 * 200 * 32_000 * (2 + 4)})
+    assert (c.node.name, c.workload.per_worker, c.devices) == ("train_8xh100", 1, 16)
+    assert "not on eval_1xl40s: 48.1 GB per GPU (L40S-48GB) needed (reference (bfloat16) 21.5 + neighbour KV cache " \
+        "3.9 + model (bfloat16) 21.5 + scoring logits 1.2), limit 48.0 GB" in c.workload.notes
 
 
 def test_plan_command_prints_stages_totals_and_assumptions(plan, tmp_path):
