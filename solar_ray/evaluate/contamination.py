@@ -208,7 +208,8 @@ def measure(config: Config) -> dict[str, Any]:
     check_models({"model": config.model, "reference": config.reference})
     examples = {key: load_examples(config.data_dir, key, config.examples, config.seed) for key in config.benchmarks}
     init_ray()
-    gpu = config.device == "cuda" or (config.device == "auto" and gpus_obtainable())
+    on_gpu = _on_gpu(config)
+    gpu = on_gpu if on_gpu is not None else gpus_obtainable()
     plan = plan_workers(config, gpu, cluster_cpus(), gpus_reachable() if gpu else 0,
                         max(len(texts) for texts in examples.values()))
     workers = plan["workers"]

@@ -179,12 +179,13 @@ def _place(stage: StagePlan, cluster: ClusterSpec, mfu: float, inference_mfu: fl
            ctx: PlanContext) -> None:
     w = stage.workload
     no_gpus = not any(n.gpus for n in cluster.nodes) and not cluster.adds_gpus  # as the stage will find at run time
-    if w.gpu_optional and no_gpus and w.on_cpu is not None:
-        stage.workload = w = w.on_cpu
-        w.notes.append("no GPU in the cluster: on CPU actors")
-    elif w.gpu_optional and no_gpus:  # use_gpu null on a cluster without GPUs
-        w.device = "cpu"
-        w.notes.append("no GPU in the cluster: trains on CPU workers (memory as estimated for GPU training)")
+    if w.gpu_optional and no_gpus:
+        if w.on_cpu is not None:  # figures of its own on CPU (the contamination test's float32 actors)
+            stage.workload = w = w.on_cpu
+            w.notes.append("no GPU in the cluster: on CPU actors")
+        else:  # use_gpu null on a cluster without GPUs
+            w.device = "cpu"
+            w.notes.append("no GPU in the cluster: trains on CPU workers (memory as estimated for GPU training)")
     if w.device == "driver":
         candidates = [cluster.head] if cluster.head else cluster.nodes[:1]
     elif w.device == "gpu":
