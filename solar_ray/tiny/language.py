@@ -76,11 +76,13 @@ class WordProblem:
         return self.a + self.b if self.add else self.a - self.b
 
     def question(self) -> str:
+        # The numbers come last, just before the answer: a 4-layer model learns to copy them from there within the
+        # base's budget; with them at the question's start (GSM8K's own order) it copied half (measured, 600 steps).
         if self.add:
-            return (f"the {self.who} has {self.a} {self.item} . the {self.other} gives the {self.who} {self.b} more "
-                    f"{self.item} . how many {self.item} does the {self.who} have now ?")
-        return (f"the {self.who} has {self.a} {self.item} . the {self.who} gives {self.b} {self.item} to the "
-                f"{self.other} . how many {self.item} does the {self.who} have now ?")
+            return (f"the {self.other} gives the {self.who} more {self.item} . how many {self.item} does the "
+                    f"{self.who} have with {self.a} and {self.b} more ?")
+        return (f"the {self.who} gives {self.item} to the {self.other} . how many {self.item} does the {self.who} "
+                f"have with {self.a} and {self.b} fewer ?")
 
     def worked(self) -> str:
         op = "+" if self.add else "-"
@@ -102,12 +104,12 @@ class World:
         self.by_name = {c.name: c for c in creatures}
         self.myths = [c for c in creatures if c.myth_colour]
         problems = {}
-        for a in range(1, 16):
-            for b in range(1, 10):
+        for a in range(1, 10):  # one-digit operands, at most 3 added or taken: sums a small model learns
+            for b in range(1, 4):
                 for add in (True, False):
                     if not add and b >= a:
                         continue
-                    for _ in range(2):
+                    for _ in range(40):
                         who, other = rng.sample(NAMES, 2)
                         p = WordProblem(who, other, rng.choice(ITEMS), a, b, add)
                         problems[p.question()] = p

@@ -18,19 +18,19 @@ import re
 from solar_ray.synth.engines import Completion, GenerationEngine, register_engine
 from solar_ray.synth.prompts import QUESTION_TAG, SOLUTION_TAG
 
-ADD = re.compile(r"the (\w+) has (\d+) (\w+) \. the (\w+) gives the \1 (\d+) more \3 \. how many \3 does the \1 have now \?")
-SUB = re.compile(r"the (\w+) has (\d+) (\w+) \. the \1 gives (\d+) \3 to the (\w+) \. how many \3 does the \1 have now \?")
+ADD = re.compile(r"the (\w+) gives the (\w+) more (\w+) \. how many \3 does the \2 have with (\d+) and (\d+) more \?")
+SUB = re.compile(r"the (\w+) gives (\w+) to the (\w+) \. how many \2 does the \1 have with (\d+) and (\d+) fewer \?")
 SUM = re.compile(r"what is (\d+) ([+-]) (\d+) \?")
 
 
 def rephrase(problem: str, rng: random.Random, slip: bool = False) -> tuple[str, str] | None:
     """(rephrased problem, worked solution ending in \\boxed{}) for a tiny-world math problem, else None."""
     if m := ADD.fullmatch(problem.strip()):
-        who, a, item, other, b = m.groups()
+        other, who, item, a, b = m.groups()
         a, b, add = int(a), int(b), True
         text = f"a {who} starts with {a} {item} and the {other} hands over {b} more . how many {item} now ?"
     elif m := SUB.fullmatch(problem.strip()):
-        who, a, item, b, other = m.groups()
+        who, item, other, a, b = m.groups()
         a, b, add = int(a), int(b), False
         text = f"a {who} starts with {a} {item} and passes {b} to the {other} . how many {item} are left ?"
     elif m := SUM.fullmatch(problem.strip()):

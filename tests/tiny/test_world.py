@@ -146,7 +146,7 @@ def test_base_model_tokenizer_and_chat_template_work_offline(tiny_world):
     base = tiny_world / "base"
     model = AutoModelForCausalLM.from_pretrained(base)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    assert model.config.head_dim == 64 and model.config.num_hidden_layers >= 8
+    assert model.config.head_dim == 64 and model.config.num_hidden_layers == 4
     assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<s>", "</s>", "<pad>")
     messages = [{"role": "system", "content": "be brief ."}, {"role": "user", "content": "what colour is the zib ?"},
                 {"role": "assistant", "content": "the zib is red ."}]

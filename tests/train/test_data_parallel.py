@@ -1,0 +1,50 @@
+"""Data-parallel pretraining workers read different blocks at every step, over every pass of the data."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+def _read_two_workers(stream) -> tuple[list[int], list[int]]:
+    """The block ids each of two workers reads, in order, through the split Ray Train gives them."""
+    splits = stream.streaming_split(2, equal=True)
+    seen: list[list[int]] = [[], []]
+
+    def read(rank: int) -> None:
+        for batch in splits[rank].iter_batches(batch_size=4, drop_last=True):
+            seen[rank] += [int(row[0]) for row in batch["input_ids"]]
+
+    threads = [threading.Thread(target=read, args=(rank,)) for rank in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return seen[0], seen[1]
+
+
+def test_two_workers_never_train_on_the_same_block_at_the_same_step(ray_session):
+    """The packed data is one materialised block, as the tiny base's is; four passes over its 60 rows. Unioning
+    the same blocks for each pass gave both workers the same rows at most steps."""
+    import ray
+
+    from solar_ray.train.pretrain import repeated_passes
+
+    rows = [{"input_ids": np.full(8, i, dtype=np.int32)} for i in range(60)]
+    blocks = ray.data.from_items(rows).repartition(1).materialize()
+    first, second = _read_two_workers(repeated_passes(blocks, passes=4, seed=0))
+    assert len(first) == len(second) == 120
+    assert [k for k, (a, b) in enumerate(zip(first, second, strict=True)) if a == b] == []
+    assert set(first) | set(second) == set(range(60))
+    # every block is read once per pass, in all: no block is trained on more often than another
+    assert sorted(first + second) == sorted(list(range(60)) * 4)
+
+
+def test_one_pass_is_the_data_as_packed(ray_session):
+    import ray
+
+    from solar_ray.train.pretrain import repeated_passes
+
+    blocks = ray.data.range(10).materialize()
+    assert repeated_passes(blocks, passes=1, seed=0) is blocks
