@@ -9,11 +9,11 @@ over the same tokens, and the time from launch to the first optimiser step, cold
 
 Target (issue 6): seconds per optimiser step through Ray Train + DeepSpeed <= 1.15x the plain loop.
 
-What is compared: the tiny world's base model (8-layer Llama, hidden 128, about 1.6M parameters with this
-world's tokenizer) on the tiny world's pretraining text, packed into blocks, as the pipeline trains it. A size
+What is compared: the tiny world's base model (a 4-layer Llama, hidden 128, about 1M parameters with this
+world's tokenizer; the ratios above were measured on the earlier 8-layer base) on the tiny world's pretraining text, packed into blocks, as the pipeline trains it. A size
 `SxL` is S sequences of L tokens per optimiser step (the global batch):
   8x64   =    512 tokens/step: too little work per step, fixed per-step costs dominate (shown for contrast);
-  16x128 =  2,048 tokens/step: experiments/tiny/pretrain_base.yaml (8 per worker x 2 workers);
+  16x128 =  2,048 tokens/step: the tokens per step of experiments/tiny/pretrain_base.yaml (which packs 8 x 256);
   32x256 =  8,192 tokens/step: experiments/tiny/pretrain.yaml (8 per worker x 2 workers x 2 accumulation).
 The Ray side splits the global batch over 2 workers of 1 CPU and 1 torch thread each (micro-batch 8, more
 accumulation when S > 16); the plain side is one process on both cores, the two workers' micro-batches as one
