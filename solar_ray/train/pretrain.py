@@ -58,6 +58,7 @@ def prepare(config: Config, hw: dict[str, Any]):
             "the batch size, or add data"
         )
     total_steps = planned_steps(config, blocks)
+    # passes x (blocks // workers) rows per worker cover total_steps x accum micro-batches
     passes = math.ceil(total_steps * accum / micro_per_pass)
     datasets["train"] = repeated_passes(datasets["train"], passes, o.seed)
     loop_config = {
