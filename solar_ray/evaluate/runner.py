@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from solar_ray.errors import ConfigError, remote_cause
-from solar_ray.evaluate.suites import TASKS, resolve_tasks
+from solar_ray.evaluate.suites import TASKS, Limit, resolve_tasks, task_limit
 
 BOOTSTRAP_ITERS = 100  # every leaderboard metric is a mean: lm-eval uses the closed-form stderr for it
 
@@ -184,13 +184,13 @@ def evaluate_model(model: Any, tokenizer: Any = None, tasks: str | list[str] = "
     return {name: entry["value"] for name, entry in summary.items()}
 
 
-def task_cost(name: str, limit: int | None) -> float:
+def task_cost(name: str, limit: Limit) -> float:
     """Rough relative cost of one lm-eval task, to hand out the slow ones first: items x requests x context."""
     spec = TASKS["mmlu" if name.startswith("mmlu_") else name]
-    return (limit or 100) * spec.choices * (spec.shots + 1)
+    return (task_limit(limit, name) or 100) * spec.choices * (spec.shots + 1)
 
 
-def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: str | Path, limit: int | None = None,
+def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: str | Path, limit: Limit = None,
                     backend: str = "hf", device: str = "cpu", batch_size: int = 16, workers: int | None = None,
                     cpus_per_worker: float = 1, gpus_per_worker: float = 0, max_gen_toks: int | None = None,
                     dtype: str | None = None, gpu_memory_utilization: float | None = None,
@@ -243,7 +243,7 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
             while jobs and free:
                 worker = free.pop()
                 model, name = jobs.pop(0)
-                running[worker.evaluate.remote(models[model], [name], limit)] = (worker, model, name)
+                running[worker.evaluate.remote(models[model], [name], task_limit(limit, name))] = (worker, model, name)
             done, _ = ray.wait(list(running), num_returns=1)
             worker, model, name = running.pop(done[0])
             try:

@@ -24,7 +24,9 @@ class Config(StageConfig):
     models: dict[str, LocalPath] = Field(description="Model name (table row) -> model directory; evaluated side by side.")
     tasks: list[str] = Field(default=["h6"], description="Suites (h6, h6_mc, arc, mmlu) or lm-eval task names.")
     data_dir: LocalPath = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
-    limit: int | None = Field(default=None, description="Items per task (per MMLU subject); null = all.")
+    limit: int | dict[str, int] | None = Field(
+        default=None, description="Items per task (per MMLU subject); null = all. A mapping sets it per task key, "
+        "`default` for the others: {default: 30, gsm8k: 60}.")
     backend: Literal["hf", "vllm"] = Field(default="hf", description="hf (transformers, CPU or GPU) or vllm (GPU).")
     device: str = Field(default="cpu", description="Device for the hf backend: cpu or cuda.")
     batch_size: int = Field(default=16, ge=1, description="lm-eval batch size per actor (the hf backend; vLLM batches "
@@ -41,6 +43,13 @@ class Config(StageConfig):
     gpu_memory_utilization: float | None = Field(
         default=None, gt=0, le=1, description="vllm backend: share of GPU memory (CPU build: of its KV-cache "
         "budget) an engine may take; null: vLLM's 0.9.")
+
+    @field_validator("limit")
+    @classmethod
+    def _known_limits(cls, value):
+        from solar_ray.evaluate.suites import check_limit
+
+        return check_limit(value)
 
     @field_validator("models")
     @classmethod
@@ -244,7 +253,7 @@ def workload(config: Config, models):
     the config says) and scores its share of the items; FLOPs are 2 per parameter per scored or generated token."""
     from solar_ray.contract import Workload
     from solar_ray.evaluate.runner import weights_dtype
-    from solar_ray.evaluate.suites import resolve_tasks
+    from solar_ray.evaluate.suites import resolve_tasks, task_limit
     from solar_ray.plan.estimate import dtype_bytes, hf_inference, unknown, vllm_engine
 
     device = "gpu" if _on_gpu(config) else "cpu"
@@ -261,7 +270,8 @@ def workload(config: Config, models):
     keys = [key for key in resolve_tasks(config.tasks) if key in benchmarks]  # others: sizes not known to the plan
     for key in keys:
         facts = benchmarks[key]
-        count = facts["items"] if config.limit is None else min(facts["items"], config.limit * facts.get("subjects", 1))
+        limit = task_limit(config.limit, key)
+        count = facts["items"] if limit is None else min(facts["items"], limit * facts.get("subjects", 1))
         items += count
         tokens += count * facts["tokens"]
         generated += count * min(facts.get("generated", 0), config.max_gen_toks or 256)

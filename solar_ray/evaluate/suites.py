@@ -146,6 +146,30 @@ def item_chance(key: str, row: dict[str, Any]) -> float:
     return 1 / len(answer_choices(key, row))
 
 
+Limit = int | dict[str, int] | None  # items per task: one number for all, or per task key (`default`: the rest)
+
+
+def task_limit(limit: Limit, key: str) -> int | None:
+    """Items scored of task `key` (a TASKS key; an lm-eval `mmlu_<subject>` counts as `mmlu`) under `limit`:
+    the number itself, or the mapping's entry for the task, else its `default`; None = every item."""
+    if not isinstance(limit, dict):
+        return limit
+    key = "mmlu" if key.startswith("mmlu_") else key
+    return limit.get(key, limit.get("default"))
+
+
+def check_limit(limit: Limit, source: str = "limit") -> Limit:
+    """A per-task `limit` names only known tasks (or `default`) and positive counts."""
+    if isinstance(limit, dict):
+        unknown = sorted(set(limit) - set(TASKS) - {"default"})
+        if unknown:
+            raise ValueError(f"{source}: unknown task {unknown[0]!r}; known: default, {', '.join(TASKS)}")
+    counts = limit.values() if isinstance(limit, dict) else [] if limit is None else [limit]
+    if any(count < 1 for count in counts):
+        raise ValueError(f"{source}: items per task must be at least 1")
+    return limit
+
+
 def resolve_tasks(names: str | list[str] | tuple[str, ...], source: str = "tasks") -> list[str]:
     """A suite name, a task name, or a list of either -> task keys of TASKS (order kept, no duplicates)."""
     from solar_ray.errors import ConfigError

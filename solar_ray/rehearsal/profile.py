@@ -34,8 +34,8 @@ SIZE_KEYS = (
     "optim.gradient_accumulation_steps", "optim.max_length", "run.checkpoint_every", "run.log_every", "batch_size",
     "block_size", "search.num_samples", "scheduler.grace_period", "scheduler.max_t",
     # row caps and eval item limits
-    "sources.*.cap", "test_size", "max_seed_rows", "sampling.n", "sampling.max_tokens", "max_gen_toks", "limit", "examples",
-    "neighbours",
+    "sources.*.cap", "test_size", "max_seed_rows", "sampling.n", "sampling.max_tokens", "max_gen_toks", "limit",
+    "limit.*", "examples", "neighbours",
 )
 
 

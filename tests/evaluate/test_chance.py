@@ -26,6 +26,8 @@ def test_chance_follows_each_item_and_the_limit(bench_dir, tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert chance_scores(data, limit=1)["arc"] == pytest.approx(50.0)
     assert chance_scores(data, limit=2)["arc"] == pytest.approx(37.5)
+    assert chance_scores(data, limit={"default": 2, "arc_challenge": 1})["arc"] == pytest.approx(50.0)
+    assert chance_scores(data, limit={"default": 1, "winogrande": 5})["arc"] == pytest.approx(50.0)
     (data / "gsm8k/test.jsonl").unlink()  # a task not evaluated: no column, and no H6
     chance = chance_scores(data, limit=2)
     assert "gsm8k" not in chance and "h6" not in chance and chance["winogrande"] == 50.0
@@ -37,3 +39,15 @@ def test_score_table_ends_with_the_chance_row():
     assert lines[2] == "| a | **40.00 ± 5.00** | **40.00 ± 5.00** |"
     assert lines[-1] == "| _chance (a uniform guess)_ | _25.00_ | _25.00_ |"
     assert len(score_table(scores, ["a", "b"]).splitlines()) == 4  # no chance given: no row
+
+
+def test_per_task_limits_name_known_tasks():
+    from solar_ray.evaluate.suites import check_limit, task_limit
+
+    limit = check_limit({"default": 30, "gsm8k": 60})
+    assert task_limit(limit, "gsm8k") == 60 and task_limit(limit, "mmlu_anatomy") == 30
+    assert task_limit({"gsm8k": 60}, "winogrande") is None and task_limit(20, "gsm8k") == 20
+    with pytest.raises(ValueError, match="unknown task 'gsm8'"):
+        check_limit({"gsm8": 60})
+    with pytest.raises(ValueError, match="at least 1"):
+        check_limit({"default": 0})

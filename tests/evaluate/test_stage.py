@@ -17,7 +17,7 @@ from solar_ray.evaluate.stage import Config, run
 
 def test_h6_on_ray_writes_results_summary_and_tables(ray_session, tmp_path, eval_model, bench_dir):
     out = run(Config(stage="eval", models={"base": str(eval_model), "copy": str(eval_model)}, data_dir=str(bench_dir),
-                     output=str(tmp_path / "eval"), limit=3, max_gen_toks=8, workers=2))
+                     output=str(tmp_path / "eval"), limit={"default": 3, "gsm8k": 2}, max_gen_toks=8, workers=2))
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"base", "copy"}
     assert set(summary["base"]) == {"H6", "ARC", "HellaSwag", "MMLU", "TruthfulQA", "Winogrande", "GSM8K"}
@@ -26,7 +26,8 @@ def test_h6_on_ray_writes_results_summary_and_tables(ray_session, tmp_path, eval
     # per-item scores, kept for paired comparisons: the same items for both models, and the same model agrees
     assert set(summary["base"]["MMLU"]["items"]) == {"mmlu_anatomy", "mmlu_astronomy"}
     assert summary["base"]["ARC"]["items"] == summary["copy"]["ARC"]["items"]
-    assert len(summary["base"]["GSM8K"]["items"]["gsm8k"]["values"]) == 3
+    assert len(summary["base"]["GSM8K"]["items"]["gsm8k"]["values"]) == 2  # its own limit; the others the default
+    assert len(summary["base"]["ARC"]["items"]["arc_challenge"]["values"]) == 3
     results = json.loads((out / "results" / "base.json").read_text())
     assert results["n-shot"]["arc_challenge"] == 25 and "mmlu_anatomy" in results["results"]
     table = (out / "table.md").read_text()
