@@ -32,16 +32,17 @@ class RephraseWorker:
     """Ray Data callable class: one engine per actor, everything it needs from its constructor arguments."""
 
     def __init__(self, engine_cls: type[GenerationEngine], model: str, sampling: dict[str, Any],
-                 options: dict[str, Any], prompt_format: str, few_shot: int):
+                 options: dict[str, Any], prompt_format: str, few_shot: int, answer_mark: str = "boxed"):
         self.sampling = SamplingSettings(**sampling)
         self.engine = engine_cls(model, self.sampling, EngineOptions(**options))
         self.prompt_format = prompt_format
         self.few_shot = few_shot
+        self.answer_mark = answer_mark
 
     def prompt(self, problem: str, solution: str) -> str:
         if self.prompt_format == "chat":
-            return self.engine.render_chat(build_chat_messages(problem, solution, self.few_shot))
-        return build_prompt(problem, solution, self.few_shot)
+            return self.engine.render_chat(build_chat_messages(problem, solution, self.few_shot, self.answer_mark))
+        return build_prompt(problem, solution, self.few_shot, self.answer_mark)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         prompts = [self.prompt(p, s) for p, s in zip(batch["problem"], batch["solution"], strict=True)]
@@ -95,6 +96,7 @@ def generate_blocks(
     *,
     prompt_format: str = "completion",
     few_shot: int = 2,
+    answer_mark: str = "boxed",
     block_size: int = 64,
     batch_size: int = 8,
     actors: int = 2,
@@ -120,6 +122,7 @@ def generate_blocks(
             fn_constructor_kwargs={
                 "engine_cls": engine_cls, "model": model, "sampling": sampling.model_dump(),
                 "options": options.model_dump(), "prompt_format": prompt_format, "few_shot": few_shot,
+                "answer_mark": answer_mark,
             },
             batch_size=batch_size,
             batch_format="pandas",

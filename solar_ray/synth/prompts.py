@@ -7,7 +7,9 @@ halves: given a problem and its reference solution, the model writes
     Rephrased problem: <the same problem in new words>
     Rephrased solution: <a worked solution that ends in \\boxed{answer}>
 
-and `parse_rephrasing` splits the completion back into the two parts. The few-shot examples below are the
+and `parse_rephrasing` splits the completion back into the two parts. `answer_mark` chooses how the solution
+marks its final answer: `boxed` (MATH's `\\boxed{}`, the default) or `gsm8k` (GSM8K's last line `#### answer`,
+for data meant to teach GSM8K's layout; the examples' answers are rewritten to it). The few-shot examples below are the
 project's own (not copied from MetaMath or MATH). `prompts_hash()` covers the instruction, the examples and the
 layout, so a changed prompt changes the artifact's lineage and its resume key.
 """
@@ -18,10 +20,16 @@ from dataclasses import dataclass
 
 import xxhash
 
-INSTRUCTION = (
-    "Rewrite the math problem in different words without changing its meaning or its numbers, then write a "
-    "clear step-by-step solution to the rewritten problem. Put the final answer in \\boxed{}."
-)
+from solar_ray.synth.answers import extract_boxed
+
+_REWRITE = ("Rewrite the math problem in different words without changing its meaning or its numbers, then write a "
+            "clear step-by-step solution to the rewritten problem.")
+INSTRUCTIONS = {
+    "boxed": f"{_REWRITE} Put the final answer in \\boxed{{}}.",
+    "gsm8k": f"{_REWRITE} End the solution with a last line '#### <final answer>'.",
+}
+ANSWER_MARKS = tuple(INSTRUCTIONS)
+INSTRUCTION = INSTRUCTIONS["boxed"]
 
 QUESTION_TAG = "Rephrased problem:"
 SOLUTION_TAG = "Rephrased solution:"
@@ -64,6 +72,18 @@ FEW_SHOT: tuple[Example, ...] = (
 )
 
 
+def marked(solution: str, answer_mark: str) -> str:
+    """A `\\boxed{}` solution with its final answer marked as `answer_mark` asks: as it is for `boxed`; for `gsm8k`
+    the box is opened and the answer repeated on a last line `#### answer`."""
+    if answer_mark == "boxed":
+        return solution
+    answer = extract_boxed(solution)
+    if answer is None:
+        raise ValueError(f"no \\boxed{{}} answer to mark in {solution!r}")
+    box = "\\boxed{" + answer + "}"
+    return f"{solution.replace(box, answer)}\n#### {answer}"
+
+
 def _block(problem: str, solution: str) -> str:
     return f"### Problem:\n{problem}\n\n### Solution:\n{solution}\n\n"
 
@@ -72,27 +92,29 @@ def _answer_block(rephrased_problem: str, rephrased_solution: str) -> str:
     return f"{QUESTION_TAG} {rephrased_problem}\n{SOLUTION_TAG} {rephrased_solution}"
 
 
-def build_prompt(problem: str, solution: str, few_shot: int = 2) -> str:
+def build_prompt(problem: str, solution: str, few_shot: int = 2, answer_mark: str = "boxed") -> str:
     """The completion prompt for one seed row: instruction, `few_shot` worked examples, then the seed.
 
     The model's completion starts right after `Rephrased problem:`; `parse_rephrasing` reads it.
     """
-    parts = [INSTRUCTION, "\n\n"]
+    parts = [INSTRUCTIONS[answer_mark], "\n\n"]
     for example in FEW_SHOT[:few_shot]:
         parts.append(_block(example.problem, example.solution))
-        parts.append(_answer_block(example.rephrased_problem, example.rephrased_solution) + "\n\n")
+        parts.append(_answer_block(example.rephrased_problem, marked(example.rephrased_solution, answer_mark))
+                     + "\n\n")
     parts.append(_block(problem, solution))
     parts.append(QUESTION_TAG)
     return "".join(parts)
 
 
-def build_chat_messages(problem: str, solution: str, few_shot: int = 2) -> list[dict[str, str]]:
+def build_chat_messages(problem: str, solution: str, few_shot: int = 2,
+                        answer_mark: str = "boxed") -> list[dict[str, str]]:
     """The same request as chat turns (for instruction-tuned models rendered with their chat template)."""
-    messages = [{"role": "system", "content": INSTRUCTION}]
+    messages = [{"role": "system", "content": INSTRUCTIONS[answer_mark]}]
     for example in FEW_SHOT[:few_shot]:
         messages.append({"role": "user", "content": _block(example.problem, example.solution).strip()})
         messages.append({"role": "assistant", "content": _answer_block(
-            example.rephrased_problem, example.rephrased_solution)})
+            example.rephrased_problem, marked(example.rephrased_solution, answer_mark))})
     messages.append({"role": "user", "content": _block(problem, solution).strip()})
     return messages
 
@@ -116,9 +138,9 @@ def parse_rephrasing(completion: str, prompt_format: str = "completion") -> tupl
     return problem, solution
 
 
-def prompts_hash(few_shot: int = 2) -> str:
+def prompts_hash(few_shot: int = 2, answer_mark: str = "boxed") -> str:
     """xxh3-64 of everything that shapes the prompt: instruction, tags, layout and the examples used."""
     digest = xxhash.xxh3_64()
-    digest.update(build_prompt("{problem}", "{solution}", few_shot).encode())
-    digest.update(repr(build_chat_messages("{problem}", "{solution}", few_shot)).encode())
+    digest.update(build_prompt("{problem}", "{solution}", few_shot, answer_mark).encode())
+    digest.update(repr(build_chat_messages("{problem}", "{solution}", few_shot, answer_mark)).encode())
     return digest.hexdigest()

@@ -70,6 +70,11 @@ class Config(StageConfig):
         "chat template (instruction-tuned models).",
     )
     few_shot: int = Field(default=2, ge=0, le=3, description="Worked examples in the prompt (0-3).")
+    answer_mark: Literal["boxed", "gsm8k"] = Field(
+        default="boxed",
+        description="How rephrased solutions mark their final answer: boxed (MATH's \\boxed{}) or gsm8k (a last "
+        "line '#### answer', GSM8K's layout). Validation reads either.",
+    )
     max_seed_rows: int | None = Field(default=None, ge=1, description="Use only the first N seed rows.")
     actors: int = Field(default=2, ge=1, description="Generation actors in the Ray Data pool (1 engine each).")
     num_cpus_per_actor: float = Field(default=1.0, gt=0, description="CPUs Ray reserves per actor.")
@@ -100,7 +105,8 @@ def work_key(config: Config, seed_path: Path) -> str:
     from solar_ray.synth.prompts import prompts_hash
 
     parts = [config.engine, config.model, str(artifact_hash(config.model) if Path(config.model).is_dir() else ""),
-             config.sampling.model_dump_json(), config.prompt_format, prompts_hash(config.few_shot),
+             config.sampling.model_dump_json(), config.prompt_format,
+             prompts_hash(config.few_shot, config.answer_mark),
              str(config.block_size), str(config.max_seed_rows), xxhash.xxh3_64(seed_path.read_bytes()).hexdigest()]
     return xxhash.xxh3_64("\0".join(parts).encode()).hexdigest()
 
@@ -164,8 +170,9 @@ def run(config: Config) -> Path:
     work_dir = out.parent / f".{out.name}.synth-work-{work_key(config, seed_path)}"
     generations, stats = generate_blocks(
         seeds, work_dir, engine_cls, config.model, config.sampling, options,
-        prompt_format=config.prompt_format, few_shot=config.few_shot, block_size=config.block_size,
-        batch_size=config.batch_size, actors=config.actors, num_cpus_per_actor=config.num_cpus_per_actor,
+        prompt_format=config.prompt_format, few_shot=config.few_shot, answer_mark=config.answer_mark,
+        block_size=config.block_size, batch_size=config.batch_size, actors=config.actors,
+        num_cpus_per_actor=config.num_cpus_per_actor,
     )
     stats["cluster_gpus"] = cluster_gpus()
 
@@ -177,8 +184,10 @@ def run(config: Config) -> Path:
         "yield": round(len(kept) / len(generations), 4) if len(generations) else 0.0,  # rows kept / generated
         "rejected": len(rejected), **{f"rejected_{k}": int(v) for k, v in rejected.reason.value_counts().items()},
     }
-    provenance = {"engine": config.engine, "model": config.model, "prompts_hash": prompts_hash(config.few_shot),
-                  "sampling": config.sampling.model_dump(), "prompt_format": config.prompt_format}
+    provenance = {"engine": config.engine, "model": config.model,
+                  "prompts_hash": prompts_hash(config.few_shot, config.answer_mark),
+                  "sampling": config.sampling.model_dump(), "prompt_format": config.prompt_format,
+                  "answer_mark": config.answer_mark}
     config_dict = dump_config(config)
     parents = {"seed_data": seed_path, "model": config.model} if Path(config.model).exists() else {
         "seed_data": seed_path}

@@ -124,6 +124,7 @@ def test_transformers_engine_samples_n_completions(tiny_math_model):
 def test_shipped_yaml_is_valid():
     config = load_config(YAML)
     assert config.engine == "transformers" and config.actors == 2 and config.sampling.n == 2
+    assert config.answer_mark == "gsm8k"  # the tiny GSM8K reads `#### n`
 
 
 def test_bad_config_and_inputs_are_one_clear_line(seed_file, tmp_path):

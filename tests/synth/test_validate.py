@@ -5,7 +5,14 @@ import pytest
 
 from solar_ray.data.decontam import NgramIndex
 from solar_ray.errors import DataError
-from solar_ray.synth.prompts import FEW_SHOT, build_prompt, parse_rephrasing, prompts_hash
+from solar_ray.synth.prompts import (
+    FEW_SHOT,
+    INSTRUCTIONS,
+    build_prompt,
+    marked,
+    parse_rephrasing,
+    prompts_hash,
+)
 from solar_ray.synth.validate import select_seeds, validate_samples
 
 BENCH = "a farmer keeps twelve brown cows in the long red barn beside the quiet river every summer"
@@ -89,3 +96,16 @@ def test_prompt_layout_round_trip_and_hash():
     assert parse_rephrasing("Rephrased problem: Q?\nRephrased solution: A", "chat") == ("Q?", "A")
     assert parse_rephrasing(" only a problem") is None
     assert prompts_hash(2) == prompts_hash(2) != prompts_hash(3)
+
+
+def test_gsm8k_answer_mark_rewrites_the_examples_and_the_instruction():
+    """answer_mark gsm8k: the examples' answers leave their box for a last `#### answer` line, the instruction asks
+    for that line, the seed's own solution stays as written, and the prompt hashes apart from the boxed one."""
+    prompt = build_prompt("What is 1+1?", "$\\boxed{2}$", few_shot=2, answer_mark="gsm8k")
+    assert prompt.startswith(INSTRUCTIONS["gsm8k"]) and "'#### <final answer>'" in prompt
+    assert "$x = 6$.\n#### 6\n\n" in prompt and "\n#### \\frac{2}{5}\n\n" in prompt
+    assert prompt.count("\\boxed") == 3  # the two examples' seed solutions and the seed's, none of the answers
+    assert marked("so $x = \\boxed{6}$.", "boxed") == "so $x = \\boxed{6}$."
+    with pytest.raises(ValueError, match="no .boxed"):
+        marked("so x = 6.", "gsm8k")
+    assert prompts_hash(2, "gsm8k") != prompts_hash(2, "boxed")

@@ -4,7 +4,7 @@ from solar_ray.synth.answers import extract_answer
 from solar_ray.synth.engines import EngineOptions, SamplingSettings, get_engine
 from solar_ray.synth.prompts import build_prompt, parse_rephrasing
 from solar_ray.tiny.language import World
-from solar_ray.tiny.rephraser import rephrase
+from solar_ray.tiny.rephraser import SUMS, rephrase
 
 
 def test_rephrasing_keeps_the_answer_and_changes_the_words():
@@ -14,6 +14,8 @@ def test_rephrasing_keeps_the_answer_and_changes_the_words():
         text, solution = rephrase(p.question(), rng)
         assert text != p.question() and str(p.a) in text and str(p.b) in text
         assert f"\\boxed{{{p.answer}}}" in solution
+        if p.question().startswith("the "):  # a word problem is worked as the world works it, for its creature
+            assert solution.startswith(f"the {p.who} has {p.a} {'+' if p.add else '-'} {p.b} = {p.answer} {p.item} ,")
     assert rephrase("what is 7 - 2 ?", rng)[1].endswith("$\\boxed{5}$ .")
     assert rephrase("not a tiny world problem", rng) is None
 
@@ -24,8 +26,23 @@ def test_engine_answers_in_the_synth_prompt_layout(tmp_path):
     prompt = build_prompt("what is 4 + 5 ?", "4 + 5 = 9 so $\\boxed{9}$ .", few_shot=2)
     [samples] = engine.generate([prompt])
     assert len(samples) == 3
-    problem, solution = parse_rephrasing(samples[0].text)
-    assert problem == "compute 4 plus 5 ." and extract_answer(solution) == "9"
+    wordings = {t.format(a=4, b=5, op="+", word="plus") for t in SUMS}
+    parsed = [parse_rephrasing(sample.text) for sample in samples]
+    assert all(problem in wordings and extract_answer(solution) == "9" for problem, solution in parsed)
+    assert len({problem for problem, _ in parsed}) > 1  # a prompt's samples are several rephrasings of it
+
+
+def test_engine_marks_the_answer_as_the_prompt_asks(tmp_path):
+    """answer_mark gsm8k: the solution ends in GSM8K's `#### n` line and no box; validation reads the answer."""
+    from solar_ray.synth.prompts import build_chat_messages
+
+    engine = get_engine("tiny_world")(str(tmp_path), SamplingSettings(n=1, temperature=0.0, seed=1), EngineOptions())
+    for prompt, fmt in [(build_prompt("what is 4 + 5 ?", "4 + 5 = 9 so $\\boxed{9}$ .", 0, "gsm8k"), "completion"),
+                        (engine.render_chat(build_chat_messages("what is 4 + 5 ?", "$\\boxed{9}$", 2, "gsm8k")),
+                         "chat")]:
+        [[sample]] = engine.generate([prompt])
+        problem, solution = parse_rephrasing(sample.text, fmt)
+        assert solution.endswith("\n#### 9") and "boxed" not in solution and extract_answer(solution) == "9"
 
 
 def test_engine_samples_depend_on_the_prompt_not_on_batching_or_order(tmp_path):
@@ -53,5 +70,7 @@ def test_engine_answers_chat_requests_as_a_chat_model_does(tmp_path):
     engine = get_engine("tiny_world")(str(tmp_path), SamplingSettings(n=1, temperature=0.0, seed=1), EngineOptions())
     prompt = engine.render_chat(build_chat_messages("what is 4 + 5 ?", "4 + 5 = 9 so $\\boxed{9}$ .", few_shot=2))
     [[sample]] = engine.generate([prompt])
-    assert parse_rephrasing(sample.text, "completion") != ("compute 4 plus 5 .", "we have 4 + 5 = 9 , so the answer is $\\boxed{9}$ .")
-    assert parse_rephrasing(sample.text, "chat") == ("compute 4 plus 5 .", "we have 4 + 5 = 9 , so the answer is $\\boxed{9}$ .")
+    problem, solution = parse_rephrasing(sample.text, "chat")
+    assert problem in {t.format(a=4, b=5, op="+", word="plus") for t in SUMS}
+    assert solution == "4 + 5 = 9 , so the answer is $\\boxed{9}$ ."
+    assert parse_rephrasing(sample.text, "completion")[0] != problem  # the completion reading keeps the repeated tag
