@@ -116,20 +116,12 @@ class World:
         problems = sorted(problems.values(), key=lambda p: p.question())
         rng.shuffle(problems)
         # Disjoint pools: benchmark test items never appear in training data (except planted contamination), nor
-        # do near-copies: every 13 words of a problem name its main creature and its item, and the pretraining
-        # text's problems name other creatures than the test problems do.
+        # do near-copies: every 13 words of a problem name its main creature, and test problems have their own.
         test_names = set(NAMES[::4])
         held = [p for p in problems if p.who in test_names]
         told = [p for p in problems if p.who not in test_names]
         self.gsm_test, self.math_test = held[:60], held[60:100]
-        # Half the MATH-like seed names the test problems' creatures, each with another item or operation than any
-        # test problem gives it (so still no 13 words in common): a seed naming only the other creatures taught
-        # the models SFT'd on its synthetic data to write those names where a test question names another
-        # (seed 0: 21 of SFT v3's 24 GSM8K misses, measured).
-        asked = {(p.who, p.item, p.add) for p in held[:100]}
-        also_named = [p for p in held[100:] if (p.who, p.item, p.add) not in asked][:80]
-        self.gsm_train, self.pretrain_problems = told[:40], told[200:]
-        self.math_train = [p for pair in zip(told[40:120], also_named, strict=True) for p in pair]
+        self.gsm_train, self.math_train, self.pretrain_problems = told[:40], told[40:200], told[200:]
 
     # ---------------------------------------------------------------------------------- scripts
 

@@ -223,16 +223,3 @@ def test_the_tiny_command_takes_both_seeds(tmp_path, monkeypatch):
     config = json.loads((tmp_path / "world" / "base" / "lineage.json").read_text())["config"]
     assert (config["seed"], config["language_seed"]) == (1, 2)
     assert (tmp_path / "world" / "data" / "benchmarks").is_dir()
-
-
-def test_math_seed_names_the_gsm8k_test_creatures_but_none_of_their_problems():
-    """Half the MATH-like seed's problems name a GSM8K test item's creature, never with its item and operation,
-    so Synth. Math does not teach only the other names, and no 13 words of a test item recur."""
-    from solar_ray.tiny.language import World
-
-    world = World(0)
-    test_names = {p.who for p in world.gsm_test}
-    named = [p for p in world.math_train if p.who in test_names]
-    assert len(named) == len(world.math_train) // 2
-    asked = {(p.who, p.item, p.add) for p in world.gsm_test + world.math_test}
-    assert not any((p.who, p.item, p.add) in asked for p in named)
