@@ -60,7 +60,11 @@ def prepare(config: Config, hw: dict[str, Any]):
     total_steps = planned_steps(config, blocks)
     # passes x (blocks // workers) rows per worker cover total_steps x accum micro-batches
     passes = math.ceil(total_steps * accum / micro_per_pass)
+    # Shuffled here, before the workers start: Ray Data's shuffle tasks need CPUs, and once a run's workers hold
+    # them (two one-CPU runs at once on two cores, as pipeline_upscaling.yaml runs them) the stream never came.
     datasets["train"] = repeated_passes(datasets["train"], passes, o.seed)
+    if passes > 1:
+        datasets["train"] = datasets["train"].materialize()
     loop_config = {
         "model": config.model,
         "seed": o.seed,

@@ -50,3 +50,20 @@ def test_one_pass_is_the_data_as_packed(ray_session):
 
     blocks = ray.data.range(10).materialize()
     assert repeated_passes(blocks, passes=1, seed=0) is blocks
+
+
+def test_the_passes_are_shuffled_before_the_workers_start(ray_session, tiny_model, text_dataset, tmp_path):
+    """Ray Data's shuffle tasks need CPUs; left to run inside the stream, they waited for ever on CPUs the run's own
+    workers held (two one-CPU runs at once on two cores). The driver materialises the passes before launch."""
+    from ray.data.dataset import MaterializedDataset
+
+    from solar_ray.train import pretrain
+    from solar_ray.train.launcher import hardware
+
+    config = pretrain.Config(model=str(tiny_model), dataset=str(text_dataset), output=str(tmp_path / "out"),
+                             scaling={"num_workers": 1}, optim={"max_length": 64, "per_device_batch_size": 4,
+                                                                "max_steps": 40, "learning_rate": 1e-3})
+    launch = pretrain.prepare(config, hardware(config))
+    stream = launch.datasets["train"]
+    assert isinstance(stream, MaterializedDataset)
+    assert stream.count() >= 40 * 4  # several passes: the 40 steps' rows (4 a step, one worker), all in the store
