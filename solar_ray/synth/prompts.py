@@ -9,9 +9,9 @@ halves: given a problem and its reference solution, the model writes
 
 and `parse_rephrasing` splits the completion back into the two parts. `answer_mark` chooses how the solution
 marks its final answer: `boxed` (MATH's `\\boxed{}`, the default) or `gsm8k` (GSM8K's last line `#### answer`,
-for data meant to teach GSM8K's layout; the examples' answers are rewritten to it). The few-shot examples below are the
-project's own (not copied from MetaMath or MATH). `prompts_hash()` covers the instruction, the examples and the
-layout, so a changed prompt changes the artifact's lineage and its resume key.
+for data meant to teach GSM8K's layout; the examples' answers are rewritten to it). The few-shot examples below
+are the project's own (not copied from MetaMath or MATH). `prompts_hash()` covers the instruction, the examples
+and the layout, so a changed prompt changes the artifact's lineage and its resume key.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ INSTRUCTIONS = {
     "boxed": f"{_REWRITE} Put the final answer in \\boxed{{}}.",
     "gsm8k": f"{_REWRITE} End the solution with a last line '#### <final answer>'.",
 }
-ANSWER_MARKS = tuple(INSTRUCTIONS)
 INSTRUCTION = INSTRUCTIONS["boxed"]
 
 QUESTION_TAG = "Rephrased problem:"
