@@ -60,11 +60,7 @@ def prepare(config: Config, hw: dict[str, Any]):
     total_steps = planned_steps(config, blocks)
     # passes x (blocks // workers) rows per worker cover total_steps x accum micro-batches
     passes = math.ceil(total_steps * accum / micro_per_pass)
-    # Shuffled here, before the workers start: Ray Data's shuffle tasks need CPUs, and once a run's workers hold
-    # them (two one-CPU runs at once on two cores, as pipeline_upscaling.yaml runs them) the stream never came.
     datasets["train"] = repeated_passes(datasets["train"], passes, o.seed)
-    if passes > 1:
-        datasets["train"] = datasets["train"].materialize()
     loop_config = {
         "model": config.model,
         "seed": o.seed,
@@ -102,11 +98,13 @@ def repeated_passes(blocks, passes: int, seed: int):
     once. The passes are not the same blocks unioned again: streaming_split(equal=True) then handed every worker
     the same rows at most steps (308 of 460 micro-batch rows in the tiny base's stream, measured), so two data-
     parallel workers trained on duplicate batches and half the data each step went unseen. Seeded, so a restarted
-    worker group reads the same stream.
+    worker group reads the same stream. Materialised here, in the driver before the workers start: Ray Data's
+    shuffle tasks need CPUs, and once a run's workers hold them (two one-CPU runs at once on two cores, as
+    pipeline_upscaling.yaml runs them) the stream never came.
     """
     if passes <= 1:
         return blocks
-    return blocks.union(*[blocks.random_shuffle(seed=seed + k) for k in range(1, passes)])
+    return blocks.union(*[blocks.random_shuffle(seed=seed + k) for k in range(1, passes)]).materialize()
 
 
 def run(config: Config) -> Path:
