@@ -51,6 +51,8 @@ class Config(SweepConfig):
     limit: int | None = Field(default=None, ge=1, description="Items per task per trial (None = all).")
     data_dir: LocalPath = Field(description="Benchmark data dir (WORLD/data/benchmarks layout) the eval reads.")
     batch_size: int = Field(default=16, ge=1, description="lm-eval batch size.")
+    max_gen_toks: int | None = Field(default=None, ge=1, description="Cap on generated tokens (GSM8K); null = "
+                                     "lm-eval's 256, which must fit in the candidates' context.")
     cpus_per_trial: float = Field(default=1, gt=0, description="CPUs Tune reserves for one trial.")
     gpus_per_trial: float = Field(default=0, ge=0, description="GPUs Tune reserves for one trial (device cuda).")
     device: str = Field(default="cpu", description="Where a trial's merged model is scored: cpu or cuda.")
@@ -178,7 +180,8 @@ def merge_and_evaluate(config: Config, params: dict[str, Any], state_dicts: list
                      **merge_arguments(config, params))
     model.to(config.device).eval()
     scores = evaluate_model(model, AutoTokenizer.from_pretrained(base), tasks=config.tasks, limit=config.limit,
-                            data_dir=config.data_dir, device=config.device, batch_size=config.batch_size)
+                            data_dir=config.data_dir, device=config.device, batch_size=config.batch_size,
+                            max_gen_toks=config.max_gen_toks)
     scores["mean"] = sum(scores.values()) / len(scores)
     return scores
 

@@ -121,3 +121,13 @@ def test_missing_candidate_and_unreported_metric(ray_session, tiny_world, candid
     with pytest.raises(SolarRayError, match="'h6' was never reported; trials report: .*Winogrande, mean"):
         merge_sweep.run(config)
     assert not Path(config.output).exists()
+
+
+def test_trials_cap_generation_to_fit_the_candidates_context(tiny_world, candidates, tmp_path):
+    """The tiny models' context is 256 tokens, lm-eval's default generation budget too: GSM8K needs the cap."""
+    config = sweep_config(tmp_path, candidates, tiny_world, tasks=["gsm8k"], limit=1, max_gen_toks=8)
+    with pytest.raises(Exception, match="maximum sequence length"):
+        merge_sweep.merge_and_evaluate(config.model_copy(update={"max_gen_toks": None}), {"weight": 0.5},
+                                       merge_sweep.load_candidates(config))
+    scores = merge_sweep.merge_and_evaluate(config, {"weight": 0.5}, merge_sweep.load_candidates(config))
+    assert set(scores) == {"GSM8K", "mean"}
