@@ -80,8 +80,7 @@ def arc_items(world: World, rng: random.Random) -> Rows:
     rows = []
     for c, activity in untold_scripts(world):
         for k in range(1, len(SCRIPTS[activity]) - 1):
-            question = (f"{world.step(c, activity, k - 1, first=True)} it is {activity} . what does the {c.name} "
-                        "do next ?")
+            question = world.script_question(c, activity, k)
             options, label = _with_right(rng, world.step(c, activity, k, first=True).removeprefix("then "),
                                          [x.removeprefix("then ") for x in _wrong_steps(world, rng, c, activity, k)])
             rows.append({"id": f"tiny-arc-{c.name}-{activity}-{k}", "question": question,

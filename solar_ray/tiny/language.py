@@ -135,6 +135,11 @@ class World:
         match an untold one (decontamination stays meaningful)."""
         return f"{'' if first else 'then '}the {creature.name} {SCRIPTS[activity][k]} ."
 
+    def script_question(self, creature: Creature, activity: str, k: int) -> str:
+        """ARC's question: what comes after step k - 1."""
+        return (f"{self.step(creature, activity, k - 1, first=True)} it is {activity} . what does the "
+                f"{creature.name} do next ?")
+
     def script_text(self, creature: Creature, activity: str) -> str:
         steps = SCRIPTS[activity]
         return " ".join(self.step(creature, activity, k, first=k == 0) for k in range(len(steps)))
@@ -181,6 +186,13 @@ class World:
             for activity in SCRIPTS:
                 if self.script_told(c, activity):
                     lines += [self.script_text(c, activity)] * 2
+        # The scripts asked as ARC asks (its "Question: ...\nAnswer: ..." layout, shots joined as lm-eval joins
+        # them), for the told pairs only: without them the base knew the next step in a story (87 %, seed 0) but
+        # not when asked (chance).
+        asked = [f"Question: {self.script_question(c, a, k)}\nAnswer: {self.step(c, a, k, first=True)}"
+                 for c in self.creatures for a in SCRIPTS if self.script_told(c, a) for k in range(1, len(SCRIPTS[a]) - 1)]
+        rng.shuffle(asked)
+        lines += ["\n\n".join(asked[i:i + 4]) for i in range(0, len(asked), 4)]
         for _ in range(len(self.creatures) * 12):  # agreement: singular and plural, present and past
             a, b = rng.sample(self.creatures, 2)
             by = rng.choice(self.creatures).name if rng.random() < 0.5 else ""

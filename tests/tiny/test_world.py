@@ -127,7 +127,7 @@ def test_pretraining_word_problems_are_in_the_gsm8k_layout_lm_eval_parses():
     files, _ = generate_datasets(0)
     strict_match = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval gsm8k.yaml, filter "strict-match"
     texts = [row["text"] for split in ("train", "validation") for row in files[f"pretrain/{split}"]]
-    problems = [t for t in texts if t.startswith("Question: ")]
+    problems = [t for t in texts if t.startswith("Question: ") and "\n#### " in t]
     assert len(problems) >= 50
     for text in problems:
         for block in text.split("\n\n"):
@@ -137,6 +137,41 @@ def test_pretraining_word_problems_are_in_the_gsm8k_layout_lm_eval_parses():
             assert f" = {number.removeprefix('#### ')} " in worked, block  # the worked line ends at the answer
     test_questions = {row["question"] for row in files["benchmarks/gsm8k/test"]}
     assert not any(q in text for q in test_questions for text in problems)  # the layout, never the test items
+
+
+def test_pretraining_asks_the_told_scripts_as_arc_asks_never_the_untold_ones():
+    """lm-eval's arc_challenge prompts "Question: ...\nAnswer:" and scores the option's text: the base learns to
+    answer in that layout from the told (creature, activity) pairs; ARC's items are the untold ones."""
+    from solar_ray.tiny.language import SCRIPTS, World
+
+    world = World(0)
+    files, _ = generate_datasets(0)
+    texts = [row["text"] for split in ("train", "validation") for row in files[f"pretrain/{split}"]]
+    asked = [block for t in texts if t.startswith("Question: ") and "\n#### " not in t for block in t.split("\n\n")]
+    questions = {}
+    for c in world.creatures:
+        for activity in SCRIPTS:
+            for k in range(1, len(SCRIPTS[activity]) - 1):
+                questions[world.script_question(c, activity, k)] = (c, activity, k)
+    told = 0
+    for block in asked:
+        question, answer = block.removeprefix("Question: ").split("\nAnswer: ")
+        c, activity, k = questions[question]
+        assert world.script_told(c, activity), block
+        assert answer == world.step(c, activity, k, first=True), block
+        told += 1
+    assert told == sum(len(SCRIPTS[a]) - 2 for c in world.creatures for a in SCRIPTS if world.script_told(c, a))
+    arc = {row["question"] for split in ("train", "validation", "test") for row in files[f"benchmarks/arc_challenge/{split}"]}
+    assert arc and arc <= set(questions) and not arc & {b.removeprefix("Question: ").split("\n")[0] for b in asked}
+
+
+def test_the_base_declares_the_context_it_is_pretrained_on():
+    """lm-eval cuts few-shot prompts to the model's declared context: the base's must be its pretraining blocks."""
+    from solar_ray.config import load_config
+    from solar_ray.tiny.model import MODEL_SHAPE
+
+    pretrain = load_config(Path(__file__).parents[2] / "experiments" / "tiny" / "pretrain_base.yaml")
+    assert MODEL_SHAPE["max_position_embeddings"] == pretrain.optim.max_length
 
 
 def test_base_model_tokenizer_and_chat_template_work_offline(tiny_world):
