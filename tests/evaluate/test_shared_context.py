@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from lm_eval.models.huggingface import HFLM
 
@@ -71,3 +73,21 @@ def test_contexts_lm_eval_would_truncate_take_its_own_path(lm, monkeypatch):
     ours = lm._loglikelihood_tokens(batch)
     theirs = HFLM._loglikelihood_tokens(lm, batch)
     assert [round(ll, 4) for ll, _ in ours] == [round(ll, 4) for ll, _ in theirs]
+
+
+def test_lm_evals_truncation_warnings_fold_into_one_line(lm, caplog):
+    """lm-eval warns once per request it cuts; a call that cuts several logs one line (and lm-eval's text is what
+    the fold matches: a change of it lets the per-request lines through and fails here)."""
+    long_context = FEW_SHOT * 40
+    batch = requests(lm, [(long_context, " red"), (long_context, " blue"), (long_context + " yes", " green")])
+    with caplog.at_level(logging.WARNING, logger="lm_eval.models.huggingface"):
+        lm._loglikelihood_tokens(batch)
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "Truncating" in m]
+    assert [m for m in messages if "cut from the left" in m] == [
+        f"3 of 3 requests cut from the left to the model's {lm.max_length} tokens (lm-eval's per-request warnings "
+        "folded into this line)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lm_eval.models.huggingface"):
+        HFLM._loglikelihood_tokens(lm, batch)
+    assert sum("Truncating" in record.getMessage() for record in caplog.records) == 3  # lm-eval's own path
