@@ -61,10 +61,10 @@ class SharedContextHFLM(HFLM):
         results: list[Any] = [None] * len(requests)
         alone = [index for context, ids in groups.items() if context not in shared for index in ids]
         if alone:
-            cut = sum(len(requests[i][1]) + len(requests[i][2]) > self.max_length + 1 for i in alone)
+            cut = sum(self._cut(requests[i]) for i in alone)
             with _truncation_warnings_folded():
                 own = super()._loglikelihood_tokens([requests[i] for i in alone], disable_tqdm, override_bs)
-            if cut and self.backend == "causal":
+            if cut:
                 eval_logger.warning(f"{cut} of {len(requests)} requests cut from the left to the model's "
                                     f"{self.max_length} tokens (lm-eval's per-request warnings folded into this line)")
             for index, result in zip(alone, own, strict=True):
@@ -79,10 +79,14 @@ class SharedContextHFLM(HFLM):
                         self.cache_hook.add_partial("loglikelihood", requests[index][0], result)
         return results
 
+    def _cut(self, request: Request) -> bool:
+        """Whether lm-eval cuts this request's context from the left (causal models, past max_length + 1)."""
+        _, context, continuation = request
+        return self.backend == "causal" and len(context) + len(continuation) > self.max_length + 1
+
     def _can_share(self, context: tuple[int, ...], ids: list[int], requests: list[Request]) -> bool:
-        longest = max(len(requests[i][2]) for i in ids)
         return (self.backend == "causal" and len(ids) > 1 and len(context) > 1
-                and len(context) + longest <= self.max_length + 1)  # lm-eval would not truncate any of them
+                and not any(self._cut(requests[i]) for i in ids))
 
     @torch.no_grad()
     def _score_over_context(self, context: list[int], continuations: list[list[int]]) -> list[tuple[float, bool]]:

@@ -79,7 +79,7 @@ def arc_items(world: World, rng: random.Random) -> Rows:
     """What does a creature do next in an activity it is never told doing (ARC-like: question and answers)."""
     rows = []
     for c, activity in untold_scripts(world):
-        for k in range(1, len(SCRIPTS[activity]) - 1):
+        for k in world.asked_steps(activity):
             question = world.script_question(c, activity, k)
             options, label = _with_right(rng, world.step(c, activity, k, first=True).removeprefix("then "),
                                          [x.removeprefix("then ") for x in _wrong_steps(world, rng, c, activity, k)])

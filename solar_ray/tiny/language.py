@@ -135,6 +135,11 @@ class World:
         match an untold one (decontamination stays meaningful)."""
         return f"{'' if first else 'then '}the {creature.name} {SCRIPTS[activity][k]} ."
 
+    @staticmethod
+    def asked_steps(activity: str) -> range:
+        """The steps ARC's questions ask for: each but the first (it has no step before it) and the last."""
+        return range(1, len(SCRIPTS[activity]) - 1)
+
     def script_question(self, creature: Creature, activity: str, k: int) -> str:
         """ARC's question: what comes after step k - 1."""
         return (f"{self.step(creature, activity, k - 1, first=True)} it is {activity} . what does the "
@@ -190,7 +195,7 @@ class World:
         # them), for the told pairs only: without them the base knew the next step in a story (87 %, seed 0) but
         # not when asked (chance).
         asked = [f"Question: {self.script_question(c, a, k)}\nAnswer: {self.step(c, a, k, first=True)}"
-                 for c in self.creatures for a in SCRIPTS if self.script_told(c, a) for k in range(1, len(SCRIPTS[a]) - 1)]
+                 for c in self.creatures for a in SCRIPTS if self.script_told(c, a) for k in self.asked_steps(a)]
         rng.shuffle(asked)
         lines += ["\n\n".join(asked[i:i + 4]) for i in range(0, len(asked), 4)]
         for _ in range(len(self.creatures) * 12):  # agreement: singular and plural, present and past
