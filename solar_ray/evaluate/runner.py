@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from solar_ray.errors import ConfigError, remote_cause
-from solar_ray.evaluate.suites import TASKS, Limit, resolve_tasks, task_limit
+from solar_ray.evaluate.suites import LM_EVAL_MAX_GEN_TOKS, TASKS, Limit, resolve_tasks, task_limit
 
 BOOTSTRAP_ITERS = 100  # every leaderboard metric is a mean: lm-eval uses the closed-form stderr for it
 
@@ -174,6 +174,8 @@ def evaluate_model(model: Any, tokenizer: Any = None, tasks: str | list[str] = "
 
     keys = resolve_tasks(tasks)
     check_data(data_dir, keys)
+    if not isinstance(model, str | Path):
+        check_generation_budget("the model", getattr(model, "config", None), keys, max_gen_toks)
     with tempfile.TemporaryDirectory(prefix="solar-eval-tasks-") as task_dir:
         names = write_task_dir(data_dir, keys, task_dir, max_gen_toks)
         results = run_tasks(make_lm(model, tokenizer, backend, device, batch_size), names, task_manager(task_dir),
@@ -205,7 +207,7 @@ def evaluate_models(models: dict[str, str], tasks: str | list[str], data_dir: st
 
     keys = resolve_tasks(tasks)
     check_data(data_dir, keys)
-    check_models(models)
+    check_models(models, keys, max_gen_toks)
     init_ray()
     gpu = uses_gpu(backend, device)
     if backend == "vllm":
@@ -276,8 +278,10 @@ def worker_options(cpus: float, gpus: float) -> dict[str, float]:
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
-def check_models(models: dict[str, str]) -> None:
-    """Every model dir must hold a config and safetensors weights, before any actor starts."""
+def check_models(models: dict[str, str], keys: list[str] = (), max_gen_toks: int | None = None) -> None:
+    """Every model dir must hold a config and safetensors weights, and, where a task in `keys` generates, a context
+    longer than the generation budget (lm-eval stops on its assertion otherwise, one request in): before any actor
+    starts."""
     from solar_ray.artifacts import require_model_dir
     from solar_ray.errors import ArtifactError
 
@@ -289,9 +293,24 @@ def check_models(models: dict[str, str]) -> None:
         try:
             from transformers import AutoConfig
 
-            AutoConfig.from_pretrained(path)
+            config = AutoConfig.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"model {name!r}: {path}/config.json does not load ({str(exc).splitlines()[0]})") from None
+        check_generation_budget(f"model {name!r} ({path}/config.json)", config, keys, max_gen_toks)
+
+
+def check_generation_budget(model: str, config: Any, keys: list[str], max_gen_toks: int | None) -> None:
+    """A one-line error where a task in `keys` generates and the budget (max_gen_toks, else lm-eval's default)
+    does not fit the model's context (`config.max_position_embeddings`): lm-eval stops on an assertion otherwise,
+    at the first request."""
+    generating = [TASKS[key].name for key in keys if TASKS[key].generates]
+    budget = max_gen_toks or LM_EVAL_MAX_GEN_TOKS
+    context = getattr(config, "max_position_embeddings", None)
+    if generating and isinstance(context, int) and budget >= context:
+        source = "max_gen_toks" if max_gen_toks else "lm-eval's default"
+        raise ConfigError(f"{model}: {generating[0]} generates up to {budget} tokens ({source}), not less than its "
+                          f"{context}-token context (max_position_embeddings): set max_gen_toks (--max-gen-toks) "
+                          f"below {context}")
 
 
 def _eval_worker_cls():

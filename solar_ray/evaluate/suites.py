@@ -26,6 +26,7 @@ class TaskSpec:
     shots: int
     metric: str                    # key in lm-eval's results, e.g. "acc_norm,none"
     choices: int                   # requests per item (for scheduling: the cost estimate)
+    generates: bool = False        # scored on generated text (lm-eval generates up to LM_EVAL_MAX_GEN_TOKS tokens)
 
     @property
     def eval_split(self) -> str:
@@ -58,8 +59,10 @@ TASKS: dict[str, TaskSpec] = {
     "gsm8k": TaskSpec(
         "GSM8K", "gsm8k/gsm8k.yaml", "gsm8k",
         {"training_split": "train", "test_split": "test"},
-        ("training_split", "test_split"), ("question", "answer"), 5, "exact_match,strict-match", 24),
+        ("training_split", "test_split"), ("question", "answer"), 5, "exact_match,strict-match", 24, generates=True),
 }
+
+LM_EVAL_MAX_GEN_TOKS = 256  # lm-eval's generation budget where a task's YAML sets none (gsm8k's)
 
 # The six leaderboard v1 tasks; H6 is their mean. Smaller suites for quick checks.
 SUITES: dict[str, tuple[str, ...]] = {

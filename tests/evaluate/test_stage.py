@@ -11,7 +11,7 @@ import pytest
 
 from solar_ray.config import load_config
 from solar_ray.errors import ArtifactError, ConfigError, DataError
-from solar_ray.evaluate.runner import evaluate_models, make_lm
+from solar_ray.evaluate.runner import check_models, evaluate_models, make_lm
 from solar_ray.evaluate.stage import Config, run
 
 
@@ -155,3 +155,20 @@ def test_the_task_generation_cap_wins_over_the_model_generation_config(eval_mode
 
     short, long = generate(3), generate(12)
     assert short and long.startswith(short) and len(short) < len(long)  # greedy: the short one is a prefix
+
+
+def test_generation_budget_must_fit_the_context(tmp_path, eval_model, bench_dir):
+    """lm-eval asserts max_gen_toks < the model's context at its first GSM8K request; the check says so first, in
+    one line naming the model and max_gen_toks, and lets through a budget that fits or a suite that generates
+    nothing."""
+    short = tmp_path / "short"
+    shutil.copytree(eval_model, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 256}))
+    with pytest.raises(ConfigError, match=r"model 'short'.*GSM8K generates up to 256 tokens \(lm-eval's default\), "
+                                          r"not less than its 256-token context.*set max_gen_toks"):
+        evaluate_models({"short": str(short)}, "h6", bench_dir)
+    with pytest.raises(ConfigError, match=r"up to 300 tokens \(max_gen_toks\)"):
+        check_models({"short": str(short)}, ["gsm8k"], 300)
+    check_models({"short": str(short)}, ["gsm8k"], 32)
+    check_models({"short": str(short)}, ["arc_challenge", "winogrande"], None)
