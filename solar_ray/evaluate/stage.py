@@ -253,7 +253,7 @@ def workload(config: Config, models):
     the config says) and scores its share of the items; FLOPs are 2 per parameter per scored or generated token."""
     from solar_ray.contract import Workload
     from solar_ray.evaluate.runner import weights_dtype
-    from solar_ray.evaluate.suites import resolve_tasks, task_limit
+    from solar_ray.evaluate.suites import LM_EVAL_MAX_GEN_TOKS, resolve_tasks, task_limit
     from solar_ray.plan.estimate import dtype_bytes, hf_inference, unknown, vllm_engine
 
     device = "gpu" if _on_gpu(config) else "cpu"
@@ -274,7 +274,7 @@ def workload(config: Config, models):
         count = facts["items"] if limit is None else min(facts["items"], limit * facts.get("subjects", 1))
         items += count
         tokens += count * facts["tokens"]
-        generated += count * min(facts.get("generated", 0), config.max_gen_toks or 256)
+        generated += count * min(facts.get("generated", 0), config.max_gen_toks or LM_EVAL_MAX_GEN_TOKS)
     seq = max((benchmarks[key]["tokens"] + benchmarks[key].get("generated", 0) for key in keys), default=2048)
     if config.backend == "vllm":
         memory, fill = vllm_engine(largest, models, tensor_parallel=1, share=0.9, max_len=None, nbytes=nbytes)

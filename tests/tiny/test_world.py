@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ SCHEMAS = {
     "benchmarks/winogrande": {"sentence", "option1", "option2", "answer"},
     "benchmarks/gsm8k": {"question", "answer"},
 }
+STRICT_MATCH = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval gsm8k.yaml, filter "strict-match"
 EVAL_SPLITS = {f"{TASKS[key].folder}/{TASKS[key].eval_split}" for key in H6}
 
 
@@ -122,10 +124,7 @@ def test_contamination_is_planted_exactly_where_the_manifest_says():
 def test_pretraining_word_problems_are_in_the_gsm8k_layout_lm_eval_parses():
     """lm-eval's gsm8k prompts "Question: ...\nAnswer:" and scores strict-match on `#### n`: the base model can only
     learn that layout (and so score above zero) if its pretraining text writes word problems the same way."""
-    import re
-
     files, _ = generate_datasets(0)
-    strict_match = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval gsm8k.yaml, filter "strict-match"
     texts = [row["text"] for split in ("train", "validation") for row in files[f"pretrain/{split}"]]
     problems = [t for t in texts if t.startswith("Question: ") and "\n#### " in t]
     assert len(problems) >= 50
@@ -133,7 +132,7 @@ def test_pretraining_word_problems_are_in_the_gsm8k_layout_lm_eval_parses():
         for block in text.split("\n\n"):
             question, answer = block.removeprefix("Question: ").split("\nAnswer: ")
             worked, number = answer.split("\n")
-            assert strict_match.fullmatch(number), block
+            assert STRICT_MATCH.fullmatch(number), block
             assert f" = {number.removeprefix('#### ')} " in worked, block  # the worked line ends at the answer
     test_questions = {row["question"] for row in files["benchmarks/gsm8k/test"]}
     assert not any(q in text for q in test_questions for text in problems)  # the layout, never the test items
@@ -144,18 +143,15 @@ def test_openorca_chains_of_thought_end_without_the_answer_line_gsm8k_reads():
     without the `#### n` line lm-eval's strict match reads: what SFT v2 learns from them can cost it GSM8K (seed 2:
     the right worked line, no mark, on 59 of 60 items), and Synth. Math's rows, ending in `#### n` (tests/synth),
     bring the line back. They hold no GSM8K test problem."""
-    import re
-
     from solar_ray.data.flan_filter import TABLE8_TASKS
 
     files, _ = generate_datasets(0)
-    strict_match = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval gsm8k.yaml, filter "strict-match"
     chains = [row for row in files["flan_collection/cot/train"]
               if row["_task_name"] == "cot_creak" and "how many" in row["inputs"]]
     assert len(chains) == 40 and "cot_creak" not in TABLE8_TASKS
     for row in chains:
         assert re.fullmatch(r".* = (\d+) \w+ \. the answer is \1 \.", row["targets"]), row
-        assert not strict_match.search(row["targets"])
+        assert not STRICT_MATCH.search(row["targets"])
     test_questions = {row["question"] for row in files["benchmarks/gsm8k/test"]}
     assert not test_questions & {row["inputs"] for row in chains}
 

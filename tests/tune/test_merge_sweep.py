@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from solar_ray.config import validate
-from solar_ray.errors import SolarRayError
+from solar_ray.errors import ConfigError, SolarRayError
 from solar_ray.tune import merge_sweep
 
 
@@ -126,8 +126,6 @@ def test_missing_candidate_and_unreported_metric(ray_session, tiny_world, candid
 def test_trials_cap_generation_to_fit_the_candidates_context(tiny_world, candidates, tmp_path):
     """The tiny models' context is 256 tokens, lm-eval's default generation budget too: GSM8K needs the cap, and a
     trial without it stops in one line naming max_gen_toks (lm-eval's own assertion came one request later)."""
-    from solar_ray.errors import ConfigError
-
     config = sweep_config(tmp_path, candidates, tiny_world, tasks=["gsm8k"], limit=1, max_gen_toks=8)
     with pytest.raises(ConfigError, match=r"GSM8K generates up to 256 tokens \(lm-eval's default\).*set max_gen_toks"):
         merge_sweep.merge_and_evaluate(config.model_copy(update={"max_gen_toks": None}), {"weight": 0.5},
