@@ -174,7 +174,9 @@ def evaluate_model(model: Any, tokenizer: Any = None, tasks: str | list[str] = "
 
     keys = resolve_tasks(tasks)
     check_data(data_dir, keys)
-    if not isinstance(model, str | Path):
+    if isinstance(model, str | Path):
+        check_models({Path(model).name: str(model)}, keys, max_gen_toks)
+    else:
         check_generation_budget("the model", getattr(model, "config", None), keys, max_gen_toks)
     with tempfile.TemporaryDirectory(prefix="solar-eval-tasks-") as task_dir:
         names = write_task_dir(data_dir, keys, task_dir, max_gen_toks)

@@ -11,7 +11,7 @@ import pytest
 
 from solar_ray.config import load_config
 from solar_ray.errors import ArtifactError, ConfigError, DataError
-from solar_ray.evaluate.runner import check_models, evaluate_models, make_lm
+from solar_ray.evaluate.runner import check_models, evaluate_model, evaluate_models, make_lm
 from solar_ray.evaluate.stage import Config, run
 
 
@@ -172,3 +172,5 @@ def test_generation_budget_must_fit_the_context(tmp_path, eval_model, bench_dir)
         check_models({"short": str(short)}, ["gsm8k"], 300)
     check_models({"short": str(short)}, ["gsm8k"], 32)
     check_models({"short": str(short)}, ["arc_challenge", "winogrande"], None)
+    with pytest.raises(ConfigError, match=r"model 'short' \(.*short/config.json\): GSM8K generates up to 256 tokens"):
+        evaluate_model(str(short), tasks="gsm8k", data_dir=bench_dir)  # a model by path, in this process
