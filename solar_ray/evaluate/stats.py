@@ -39,8 +39,7 @@ def metric_name(metric: str) -> str:
 
 def strata(summary: Summary, metric: str, model: str = "model") -> dict[str, tuple[float, dict[str, list]]]:
     """Stratum (lm-eval task name) -> (weight in the headline score, {"ids", "values"}) for one model."""
-    name = metric_name(metric)
-    tasks = [TASKS[key].name for key in H6] if name == "H6" else [name]
+    tasks = _benchmarks(metric)
     out = {}
     for task in tasks:
         entry = summary.get(task)
@@ -53,6 +52,17 @@ def strata(summary: Summary, metric: str, model: str = "model") -> dict[str, tup
         for stratum, scores in items.items():
             out[stratum] = (1 / len(tasks) / len(items), scores)
     return out
+
+
+def stratum_tasks(summary: Summary, metric: str) -> dict[str, str]:
+    """Stratum (lm-eval task name) -> the benchmark it belongs to (ARC, MMLU, ...), for one model's summary."""
+    return {stratum: task for task in _benchmarks(metric) for stratum in (summary.get(task) or {}).get("items", {})}
+
+
+def _benchmarks(metric: str) -> list[str]:
+    """The summary keys a metric averages: H6's six benchmarks, or the one named."""
+    name = metric_name(metric)
+    return [TASKS[key].name for key in H6] if name == "H6" else [name]
 
 
 def paired_difference(a: Summary, b: Summary, metric: str, names: tuple[str, str] = ("a", "b")) -> tuple[float, float]:
@@ -68,11 +78,29 @@ def pooled_difference(pairs: list[tuple[Summary, Summary]], metric: str,
     error holds the items' spread and how each item moves between runs, with the runs taken as they are: a shift
     of a whole run (every item at once) is not in it, so it says what these runs show together, not what another
     seed would. One pair is `paired_difference`."""
+    return _weighted_mean(_item_differences(pairs, metric, names))
+
+
+def noise_shares(pairs: list[tuple[Summary, Summary]], metric: str, names: list[tuple[str, str]]) -> dict[str, float]:
+    """Benchmark -> its share of the variance of `pooled_difference` (the shares sum to 1; empty where the
+    difference has no variance): whose item-by-item flips make a headline difference's error, so which benchmark
+    more items would sharpen."""
+    tasks = stratum_tasks(pairs[0][0], metric)
+    shares: dict[str, float] = {}
+    for stratum, (weight, values) in _item_differences(pairs, metric, names).items():
+        variance = weight ** 2 * statistics.variance(values) / len(values) if len(values) > 1 else 0.0
+        shares[tasks[stratum]] = shares.get(tasks[stratum], 0.0) + variance
+    total = sum(shares.values())
+    return {task: share / total for task, share in shares.items()} if total > 0 else {}
+
+
+def _item_differences(pairs: list[tuple[Summary, Summary]], metric: str,
+                      names: list[tuple[str, str]]) -> dict[str, tuple[float, list[float]]]:
+    """Stratum -> (weight, each item's a - b averaged over the runs)."""
     items = _same_items([x for pair in pairs for x in pair], metric, [n for pair in names for n in pair])
-    per_item = {stratum: (weight, [statistics.fmean(column[i] - column[i + 1] for i in range(0, len(column), 2))
-                                   for column in zip(*runs, strict=True)])
-                for stratum, (weight, runs) in items.items()}
-    return _weighted_mean(per_item)
+    return {stratum: (weight, [statistics.fmean(column[i] - column[i + 1] for i in range(0, len(column), 2))
+                               for column in zip(*runs, strict=True)])
+            for stratum, (weight, runs) in items.items()}
 
 
 def pooled_score(summaries: list[Summary], metric: str, names: list[str]) -> tuple[float, float]:

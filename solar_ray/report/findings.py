@@ -18,7 +18,8 @@ independent windows of steps (`IndependentScores`: sqrt(se_a^2 + se_b^2)). Verdi
   so low power (wide intervals) never reads as "similar";
 - "error" when a standard error is missing (never taken as zero) or the items do not pair.
 A difference that reads "cannot tell" also says how large a true difference this run would have found 4 times
-in 5 (80% power: (1.96 + 0.84) se), so a reader can tell a small effect from a run too small to see one.
+in 5 (80% power: (1.96 + 0.84) se), so a reader can tell a small effect from a run too small to see one, and,
+for a difference over several benchmarks (H6), which of them make most of its variance: where more items help.
 Scores are higher-is-better except the training `loss`.
 """
 
@@ -37,12 +38,14 @@ from solar_ray.evaluate.stats import (
     Z_EQUIVALENCE,
     Z_POWER,
     Summary,
+    noise_shares,
     paired_difference,
     pooled_difference,
     pooled_score,
 )
 
 LOWER_IS_BETTER = {"loss"}
+NOISE_SHOWN = 0.2  # an undecided H6 difference names the benchmarks making at least this share of its variance
 KINDS = ("improves", "trade_off", "drops_then_recovers", "similar")
 VERDICTS = ("reproduced", "not reproduced", "cannot tell")  # and "error", for a finding that cannot be judged
 
@@ -104,6 +107,10 @@ class IndependentScores:
     def difference(self, a: str, b: str, metric: str) -> tuple[float, float]:
         return self.value(a, metric) - self.value(b, metric), math.hypot(self.stderr(a, metric), self.stderr(b, metric))
 
+    def noise(self, a: str, b: str, metric: str) -> dict[str, float]:
+        """Benchmark -> its share of the variance of a - b; empty where the scores have no per-item results."""
+        return {}
+
 
 class PairedScores(IndependentScores):
     """Eval summaries with per-item results: a difference's stderr from the per-item paired differences."""
@@ -123,6 +130,9 @@ class PairedScores(IndependentScores):
     def difference(self, a: str, b: str, metric: str) -> tuple[float, float]:
         diff, se = paired_difference(self.summaries[a], self.summaries[b], metric, (a, b))
         return 100 * diff, 100 * se
+
+    def noise(self, a: str, b: str, metric: str) -> dict[str, float]:
+        return noise_shares([(self.summaries[a], self.summaries[b])], metric, [(a, b)])
 
 
 class PooledScores(IndependentScores):
@@ -153,6 +163,10 @@ class PooledScores(IndependentScores):
                                      [(f"{a} in {label}", f"{b} in {label}") for label in self.runs])
         return 100 * diff, 100 * se
 
+    def noise(self, a: str, b: str, metric: str) -> dict[str, float]:
+        return noise_shares([(run[a], run[b]) for run in self.runs.values()], metric,
+                            [(f"{a} in {label}", f"{b} in {label}") for label in self.runs])
+
 
 # --------------------------------------------------------------------------------------------- judges
 
@@ -164,9 +178,20 @@ def _signed(evidence, a: str, b: str, metric: str, better: int) -> tuple[int, st
     direction = 1 if better * diff > half else -1 if better * diff < -half else 0
     # No power statement where every item pair agrees (se 0, e.g. two models scoring 0 everywhere): it would read
     # "any difference is found", which no item says.
-    power = "" if direction or se == 0 else f"; 80% power from {(Z_DIFFERENCE + Z_POWER) * se:.2f}"
+    power = ("" if direction or se == 0
+             else f"; 80% power from {(Z_DIFFERENCE + Z_POWER) * se:.2f}{_noise(evidence, a, b, metric)}")
     text = f"{a} - {b} = {diff:+.2f} (± {half:.2f}{power})"
     return direction, text, {"difference": diff, "stderr": se}
+
+
+def _noise(evidence, a: str, b: str, metric: str) -> str:
+    """Where an undecided difference of several benchmarks gets its error: the benchmarks that make most of its
+    variance (a fifth or more each), i.e. where more items would narrow it."""
+    shares = evidence.noise(a, b, metric)
+    if len(shares) < 2:
+        return ""
+    most = sorted(((share, task) for task, share in shares.items() if share >= NOISE_SHOWN), reverse=True)
+    return "; its variance from " + ", ".join(f"{task} {100 * share:.0f}%" for share, task in most)
 
 
 def _best(evidence, models: list[str], metric: str, better: int) -> str:

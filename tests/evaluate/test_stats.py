@@ -9,7 +9,7 @@ import pytest
 
 from solar_ray.errors import DataError
 from solar_ray.evaluate.scores import item_scores, summarize
-from solar_ray.evaluate.stats import paired_difference, pooled_difference, pooled_score
+from solar_ray.evaluate.stats import noise_shares, paired_difference, pooled_difference, pooled_score
 from solar_ray.report.findings import Finding, PairedScores, judge
 
 TASK_NAMES = {"ARC": "arc_challenge", "HellaSwag": "hellaswag", "TruthfulQA": "truthfulqa_mc2",
@@ -84,6 +84,36 @@ def test_runs_that_scored_other_items_do_not_pool():
     renamed["ARC"]["items"]["arc_challenge"]["ids"] = ["x", "y", "z"]  # as many items, other ones
     with pytest.raises(DataError, match=r"different arc_challenge items \(3 each, other ids\)"):
         pooled_difference([seed0, (renamed, renamed)], "arc", [("a0", "b0"), ("a1", "b1")])
+
+
+def test_noise_shares_say_which_benchmark_makes_a_differences_error():
+    # ARC flips on 4 of 8 items, MMLU's two subjects on 1 of 4 items each, the other four benchmarks never
+    same = {name: [1, 0, 1, 0] for name in ("HellaSwag", "TruthfulQA", "Winogrande", "GSM8K")}
+    a = summary({**same, "ARC": [1, 1, 1, 1, 0, 0, 0, 0], "MMLU": {"mmlu_x": [1, 0, 0, 0], "mmlu_y": [1, 1, 0, 0]}})
+    b = summary({**same, "ARC": [0, 0, 1, 1, 1, 1, 0, 0], "MMLU": {"mmlu_x": [0, 0, 0, 0], "mmlu_y": [1, 1, 0, 1]}})
+    arc = statistics.variance([1, 1, 0, 0, -1, -1, 0, 0]) / 8
+    mmlu = 2 * statistics.variance([1, 0, 0, 0]) / 4 / 4  # each subject at half MMLU's weight
+    shares = noise_shares([(a, b)], "h6", [("a", "b")])
+    assert shares == pytest.approx({"ARC": arc / (arc + mmlu), "MMLU": mmlu / (arc + mmlu), "HellaSwag": 0,
+                                    "TruthfulQA": 0, "Winogrande": 0, "GSM8K": 0})
+    _, se = paired_difference(a, b, "h6")
+    assert se ** 2 == pytest.approx((arc + mmlu) / 36)  # the shares split exactly the variance behind the error
+    assert noise_shares([(a, a)], "h6", [("a", "a")]) == {}  # no variance, nothing to share
+
+
+def test_an_undecided_h6_difference_names_the_benchmarks_behind_its_error():
+    same = {name: [1, 0, 1, 0] for name in ("HellaSwag", "TruthfulQA", "Winogrande", "MMLU")}
+    summaries = {"a": summary({**same, "ARC": [1, 1, 1, 1, 0, 0, 0, 0], "GSM8K": [1, 0, 0, 0, 0, 0, 0, 0]}),
+                 "b": summary({**same, "ARC": [0, 0, 1, 1, 1, 1, 0, 0], "GSM8K": [1, 1, 0, 0, 0, 0, 0, 0]})}
+    for model in summaries.values():
+        model["H6"] = {"value": 0.5, "stderr": 0.1}
+    finding = Finding(claim="b beats a", kind="improves", metric="h6", baseline=["a"], treatment="b")
+    verdict = judge(finding, PairedScores(summaries))
+    assert verdict["verdict"] == "cannot tell"
+    # ARC: var(1, 1, 0, 0, -1, -1, 0, 0) / 8 = 0.0714; GSM8K, one flip in 8: 0.0156 (18%, under the fifth shown)
+    assert verdict["evidence"].endswith("its variance from ARC 82%) [paired over the same items]")
+    decided = Finding(claim="b beats a", kind="improves", metric="arc", baseline=["a"], treatment="b")
+    assert "variance from" not in judge(decided, PairedScores(summaries))["evidence"]  # one benchmark: no split
 
 
 def test_a_paired_verdict_sees_what_independent_errors_hide():
