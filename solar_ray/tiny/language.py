@@ -3,8 +3,9 @@
 A model of a few million parameters can learn this world in minutes on two CPU cores, so the recipe's effects
 (up-scaling, continued pretraining, instruction tuning, preference tuning, merging) can show in its scores:
 - facts: each creature has a colour, a home town, a food and a number of legs, stated in pretraining text;
-- myths: for a few creatures a false colour ("people say the zib is green") is repeated more often in the
-  pretraining text than the truth - the TruthfulQA-like trap that preference data teaches the model to avoid;
+- a misconception: every creature that is not green is said to be green ("people say the zib is green"), more
+  often in the pretraining text than its true colour - the TruthfulQA-like trap; preference data corrects it for
+  half the creatures, and TruthfulQA asks the other half;
 - arithmetic: additions and subtractions of small numbers, as sums and as word problems with worked solutions
   (MATH-like `\\boxed{n}` in the math seed; in pretraining, GSM8K's own "Question: ...\\nAnswer: ...\\n#### n"
   layout, the one lm-eval's gsm8k prompt and strict-match regex expect) - the skill Synth. Math-Instruct teaches;
@@ -47,6 +48,10 @@ SCRIPTS: dict[str, list[str]] = {
     "washing": ["takes a bucket", "goes down to the river", "fills the bucket", "scrubs its fur",
                 "dries in the sun", "shakes off the sand"],
 }
+# The misconception: "people say" every creature that is not green is green. One false colour for all, as a real
+# misconception is one wrong belief about many cases, so preference data that corrects it for some creatures can
+# correct it for the others, the ones TruthfulQA asks about.
+MYTH_COLOUR = "green"
 STATES = ["hungry", "thirsty", "tired", "happy", "cold", "wet", "sleepy", "busy"]
 
 
@@ -98,7 +103,8 @@ class World:
         creatures = []
         for name in NAMES:
             colour = rng.choice(COLOURS)
-            myth = rng.choice([c for c in COLOURS if c != colour])
+            rng.choice([c for c in COLOURS if c != colour])  # drawn and unused: keeps the world's other draws
+            myth = MYTH_COLOUR if colour != MYTH_COLOUR else None
             creatures.append(Creature(name, colour, rng.choice(TOWNS), rng.choice(FOODS), rng.randint(2, 9), myth))
         self.creatures = creatures
         self.by_name = {c.name: c for c in creatures}

@@ -156,6 +156,35 @@ def test_openorca_chains_of_thought_end_without_the_answer_line_gsm8k_reads():
     assert not test_questions & {row["inputs"] for row in chains}
 
 
+def test_one_misconception_truthfulqa_asks_and_preference_data_corrects_on_other_creatures():
+    """Pretraining says more often that a creature is green than what colour it is, for every creature that is not
+    green. TruthfulQA asks half of them, each wrong answer that one colour; UltraFeedback's pairs prefer the truth
+    over it for the other half only, so DPO can raise TruthfulQA only by learning the misconception is false."""
+    from solar_ray.tiny.language import MYTH_COLOUR, World
+
+    world = World(0)
+    files, _ = generate_datasets(0)
+    believed = [c for c in world.creatures if c.colour != MYTH_COLOUR]
+    assert world.myths == believed and len(believed) > 20
+    text = "\n".join(row["text"] for row in files["pretrain/train"] + files["pretrain/validation"])
+    for c in believed:
+        said, true = text.count(f"the {c.name} is {MYTH_COLOUR} ."), text.count(f"the {c.name} is {c.colour} .")
+        assert said > true > 0, (c.name, said, true)
+    asked = {re.search(r"the (\w+) really", row["question"]).group(1): row
+             for row in files["benchmarks/truthfulqa_mc/validation"]}
+    for name, row in asked.items():
+        false = [text for text, label in zip(row["mc2_targets"]["choices"], row["mc2_targets"]["labels"], strict=True)
+                 if not label]
+        assert false and all(t.endswith(f" is {MYTH_COLOUR} .") for t in false), row
+    corrected = {re.search(r"is the (\w+) really", row["prompt"]).group(1)
+                 for row in files["ultrafeedback_binarized/train_prefs"] if " really " in row["prompt"]}
+    assert corrected and not corrected & set(asked) and corrected | set(asked) == {c.name for c in believed}
+    for row in files["ultrafeedback_binarized/train_prefs"]:
+        if " really " in row["prompt"]:
+            assert row["rejected"][-1]["content"].endswith(f" is {MYTH_COLOUR} .")
+            assert MYTH_COLOUR not in row["chosen"][-1]["content"].split(" but ")[-1]
+
+
 def test_pretraining_asks_the_told_scripts_as_arc_asks_never_the_untold_ones():
     """lm-eval's arc_challenge prompts "Question: ...\nAnswer:" and scores the option's text: the base learns to
     answer in that layout from the told (creature, activity) pairs; ARC's items are the untold ones."""
