@@ -172,7 +172,7 @@ def test_one_misconception_truthfulqa_asks_and_preference_data_corrects_on_other
         assert said > true > 0, (c.name, said, true)
     asked = {re.search(r"the (\w+) really", row["question"]).group(1): row
              for row in files["benchmarks/truthfulqa_mc/validation"]}
-    for name, row in asked.items():
+    for row in asked.values():
         false = [text for text, label in zip(row["mc2_targets"]["choices"], row["mc2_targets"]["labels"], strict=True)
                  if not label]
         assert false and all(t.endswith(f" is {MYTH_COLOUR} .") for t in false), row
