@@ -344,8 +344,9 @@ def write_pipeline_report(root: Path) -> Path:
                    "excludes zero in the paper's direction; a similarity when every pair's 90% interval (1.645 "
                    "standard errors) lies inside the stated margin. A difference that cannot be told also gives the "
                    "smallest true difference this run would find 4 times in 5 (80% power, 2.80 standard errors): "
-                   "an effect below it needs more items, not a different conclusion; for H6 it names the benchmarks "
-                   "whose item flips make most of the difference's variance, whose items would narrow it most. "
+                   "an effect below it needs more items, not a different conclusion; for H6 it also names the "
+                   "benchmarks whose item flips make most of that difference's variance: more of their items "
+                   "would narrow it most. "
                    "Training losses of different "
                    "stages are independent windows of steps (their standard errors combined).", "",
                    "| finding | verdict | evidence |", "|---|---|---|"]
