@@ -346,9 +346,8 @@ def write_pipeline_report(root: Path) -> Path:
                    "smallest true difference this run would find 4 times in 5 (80% power, 2.80 standard errors): "
                    "an effect below it needs more items, not a different conclusion; for H6 it also names the "
                    "benchmarks whose item flips make most of that difference's variance: more of their items "
-                   "would narrow it most. "
-                   "Training losses of different "
-                   "stages are independent windows of steps (their standard errors combined).", "",
+                   "would narrow it most. Training losses of different stages are independent windows of steps "
+                   "(their standard errors combined).", "",
                    "| finding | verdict | evidence |", "|---|---|---|"]
             verdicts = [verdict(f) for f in spec.findings]
             md += [f"| {v['claim']} | **{v['verdict']}** | {v['evidence']} |" for v in verdicts]
