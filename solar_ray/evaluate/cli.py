@@ -1,4 +1,4 @@
-"""`solar-ray eval OUT --model NAME=PATH ... --data DIR [--tasks h6] [--limit N]` (config form: `solar-ray run`)."""
+"""`solar-ray eval OUT --model NAME=PATH ... --data DIR [--tasks h6] [--limit N|TASK=N,...]` (config form: `solar-ray run`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ def parse_models(items: list[str]) -> dict[str, str]:
     return models
 
 
+def parse_limit(text: str | None) -> int | dict[str, int] | None:
+    """'30' -> 30; 'default=30,gsm8k=60' -> {'default': 30, 'gsm8k': 60}: the config's per-task mapping."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return int(text)
+        return {key.strip(): int(count) for key, _, count in (pair.partition("=") for pair in text.split(","))}
+    except ValueError:
+        raise ConfigError(f"--limit {text!r}: expected N or TASK=N,... (e.g. default=30,gsm8k=60)") from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command(name="eval")
     def eval_command(
@@ -34,7 +46,9 @@ def register(app: typer.Typer) -> None:
         model: Annotated[list[str], typer.Option("--model", help="NAME=PATH or PATH, repeated: models side by side.")],
         data: Annotated[Path, typer.Option("--data", help=HELP["data_dir"])],
         tasks: Annotated[str, typer.Option(help="Comma-separated suites or tasks, e.g. h6 or arc_challenge,gsm8k.")] = "h6",
-        limit: Annotated[int | None, typer.Option(help=HELP["limit"])] = None,
+        limit: Annotated[str | None, typer.Option(
+            help="Items per task (per MMLU subject); all if not given. TASK=N pairs set it per task, `default` for "
+                 "the others: --limit default=30,gsm8k=60.")] = None,
         backend: Annotated[str, typer.Option(help=HELP["backend"])] = "hf",
         device: Annotated[str, typer.Option(help=HELP["device"])] = "cpu",
         batch_size: Annotated[int, typer.Option(help=HELP["batch_size"])] = 16,
@@ -47,7 +61,7 @@ def register(app: typer.Typer) -> None:
         from solar_ray.evaluate.stage import run
 
         tree = {"stage": "eval", "output": str(out), "models": parse_models(model), "data_dir": str(data),
-                "tasks": [t for t in tasks.split(",") if t], "limit": limit, "backend": backend, "device": device,
+                "tasks": [t for t in tasks.split(",") if t], "limit": parse_limit(limit), "backend": backend, "device": device,
                 "batch_size": batch_size, "workers": workers, "max_gen_toks": max_gen_toks, "force": force}
         path = run(validate(Config, tree, "solar-ray eval"))
         typer.echo(f"wrote {path}")

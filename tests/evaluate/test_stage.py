@@ -174,3 +174,23 @@ def test_generation_budget_must_fit_the_context(tmp_path, eval_model, bench_dir)
     check_models({"short": str(short)}, ["arc_challenge", "winogrande"], None)
     with pytest.raises(ConfigError, match=r"model 'short' \(.*short/config.json\): GSM8K generates up to 256 tokens"):
         evaluate_model(str(short), tasks="gsm8k", data_dir=bench_dir)  # a model by path, in this process
+
+
+def test_cli_limit_takes_a_count_or_per_task_counts():
+    from solar_ray.evaluate.cli import parse_limit
+
+    assert parse_limit("30") == 30
+    assert parse_limit("default=30, gsm8k=60") == {"default": 30, "gsm8k": 60}
+    assert parse_limit(None) is None
+    with pytest.raises(ConfigError, match="--limit 'gsm8k=all'"):
+        parse_limit("gsm8k=all")
+
+
+def test_cli_per_task_limit_reaches_the_config(tmp_path, eval_model):
+    # an unknown task key is refused by the config's own check, so the mapping got there
+    proc = subprocess.run([sys.executable, "-m", "solar_ray.cli", "eval", str(tmp_path / "o"), "--model",
+                           str(eval_model), "--data", str(tmp_path), "--limit", "default=3,gsm8kk=2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown task 'gsm8kk'" in proc.stderr
+    assert not (tmp_path / "o").exists()
