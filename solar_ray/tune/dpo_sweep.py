@@ -160,7 +160,6 @@ def scheduler(config: Config):
 def run(config: Config) -> Path:
     """Run (or resume) the sweep; write the report, the best DPO config and lineage into `config.output`."""
     import yaml
-    from ray import tune
 
     from solar_ray.artifacts import write_json
     from solar_ray.train.common import check_inputs
@@ -170,8 +169,8 @@ def run(config: Config) -> Path:
     base = config.dpo_config({})
     check_inputs(base, ("prompt", "chosen", "rejected"))  # missing model/dataset fails before any trial
     # Loading the config made every path absolute (base, overrides, storage): trials run in their own folders.
-    run_tuner(config, tune.with_parameters(trial, config_dict=dump_config(config)), {"cpu": config.driver_cpus},
-              scheduler(config), max_concurrent=concurrent_trials(config, base))
+    run_tuner(config, trial, {"config_dict": dump_config(config)}, {"cpu": config.driver_cpus}, scheduler(config),
+              max_concurrent=concurrent_trials(config, base))
 
     with sweep_artifact(config, "dpo_sweep", parents={"model": base.model, "dataset": base.dataset}) as (tmp, best):
         best_dpo = config.dpo_config(best["config"])

@@ -188,7 +188,6 @@ def merge_and_evaluate(config: Config, params: dict[str, Any], state_dicts: list
 
 def run(config: Config) -> Path:
     """Run (or resume) the sweep, export the best merge, write the report and lineage into `config.output`."""
-    from ray import tune
 
     from solar_ray.config import dump_config
     from solar_ray.evaluate.suites import resolve_tasks
@@ -199,11 +198,11 @@ def run(config: Config) -> Path:
     check_output(config, "best model")
     check_data(config.data_dir, resolve_tasks(config.tasks))  # bad data fails before any trial starts
     state_dicts = load_candidates(config)
-    trainable = tune.with_parameters(trial, config_dict=dump_config(config), state_dicts=state_dicts)
     # Reused trial processes: a fresh one spends ~5 s importing torch/transformers/lm-eval and warming lm-eval
     # up, several times the evaluation of a tiny model (bench/bench_tune.py).
     resources = {"cpu": config.cpus_per_trial, **({"gpu": config.gpus_per_trial} if config.gpus_per_trial else {})}
-    run_tuner(config, trainable, resources, reuse_actors=True)
+    run_tuner(config, trial, {"config_dict": dump_config(config), "state_dicts": state_dicts}, resources,
+              reuse_actors=True)
     del state_dicts
 
     with sweep_artifact(config, "merge_sweep", parents=dict(config.candidates)) as (tmp, best):

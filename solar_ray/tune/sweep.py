@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,34 @@ TUNE_BOOKKEEPING = {
     "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
     "time_total_s", "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore",
 }
+
+
+# Tune's trainable registry is one per driver, and its writes are not thread-safe (see `register_trainable`).
+_REGISTRY_LOCK = threading.Lock()
+
+
+def register_trainable(config: SweepConfig, function: Callable[..., None], parameters: dict[str, Any],
+                       resources: dict[str, float]) -> str:
+    """`function(params, **parameters)` as a Tune trainable registered under this sweep's name; returns the name.
+
+    Tune keeps a driver's trainables in one registry keyed by name, and `tune.with_parameters` keys the objects it
+    hands the trials by the function's repr (Ray 2.60). Two sweeps of one driver that run the same function (a
+    pipeline's parallel stages: DPO Cand. 1's and Cand. 2's sweeps) then overwrite each other's, and trials of one
+    ran with the other's config: in the tiny main job one of Cand. 1's two trials trained Cand. 2's model. Two
+    registrations at once can also fail ("dictionary changed size during iteration"). So every sweep registers a
+    function of its own, named after its experiment, under a lock, and Tune gets the name.
+    """
+    from ray import tune
+
+    def sweep_function(params: dict[str, Any], **kwargs: Any) -> None:
+        function(params, **kwargs)
+
+    name = config.experiment_name()
+    sweep_function.__name__ = sweep_function.__qualname__ = name
+    with _REGISTRY_LOCK:
+        tune.register_trainable(name, tune.with_resources(tune.with_parameters(sweep_function, **parameters),
+                                                           resources))
+    return name
 
 
 def experiment_path(config: SweepConfig) -> str:
@@ -61,27 +91,40 @@ def sweep_artifact(config: SweepConfig, stage: str, parents: dict[str, str]) -> 
 
 def run_tuner(
     config: SweepConfig,
-    trainable: Callable[[dict[str, Any]], None],
+    function: Callable[..., None],
+    parameters: dict[str, Any],
     resources: dict[str, float],
     scheduler: Any = None,
     max_concurrent: int | None = None,
     reuse_actors: bool = False,
 ):
-    """Fit (or restore and finish) the sweep; returns Tune's ResultGrid.
+    """Fit (or restore and finish) the sweep of `function(params, **parameters)`; returns Tune's ResultGrid.
 
-    `max_concurrent` (default: search.max_concurrent_trials) caps the trials running at once; `reuse_actors`
-    runs later trials in the finished trials' processes (imports and lazy library setup paid once per process).
+    `parameters` reach each trial through Ray's object store (`tune.with_parameters`); `max_concurrent` (default:
+    search.max_concurrent_trials) caps the trials running at once; `reuse_actors` runs later trials in the
+    finished trials' processes (imports and lazy library setup paid once per process).
     """
     from ray import tune
 
     from solar_ray.ray_session import init_ray
 
     init_ray()
-    trainable = tune.with_resources(trainable, resources)
+    trainable = register_trainable(config, function, parameters, resources)
     path = experiment_path(config)
+    if tune.Tuner.can_restore(path) and "://" not in path and not list(Path(path).glob("experiment_state-*.json")):
+        # A driver stopped before Tune saved any trial leaves only tuner.pkl, and restoring that makes one trial
+        # with none of the searched parameters (Ray 2.60): start over instead.
+        shutil.rmtree(path)
     if tune.Tuner.can_restore(path):
         # The experiment dir is our own (written by this stage), so restoring its pickled state is trusted.
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        try:
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        except ValueError as exc:
+            if "Invalid `trainable`" not in str(exc):
+                raise
+            raise ConfigError(f"{path}: this sweep's saved Tune state runs another trainable than {trainable!r} "
+                              "(written by another version of solar-ray); delete the folder to start the sweep "
+                              "over") from None
     else:
         tuner = tune.Tuner(
             trainable,

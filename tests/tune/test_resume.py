@@ -33,7 +33,7 @@ def saved_trial_status(experiment: Path) -> dict[str, str]:
 
 
 def result_lines(experiment: Path, trial_id: str) -> list[str]:
-    (trial_dir,) = experiment.glob(f"trial_{trial_id}_*")
+    (trial_dir,) = experiment.glob(f"{experiment.name}_{trial_id}_*")  # trials are named after their sweep
     return (trial_dir / "result.json").read_text().splitlines()
 
 
