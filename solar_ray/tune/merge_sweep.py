@@ -188,7 +188,6 @@ def merge_and_evaluate(config: Config, params: dict[str, Any], state_dicts: list
 
 def run(config: Config) -> Path:
     """Run (or resume) the sweep, export the best merge, write the report and lineage into `config.output`."""
-
     from solar_ray.config import dump_config
     from solar_ray.evaluate.suites import resolve_tasks
     from solar_ray.evaluate.tasks import check_data
