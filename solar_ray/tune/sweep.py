@@ -111,11 +111,13 @@ def run_tuner(
     init_ray()
     trainable = register_trainable(config, function, parameters, resources)
     path = experiment_path(config)
-    if tune.Tuner.can_restore(path) and "://" not in path and not list(Path(path).glob("experiment_state-*.json")):
+    restore = tune.Tuner.can_restore(path)
+    if restore and "://" not in path and not any(Path(path).glob("experiment_state-*.json")):
         # A driver stopped before Tune saved any trial leaves only tuner.pkl, and restoring that makes one trial
         # with none of the searched parameters (Ray 2.60): start over instead.
         shutil.rmtree(path)
-    if tune.Tuner.can_restore(path):
+        restore = False
+    if restore:
         # The experiment dir is our own (written by this stage), so restoring its pickled state is trusted.
         try:
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
