@@ -180,3 +180,13 @@ def test_each_candidate_trains_with_the_best_config_of_its_own_dpo_sweep(name, t
     assert set(pipe.configs["merge_sweep"].candidates) == {"cand_1", "cand_2"}
     assert {stages["merge_sweep"].inputs[f"candidates.{c}"] for c in ("cand_1", "cand_2")} == {"cand_1", "cand_2"}
     assert pipe.configs["merge_sweep"].tasks == ["h6"], "merge weights are scored on H6"
+
+
+@pytest.mark.parametrize("name", ["tiny", "solar_10_7b"])
+def test_synth_math_waits_for_no_model_the_recipe_trains(name, tmp_path):
+    """The rephraser is a model of its own (the paper's: a strong instruction model), so Synth. Math runs while
+    the base pretrains; in the tiny main job that takes its data stages off the critical path."""
+    pipe = Pipeline(EXPERIMENTS / name / "pipeline.yaml", output=str(tmp_path))
+    trained = {stage for stage, config in pipe.configs.items() if config.stage in {"pretrain", "sft", "dpo", "upscale"}}
+    assert pipe.ancestors("synth_math") & trained == set()
+    assert {"cpt", "synth_math"} <= pipe.ancestors("sft_v3")
