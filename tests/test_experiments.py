@@ -184,8 +184,8 @@ def test_each_candidate_trains_with_the_best_config_of_its_own_dpo_sweep(name, t
 
 @pytest.mark.parametrize("name", ["tiny", "solar_10_7b"])
 def test_synth_math_waits_for_no_model_the_recipe_trains(name, tmp_path):
-    """The rephraser is a model of its own (the paper's: a strong instruction model), so Synth. Math runs while
-    the base pretrains; in the tiny main job that takes its data stages off the critical path."""
+    """The rephraser is a model of its own (the paper's: a strong instruction model), not one the recipe trains:
+    Synth. Math can run while the base pretrains, in both pipelines."""
     pipe = Pipeline(EXPERIMENTS / name / "pipeline.yaml", output=str(tmp_path))
     trained = {stage for stage, config in pipe.configs.items() if config.stage in {"pretrain", "sft", "dpo", "upscale"}}
     assert pipe.ancestors("synth_math") & trained == set()
