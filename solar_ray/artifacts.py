@@ -112,6 +112,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def machine() -> dict[str, str]:
+    """The processor that computed an artifact. Float kernels differ between instruction sets (AVX2, AVX-512), so
+    one seed's models are the same to the bit only on the same kind of CPU with the same packages: a run compared
+    with another says where each was made. torch's kernel level is recorded where torch is already loaded."""
+    import platform
+    import sys
+
+    record = {"arch": platform.machine(), "cpu": platform.processor() or "unknown"}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                record["cpu"] = line.split(":", 1)[1].strip()
+                break
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch.backends, "cpu"):
+        record["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return record
+
+
 def git_revision() -> str | None:
     """The solar-ray checkout's commit, when running from one."""
     here = Path(__file__).resolve().parent
@@ -187,6 +206,7 @@ def write_lineage(
         **extra,
         "content_hash": content_hash(directory),
         "packages": package_versions(),
+        "machine": machine(),
         "git_revision": git_revision(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

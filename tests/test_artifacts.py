@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,21 @@ def test_output_that_is_or_holds_an_input_is_refused(tmp_path):
     # Siblings, and an output inside an input's directory (nothing of the input is replaced), are fine.
     refuse_output_among_inputs(tmp_path / "merged", {"base": model, "other": tmp_path / "m2"})
     refuse_output_among_inputs(model / "merged", {"base": model})
+
+
+def test_lineage_says_which_processor_and_torch_kernels_made_the_artifact(tmp_path):
+    """One seed's models match to the bit only on the same kind of CPU: lineage names it, so two runs that differ
+    can be told apart by where they ran."""
+    import platform
+
+    import torch
+
+    with atomic_dir(tmp_path / "a") as tmp:
+        write_lineage(tmp, "tiny", {})
+    record = read_lineage(tmp_path / "a")["machine"]
+    assert record["arch"] == platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and "model name" in cpuinfo.read_text():
+        assert f"model name\t: {record['cpu']}\n" in cpuinfo.read_text()
+    assert record["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["torch_cpu_capability"] in {"DEFAULT", "NO AVX", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256"}

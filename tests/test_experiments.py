@@ -182,6 +182,20 @@ def test_each_candidate_trains_with_the_best_config_of_its_own_dpo_sweep(name, t
     assert pipe.configs["merge_sweep"].tasks == ["h6"], "merge weights are scored on H6"
 
 
+def test_tiny_candidates_differ_in_learning_rate_and_each_sweep_picks_beta_at_its_own(tmp_path):
+    """Table 6 asks for candidates with different strengths: the tiny Cand. 2 aligns at a higher learning rate than
+    Cand. 1 (which keeps DPO's), and each candidate's beta comes from a sweep trained at that candidate's rate."""
+    pipe = Pipeline(EXPERIMENTS / "tiny" / "pipeline.yaml", output=str(tmp_path))
+    rates = {}
+    for cand in ("cand_1", "cand_2"):
+        sweep = pipe.configs[f"dpo_sweep_{cand}"]
+        assert "optim.learning_rate" not in sweep.space, "the tiny sweeps search beta only"
+        rates[cand] = pipe.configs[cand].optim.learning_rate
+        assert sweep.base["optim"]["learning_rate"] == rates[cand], f"{cand}'s sweep trains at another rate"
+    assert rates["cand_1"] == pipe.configs["dpo_v2"].optim.learning_rate
+    assert rates["cand_2"] > rates["cand_1"]
+
+
 @pytest.mark.parametrize("name", ["tiny", "solar_10_7b"])
 def test_synth_math_waits_for_no_model_the_recipe_trains(name, tmp_path):
     """The rephraser is a model of its own (the paper's: a strong instruction model), not one the recipe trains:
