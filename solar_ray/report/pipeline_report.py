@@ -280,6 +280,28 @@ def compare_runs(directories: list[Path]) -> str:
     return verdict_table(verdicts, pooled)
 
 
+MADE_WITH = ("torch", "transformers", "trl", "deepspeed")
+
+
+def made_on(lineages: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: the processors and packages that made the artifacts, one row per distinct set. Float
+    kernels differ by instruction set, so a seed's models match another run's to the bit only where these do."""
+    rows: dict[tuple[str, ...], list[str]] = {}
+    for name, record in lineages.items():
+        machine = record.get("machine")
+        if machine:  # artifacts written before lineage recorded it have none
+            packages = record.get("packages", {})
+            key = (machine.get("cpu", "?"), machine.get("torch_cpu_capability", "-"),
+                   *(packages.get(p, "-") for p in MADE_WITH))
+            rows.setdefault(key, []).append(name)
+    if not rows:
+        return []
+    md = ["", "Made on (one row per processor and package set; another row's models differ in their float "
+          "rounding):", "", "| processor | torch kernels | " + " | ".join(MADE_WITH) + " | artifacts |",
+          "|---" * (len(MADE_WITH) + 3) + "|"]
+    return md + [f"| {' | '.join(key)} | {', '.join(names)} |" for key, names in rows.items()]
+
+
 def write_pipeline_report(root: Path) -> Path:
     """Write `<root>/report/` from the pipeline.json a run left there and the stages' artifacts; returns it."""
     run = RunScores(root)
@@ -363,6 +385,7 @@ def write_pipeline_report(root: Path) -> Path:
             if (root / name / LINEAGE).is_file():
                 hashes.append(f"| {name} | `{read_lineage(root / name).get('content_hash', '')[:16]}` |")
         md += ["| artifact | content hash |", "|---|---|"] + hashes
+        md += made_on({name: read_lineage(root / name) for name in order if (root / name / LINEAGE).is_file()})
 
         text = "\n".join(md) + "\n"
         (out / "report.md").write_text(text)
