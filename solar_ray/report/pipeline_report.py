@@ -299,7 +299,10 @@ def made_on(lineages: dict[str, dict[str, Any]]) -> list[str]:
     md = ["", "Made on (one row per processor and package set; another row's models differ in their float "
           "rounding):", "", "| processor | torch kernels | " + " | ".join(MADE_WITH) + " | artifacts |",
           "|---" * (len(MADE_WITH) + 3) + "|"]
-    return md + [f"| {' | '.join(key)} | {', '.join(names)} |" for key, names in rows.items()]
+    return md + [f"| {' | '.join(key)} | "
+                 # the usual case, one machine for every artifact: no list of them all
+                 f"{f'all {len(names)}' if len(names) == len(lineages) else ', '.join(names)} |"
+                 for key, names in rows.items()]
 
 
 def write_pipeline_report(root: Path) -> Path:

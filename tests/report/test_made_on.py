@@ -21,3 +21,9 @@ def test_another_torch_is_another_row_and_no_record_no_section():
             if line.startswith("| ") and "processor" not in line]
     assert len(rows) == 2 and rows[1].endswith("| b |")
     assert made_on({"old": {"packages": {}}}) == []
+
+
+def test_one_machine_for_every_artifact_is_one_row_that_says_so():
+    rows = [line for line in made_on({"a": lineage("EPYC", "AVX2"), "b": lineage("EPYC", "AVX2")})
+            if line.startswith("| ") and "processor" not in line]
+    assert rows == ["| EPYC | AVX2 | 2.13.0 | 5.25.0 | 1.16.0 | 0.19.8 | all 2 |"]
