@@ -115,9 +115,8 @@ def package_versions() -> dict[str, str]:
 def machine() -> dict[str, str]:
     """The processor that computed an artifact. Float kernels differ between instruction sets (AVX2, AVX-512), so
     one seed's models are the same to the bit only on the same kind of CPU with the same packages: a run compared
-    with another says where each was made. torch's kernel level is recorded where torch is already loaded."""
+    with another says where each was made."""
     import platform
-    import sys
 
     record = {"arch": platform.machine(), "cpu": platform.processor() or "unknown"}
     with contextlib.suppress(OSError):
@@ -125,8 +124,11 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 record["cpu"] = line.split(":", 1)[1].strip()
                 break
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch.backends, "cpu"):
+    # Every artifact gets the kernel level, data stages' too (torch is loaded in nearly every stage already), so
+    # one machine reads as one row of the report.
+    with contextlib.suppress(ImportError):
+        import torch
+
         record["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return record
 
