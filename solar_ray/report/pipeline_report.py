@@ -383,12 +383,10 @@ def write_pipeline_report(root: Path) -> Path:
         parents = {name: set(state["graph"][name]["parents"]) for name in order}
         plot_lineage(parents, kinds, out / "lineage.png")
         md += ["", "## Lineage", "", "![lineage](lineage.png)", "", mermaid(parents), ""]
-        hashes = []
-        for name in order:
-            if (root / name / LINEAGE).is_file():
-                hashes.append(f"| {name} | `{read_lineage(root / name).get('content_hash', '')[:16]}` |")
+        lineages = {name: read_lineage(root / name) for name in order if (root / name / LINEAGE).is_file()}
+        hashes = [f"| {name} | `{record.get('content_hash', '')[:16]}` |" for name, record in lineages.items()]
         md += ["| artifact | content hash |", "|---|---|"] + hashes
-        md += made_on({name: read_lineage(root / name) for name in order if (root / name / LINEAGE).is_file()})
+        md += made_on(lineages)
 
         text = "\n".join(md) + "\n"
         (out / "report.md").write_text(text)
