@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from importlib import metadata
@@ -124,11 +125,11 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 record["cpu"] = line.split(":", 1)[1].strip()
                 break
-    # Every artifact gets the kernel level, data stages' too (torch is loaded in nearly every stage already), so
-    # one machine reads as one row of the report.
-    with contextlib.suppress(ImportError):
-        import torch
-
+    # The kernel level is torch's to tell, and only where the stage loaded torch: importing it costs seconds, which
+    # the numpy-only merge command exists to avoid. The report joins a machine's artifacts by processor, so an
+    # artifact without the field still shares its machine's row.
+    torch = sys.modules.get("torch")
+    if torch is not None:
         record["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return record
 

@@ -138,3 +138,16 @@ def test_lineage_says_which_processor_and_torch_kernels_made_the_artifact(tmp_pa
         assert f"model name\t: {record['cpu']}\n" in cpuinfo.read_text()
     assert record["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["torch_cpu_capability"] in {"DEFAULT", "NO AVX", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256"}
+
+
+def test_lineage_of_a_stage_without_torch_does_not_load_it(tmp_path):
+    """The merge command stays numpy-only (seconds saved per merge): recording the machine must not import torch."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from solar_ray.artifacts import atomic_dir, write_lineage, read_lineage\n"
+              "from pathlib import Path\nwith atomic_dir(Path(sys.argv[1])) as tmp:\n    write_lineage(tmp, 'tiny', {})\n"
+              "print(sorted(read_lineage(Path(sys.argv[1]))['machine']), 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a")], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "['arch', 'cpu'] False", result.stdout + result.stderr

@@ -287,19 +287,21 @@ def made_on(lineages: dict[str, dict[str, Any]]) -> list[str]:
     """Markdown lines: the processors and packages that made the artifacts, one row per distinct set. Float
     kernels differ by instruction set, so a seed's models match another run's to the bit only where these do."""
     rows: dict[tuple[str, ...], list[str]] = {}
+    kernels: dict[tuple[str, ...], set[str]] = {}
     for name, record in lineages.items():
         machine = record.get("machine")
         if machine:  # artifacts written before lineage recorded it have none
             packages = record.get("packages", {})
-            key = (machine.get("cpu", "?"), machine.get("torch_cpu_capability", "-"),
-                   *(packages.get(p, "-") for p in MADE_WITH))
+            key = (machine.get("cpu", "?"), *(packages.get(p, "-") for p in MADE_WITH))
             rows.setdefault(key, []).append(name)
+            # stages that never load torch (the numpy merge) record no kernel level: their machine's row tells it
+            kernels.setdefault(key, set()).update(filter(None, [machine.get("torch_cpu_capability")]))
     if not rows:
         return []
     md = ["", "Made on (one row per processor and package set; another row's models differ in their float "
           "rounding):", "", "| processor | torch kernels | " + " | ".join(MADE_WITH) + " | artifacts |",
           "|---" * (len(MADE_WITH) + 3) + "|"]
-    return md + [f"| {' | '.join(key)} | "
+    return md + [f"| {key[0]} | {', '.join(sorted(kernels[key])) or '-'} | {' | '.join(key[1:])} | "
                  # the usual case, one machine for every artifact: no list of them all
                  f"{f'all {len(names)}' if len(names) == len(lineages) else ', '.join(names)} |"
                  for key, names in rows.items()]

@@ -27,3 +27,13 @@ def test_one_machine_for_every_artifact_is_one_row_that_says_so():
     rows = [line for line in made_on({"a": lineage("EPYC", "AVX2"), "b": lineage("EPYC", "AVX2")})
             if line.startswith("| ") and "processor" not in line]
     assert rows == ["| EPYC | AVX2 | 2.13.0 | 5.25.0 | 1.16.0 | 0.19.8 | all 2 |"]
+
+
+def test_an_artifact_made_without_torch_shares_its_machines_row():
+    merged = lineage("EPYC", "AVX2")
+    del merged["machine"]["torch_cpu_capability"]  # the numpy-only merge does not load torch
+    rows = [line for line in made_on({"a": lineage("EPYC", "AVX2"), "merge": merged})
+            if line.startswith("| ") and "processor" not in line]
+    assert rows == ["| EPYC | AVX2 | 2.13.0 | 5.25.0 | 1.16.0 | 0.19.8 | all 2 |"]
+    alone = [line for line in made_on({"merge": merged}) if line.startswith("| EPYC")]
+    assert alone == ["| EPYC | - | 2.13.0 | 5.25.0 | 1.16.0 | 0.19.8 | all 1 |"]
