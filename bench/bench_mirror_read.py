@@ -1,13 +1,14 @@
 """Reading a hub dataset from a local mirror (SOLAR_RAY_HUB_MIRROR, the rehearsal's hub): Ray's own readers over
 the split's files against streaming them through `datasets` in a Ray read task, as solar-ray did before.
 
-    .venv/bin/python bench/bench_mirror_read.py [--rows 400 50000] [--files 2]
+    .venv/bin/python bench/bench_mirror_read.py [--rows 400 50000] [--files 2] [--repeat 2]
 
 A mirror of OpenOrca-shaped rows (id, system prompt, question, response) in the hub's layout (`default/train-*`
 parquet files and a README naming the config) is read by `solar_ray.data.load.load_source` both ways, every
-row adapted to the processed schema as a data stage does, and counted. Both must give the same rows. The
-400-row size is a rehearsal source's; 50,000 rows show the per-row cost. Each way runs `--repeat` times on a
-warm Ray (its workers already started): the table shows the median. The load average is printed at the end.
+row adapted to the processed schema as a data stage does, and materialised. Both must give the same row count.
+Each read runs in a process of its own with a fresh local Ray, as a data stage meets its first source (its
+workers still to start, `datasets` still to import in them); Ray's start is not timed. The table shows the
+median of `--repeat` reads. The 400-row size is a rehearsal source's. The load average is printed at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,37 +43,45 @@ def write_mirror(root: Path, rows: int, files: int) -> None:
         }), repo / "default" / f"train-{number:05d}-of-{files:05d}.parquet")
 
 
-def read_seconds(stream: bool) -> tuple[float, int]:
+def read_once(stream: bool) -> None:
+    """In this process: start Ray, then time one read of the mirror's OpenOrca; prints `seconds rows`."""
     from solar_ray.data import load
     from solar_ray.data.registry import get_spec
+    from solar_ray.ray_session import init_ray
 
+    init_ray()
     started = time.perf_counter()
     with mock.patch.object(load, "local_split_files", return_value=None) if stream else mock.MagicMock():
-        count = load.load_source("open_orca", get_spec("open_orca")).count()
-    return time.perf_counter() - started, count
+        rows = load.load_source("open_orca", get_spec("open_orca")).materialize().count()
+    print(f"{time.perf_counter() - started} {rows}")
+
+
+def timed_read(mirror: str, stream: bool) -> tuple[float, int]:
+    env = {**os.environ, "SOLAR_RAY_HUB_MIRROR": mirror, "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": "local"}
+    result = subprocess.run([sys.executable, __file__, "--one", "stream" if stream else "files"], env=env,
+                            capture_output=True, text=True, check=True)
+    seconds, rows = result.stdout.strip().splitlines()[-1].split()
+    return float(seconds), int(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[400, 50_000])
     parser.add_argument("--files", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--one", choices=["stream", "files"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        read_once(args.one == "stream")
+        return
 
-    from solar_ray.ray_session import init_ray
-
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    init_ray()
     print(f"{'rows':>7} {'files':>5} {'way':<28} {'seconds':>8} {'rows/s':>9} {'speed-up':>8}")
     for rows in args.rows:
-        with tempfile.TemporaryDirectory() as tmp:
-            write_mirror(Path(tmp), rows, args.files)
-            os.environ["SOLAR_RAY_HUB_MIRROR"] = tmp
-            read_seconds(stream=False)  # warm-up: workers started, `datasets` imported in them
-            read_seconds(stream=True)
+        with tempfile.TemporaryDirectory() as mirror:
+            write_mirror(Path(mirror), rows, args.files)
             medians = {}
             for stream in (True, False):
-                runs = [read_seconds(stream) for _ in range(args.repeat)]
+                runs = [timed_read(mirror, stream) for _ in range(args.repeat)]
                 assert {count for _, count in runs} == {rows}, runs
                 medians[stream] = statistics.median(seconds for seconds, _ in runs)
             for stream, way in ((True, "streamed through datasets"), (False, "Ray's reader on the files")):

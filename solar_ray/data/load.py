@@ -133,9 +133,10 @@ def local_split_files(source: str, subset: str | None, split: str) -> tuple[str,
     """(format, files) of a hub dataset's split whose data files are all on this machine (a local mirror), in one
     format Ray reads natively; else None.
 
-    Ray's own parquet and text readers over the files: streaming them through `datasets` inside one Ray read task
-    costs 5-20 s a source on 2 cores against 0.1-0.4 s (bench/bench_mirror_read.py), which made a rehearsal data stage
-    crawl at 4 rows/s. The files and their order are the ones `datasets` itself resolves for the split.
+    Ray's own parquet and text readers over the files, not a stream through `datasets` inside one Ray read task:
+    a source's first read in a fresh Ray takes 1.2-1.4x less (bench/bench_mirror_read.py), and the rehearsal's data
+    stages, eight of them reading 2-7 sources each beside other stages, took 290 s instead of 687 s. The files and
+    their order are the ones `datasets` itself resolves for the split.
     """
     import datasets
 
