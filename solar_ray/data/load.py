@@ -135,7 +135,7 @@ def local_split_files(source: str, subset: str | None, split: str) -> tuple[str,
 
     Ray's own parquet and text readers over the files, not a stream through `datasets` inside one Ray read task:
     a source's first read in a fresh Ray takes 1.2-1.4x less (bench/bench_mirror_read.py), and the rehearsal's data
-    stages, eight of them reading 2-7 sources each beside other stages, took 290 s instead of 687 s. The files and
+    stages (eight, reading one to seven sources each, beside other stages) took 290 s instead of 687 s. The files and
     their order are the ones `datasets` itself resolves for the split.
     """
     import datasets
