@@ -168,18 +168,24 @@ def read_raw(spec: DatasetSpec, path: str | None, hub_id: str | None, subset: st
         raise DataError(f"{spec.name}: no hub copy exists for this dataset; set its 'path' to a local file or artifact")
     import datasets
 
-    try:
-        from solar_ray.hub import HUB_OPEN_LOCK, dataset_source
+    from solar_ray.hub import HUB_OPEN_LOCK, dataset_source
 
+    def cannot_stream(exc: Exception) -> DataError:
+        return DataError(f"{spec.name}: cannot stream '{hub_id}' split '{split}' ({type(exc).__name__}: {exc})")
+
+    try:
         source = dataset_source(hub_id)
+    except Exception as exc:  # a repository missing from the mirror; report one line
+        raise cannot_stream(exc) from None
+    offline = bool(os.environ.get("HF_HUB_OFFLINE")) or Path(source).is_dir()
+    if offline and (local := local_split_files(source, subset, split)) is not None:
+        return read_files(*local)  # no stream opened: its files are read as they are
+    try:
         with HUB_OPEN_LOCK:
             streamed = datasets.load_dataset(source, subset, split=split, streaming=True)
     except Exception as exc:  # the hub raises many types (offline, missing repo, bad split); report one line
-        raise DataError(f"{spec.name}: cannot stream '{hub_id}' split '{split}' ({type(exc).__name__}: {exc})") from None
-    if os.environ.get("HF_HUB_OFFLINE") or Path(source).is_dir():
-        local = local_split_files(source, subset, split)
-        if local is not None:
-            return read_files(*local)
+        raise cannot_stream(exc) from None
+    if offline:
         # ray.data.from_huggingface first asks huggingface.co for the hub's parquet export of the dataset, an HTTP
         # call that ignores HF_HUB_OFFLINE and fails without a network (found by the rehearsal). Offline, or from a
         # local mirror, read the stream itself: Ray's own fallback when that export does not exist.
