@@ -20,8 +20,8 @@ Features:
    fit the cluster (each stage's `needs`, solar_ray/contract.py); the tiny experiment runs two, since Ray
    Train's start-up idles a core.
 2. Caching: a stage whose artifact exists, with a lineage.json recording the same config and the same parent
-   content hashes, is skipped. Artifacts are written atomically, so an interrupted stage leaves nothing behind
-   and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
+   content hashes, is skipped (read where the run folder is now, if it was moved or copied whole). Artifacts are
+   written atomically, so an interrupted stage leaves nothing behind and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
    Ray Train checkpoints in `<output>/ray/`, but only a run started with the same config and inputs: a stage
    rerun because either changed starts its Ray run afresh, see `reset_stale_ray_state`).
 3. Twins: a stage whose effective config (a sweep's best config applied) and inputs' contents equal those of a
@@ -236,7 +236,7 @@ class Pipeline:
         out = self.root / name
         if not (out / LINEAGE).is_file():
             return False
-        lineage = read_lineage(out)
+        lineage = _moved_to(read_lineage(out), self.root, name)
         if _comparable(lineage.get("config", {})) != _comparable(dump_config(self.configs[name])):
             return False
         for parent in lineage.get("parents", []):
@@ -554,6 +554,28 @@ def _next_result(results: Any) -> tuple[str, BaseException | None, float]:
             return results.get(timeout=0.5)
         except queue.Empty:
             continue
+
+
+def _moved_to(lineage: dict[str, Any], root: Path, name: str) -> dict[str, Any]:
+    """The lineage of `root/name` as if written there, when it was written by a pipeline whose output folder has
+    been moved or copied since (its recorded `output` is another folder's `name`): paths under the old folder
+    read as the same paths under `root`, so a run folder synced to another machine or mount, or copied to try a
+    change, is current where it lies (and its parents' hashes are read there, not at the old place)."""
+    recorded = lineage.get("config", {}).get("output")
+    if not isinstance(recorded, str) or Path(recorded).name != name or Path(recorded).parent == root:
+        return lineage
+    old, new = str(Path(recorded).parent), str(root)
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+            return new + value[len(old):]
+        if isinstance(value, dict):
+            return {key: moved(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [moved(item) for item in value]
+        return value
+
+    return moved(lineage)
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

@@ -70,6 +70,24 @@ def test_second_run_is_cached_and_config_change_reruns_downstream(experiment, tm
     assert value(root, "c") == 100 + 1 + 8
 
 
+def test_a_run_folder_moved_or_copied_whole_stays_current_where_it_lies(experiment, tmp_path):
+    first, moved = tmp_path / "first", tmp_path / "elsewhere" / "moved"
+    Pipeline(experiment, output=str(first)).run(report=False)
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)  # the parents' recorded paths are gone: they must be read under the new folder
+    before = {s: mtime(moved, s) for s in "abc"}
+    state = Pipeline(experiment, output=str(moved)).run(report=False)
+    assert all(s["status"] == "cached" for s in state["stages"].values())
+    assert {s: mtime(moved, s) for s in "abc"} == before
+
+    experiment.write_text(EXPERIMENT.replace("overrides: {value: 10}", "overrides: {value: 20}"))
+    state = Pipeline(experiment, output=str(moved)).run(report=False)  # a change still reruns what it touches
+    assert [state["stages"][s]["status"] for s in "abc"] == ["cached", "ran", "ran"]
+    assert value(moved, "c") == 100 + 1 + 21 and not first.exists()
+    lineage = json.loads((moved / "c" / "lineage.json").read_text())
+    assert {p["path"] for p in lineage["parents"]} == {str(moved / "a"), str(moved / "b")}
+
+
 def test_an_only_run_keeps_the_earlier_timings_of_the_stages_it_leaves_alone(experiment, tmp_path):
     root = tmp_path / "out"
     first = Pipeline(experiment, output=str(root)).run(report=False)["stages"]
