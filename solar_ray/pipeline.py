@@ -21,9 +21,10 @@ Features:
    Train's start-up idles a core.
 2. Caching: a stage whose artifact exists, with a lineage.json recording the same config and the same parent
    content hashes, is skipped (read where the run folder is now, if it was moved or copied whole). Artifacts are
-   written atomically, so an interrupted stage leaves nothing behind and a rerun resumes at the first stage without a complete artifact (training stages also resume from their
-   Ray Train checkpoints in `<output>/ray/`, but only a run started with the same config and inputs: a stage
-   rerun because either changed starts its Ray run afresh, see `reset_stale_ray_state`).
+   written atomically, so an interrupted stage leaves nothing behind and a rerun resumes at the first stage
+   without a complete artifact (training stages also resume from their Ray Train checkpoints in `<output>/ray/`,
+   but only a run started with the same config and inputs: a stage rerun because either changed starts its Ray
+   run afresh, see `reset_stale_ray_state`).
 3. Twins: a stage whose effective config (a sweep's best config applied) and inputs' contents equal those of a
    stage already made in the run, differing only in where it writes and what it names its Ray run, makes the same
    artifact (every stage is seeded): it is not run again but links the twin's files (see `recipe`). In the tiny
