@@ -307,8 +307,14 @@ class Pipeline:
         from solar_ray.plan.planner import make_plan
         from solar_ray.plan.render import stage_columns
 
-        statuses = {name: "not selected" if name not in selected else "cached" if self.is_current(name)
-                    else "will run" for name in self.order}
+        statuses: dict[str, str] = {}
+        for name in self.order:  # parents first: a stage below one that will run runs again after it
+            if name not in selected:
+                statuses[name] = "not selected"
+            elif any(statuses[parent] == "will run" for parent in self.parents[name]) or not self.is_current(name):
+                statuses[name] = "will run"
+            else:
+                statuses[name] = "cached"
         planned = make_plan(self, cluster, statuses=statuses)
         rows = []
         for name in self.order:

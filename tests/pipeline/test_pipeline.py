@@ -70,6 +70,17 @@ def test_second_run_is_cached_and_config_change_reruns_downstream(experiment, tm
     assert value(root, "c") == 100 + 1 + 8
 
 
+def test_the_plan_marks_the_stages_below_a_changed_one_as_running_again(experiment, tmp_path):
+    root = tmp_path / "out"
+    Pipeline(experiment, output=str(root)).run(report=False)
+    experiment.write_text(EXPERIMENT.replace("value: 1}", "value: 2}"))  # a changes; b and c take it as input
+    pipe = Pipeline(experiment, output=str(root))
+    assert {row["stage"]: row["status"] for row in pipe.plan(pipe.select())} == {
+        "a": "will run", "b": "will run", "c": "will run"}  # b and c were "cached": the plan left their cost out
+    state = pipe.run(report=False)
+    assert [state["stages"][s]["status"] for s in "abc"] == ["ran", "ran", "ran"]  # what the plan now says
+
+
 def test_a_run_folder_moved_or_copied_whole_stays_current_where_it_lies(experiment, tmp_path):
     first, moved = tmp_path / "first", tmp_path / "elsewhere" / "moved"
     Pipeline(experiment, output=str(first)).run(report=False)
