@@ -301,9 +301,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------- plan
 
-    def plan(self, selected: list[str], cluster: Any = None) -> list[dict[str, Any]]:
+    def plan(self, selected: list[str], cluster: Any = None, forced: bool = False) -> list[dict[str, Any]]:
         """One row per stage: inputs, what it reserves, status, and the planner's columns (solar_ray.plan.render:
-        devices, memory per device and its parts, work, disk; with a `cluster` spec also fit, hours and cost)."""
+        devices, memory per device and its parts, work, disk; with a `cluster` spec also fit, hours and cost).
+        `forced` (a selection by --from / --only, which `run` re-makes whether current or not): every selected
+        stage will run."""
         from solar_ray.plan.planner import make_plan
         from solar_ray.plan.render import stage_columns
 
@@ -311,7 +313,8 @@ class Pipeline:
         for name in self.order:  # parents first: a stage below one that will run runs again after it
             if name not in selected:
                 statuses[name] = "not selected"
-            elif any(statuses[parent] == "will run" for parent in self.parents[name]) or not self.is_current(name):
+            elif (forced or any(statuses[parent] == "will run" for parent in self.parents[name])
+                  or not self.is_current(name)):
                 statuses[name] = "will run"
             else:
                 statuses[name] = "cached"

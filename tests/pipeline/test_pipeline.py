@@ -80,6 +80,9 @@ def test_the_plan_marks_the_stages_below_a_changed_one_as_running_again(experime
     state = pipe.run(report=False)
     assert [state["stages"][s]["status"] for s in "abc"] == ["ran", "ran", "ran"]  # what the plan now says
 
+    statuses = {row["stage"]: row["status"] for row in pipe.plan(pipe.select(start="b"), forced=True)}
+    assert statuses == {"a": "not selected", "b": "will run", "c": "will run"}  # --from b re-makes b and c
+
 
 def test_a_run_folder_moved_or_copied_whole_stays_current_where_it_lies(experiment, tmp_path):
     first, moved = tmp_path / "first", tmp_path / "elsewhere" / "moved"
