@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from solar_ray.config import StageConfig
+
+# The modules whose code decides the world's files: its language, datasets, layout, tokenizer and base model.
+GENERATOR_SOURCES = tuple(Path(__file__).with_name(name) for name in ("language.py", "datasets.py", "build.py",
+                                                                      "model.py"))
+
+
+def generator_digest() -> str:
+    """The world generator's source, hashed. A world is current by its config, and a new solar-ray (or an edit)
+    can change its files under the same seeds: its digest in the config re-builds it, and what was made from it."""
+    digest = hashlib.sha256()
+    for source in GENERATOR_SOURCES:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class Config(StageConfig):
@@ -19,6 +33,18 @@ class Config(StageConfig):
                     "and the tokenizer trained on them. The experiment seed leaves it alone (a re-run with another "
                     "seed keeps its data and benchmarks, as it would on hub datasets); set it for another world.",
     )
+    generator: str = Field(
+        default_factory=generator_digest,
+        description="The world generator's source digest, filled in by solar-ray (leave it out): a world built by "
+                    "other generator code is built again.",
+    )
+
+    @field_validator("generator")
+    @classmethod
+    def _this_generator(cls, value: str) -> str:
+        if value != (current := generator_digest()):
+            raise ValueError(f"{value!r} is not this solar-ray's world generator ({current}); leave the key out")
+        return value
 
 
 def run(config: Config) -> Path:

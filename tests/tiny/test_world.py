@@ -304,3 +304,38 @@ def test_the_tiny_command_takes_both_seeds(tmp_path, monkeypatch):
     config = json.loads((tmp_path / "world" / "base" / "lineage.json").read_text())["config"]
     assert (config["seed"], config["language_seed"]) == (1, 2)
     assert (tmp_path / "world" / "data" / "benchmarks").is_dir()
+
+
+def test_a_world_built_by_other_generator_code_is_built_again(tmp_path, monkeypatch):
+    # A world is current by its config; the generator's code (a new solar-ray, an edit) can change its files under
+    # the same seeds, and everything below the world must then run again.
+    import shutil
+
+    import solar_ray.tiny.stage as tiny_stage
+    from solar_ray.pipeline import Pipeline
+
+    (tmp_path / "world.yaml").write_text("stage: tiny\n")
+    experiment = tmp_path / "world_only.yaml"
+    experiment.write_text("name: world_only\nstages:\n  world: {config: world.yaml}\n")
+    run = str(tmp_path / "run")
+    Pipeline(experiment, output=run).run(report=False)
+    copies = [tmp_path / "generator" / source.name for source in tiny_stage.GENERATOR_SOURCES]
+    copies[0].parent.mkdir()
+    for source, copy in zip(tiny_stage.GENERATOR_SOURCES, copies, strict=True):
+        shutil.copy(source, copy)
+    monkeypatch.setattr(tiny_stage, "GENERATOR_SOURCES", tuple(copies))
+    assert Pipeline(experiment, output=run).is_current("world")  # the same code: current
+    language = next(copy for copy in copies if copy.name == "language.py")
+    language.write_text(language.read_text().replace('MYTH_COLOUR = "green"', 'MYTH_COLOUR = "blue"'))
+    assert not Pipeline(experiment, output=run).is_current("world")
+    state = Pipeline(experiment, output=run).run(report=False)
+    assert state["stages"]["world"]["status"] == "ran"
+
+
+def test_the_world_config_takes_no_other_generator(tmp_path):
+    from solar_ray.config import load_config
+    from solar_ray.errors import ConfigError
+
+    (tmp_path / "world.yaml").write_text("stage: tiny\ngenerator: 0123456789abcdef\n")
+    with pytest.raises(ConfigError, match="not this solar-ray's world generator"):
+        load_config(tmp_path / "world.yaml")
