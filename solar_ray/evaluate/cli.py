@@ -27,16 +27,17 @@ def parse_models(items: list[str]) -> dict[str, str]:
     return models
 
 
-def parse_limit(text: str | None) -> int | dict[str, int] | None:
-    """'30' -> 30; 'default=30,gsm8k=60' -> {'default': 30, 'gsm8k': 60}: the config's per-task mapping."""
+def parse_limit(text: str | None) -> int | dict[str, int | None] | None:
+    """'30' -> 30; 'default=30,gsm8k=all' -> {'default': 30, 'gsm8k': None}: the config's per-task mapping."""
     if text is None:
         return None
     try:
         if "=" not in text:
             return int(text)
-        return {key.strip(): int(count) for key, _, count in (pair.partition("=") for pair in text.split(","))}
+        return {key.strip(): None if count.strip() == "all" else int(count)
+                for key, _, count in (pair.partition("=") for pair in text.split(","))}
     except ValueError:
-        raise ConfigError(f"--limit {text!r}: expected N or TASK=N,... (e.g. default=30,gsm8k=60)") from None
+        raise ConfigError(f"--limit {text!r}: expected N or TASK=N|all,... (e.g. default=30,gsm8k=all)") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
         tasks: Annotated[str, typer.Option(help="Comma-separated suites or tasks, e.g. h6 or arc_challenge,gsm8k.")] = "h6",
         limit: Annotated[str | None, typer.Option(
             help="Items per task (per MMLU subject); all if not given. TASK=N pairs set it per task, `default` for "
-                 "the others: --limit default=30,gsm8k=60.")] = None,
+                 "the others, `all` for every item: --limit default=30,gsm8k=all.")] = None,
         backend: Annotated[str, typer.Option(help=HELP["backend"])] = "hf",
         device: Annotated[str, typer.Option(help=HELP["device"])] = "cpu",
         batch_size: Annotated[int, typer.Option(help=HELP["batch_size"])] = 16,

@@ -24,9 +24,9 @@ class Config(StageConfig):
     models: dict[str, LocalPath] = Field(description="Model name (table row) -> model directory; evaluated side by side.")
     tasks: list[str] = Field(default=["h6"], description="Suites (h6, h6_mc, arc, mmlu) or lm-eval task names.")
     data_dir: LocalPath = Field(description="Benchmark files: <data_dir>/<benchmark>/<split>.jsonl (WORLD/data/benchmarks).")
-    limit: int | dict[str, int] | None = Field(
+    limit: int | dict[str, int | None] | None = Field(
         default=None, description="Items per task (per MMLU subject); null = all. A mapping sets it per task key, "
-        "`default` for the others: {default: 30, gsm8k: 60}.")
+        "`default` for the others: {default: 30, gsm8k: null}.")
     backend: Literal["hf", "vllm"] = Field(default="hf", description="hf (transformers, CPU or GPU) or vllm (GPU).")
     device: str = Field(default="cpu", description="Device for the hf backend: cpu or cuda.")
     batch_size: int = Field(default=16, ge=1, description="lm-eval batch size per actor (the hf backend; vLLM batches "

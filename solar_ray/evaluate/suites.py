@@ -149,7 +149,8 @@ def item_chance(key: str, row: dict[str, Any]) -> float:
     return 1 / len(answer_choices(key, row))
 
 
-Limit = int | dict[str, int] | None  # items per task: one number for all, or per task key (`default`: the rest)
+Limit = int | dict[str, int | None] | None  # items per task: one number for all, or per task key (`default`: the
+# rest); None: every item
 
 
 def task_limit(limit: Limit, key: str) -> int | None:
@@ -162,13 +163,14 @@ def task_limit(limit: Limit, key: str) -> int | None:
 
 
 def check_limit(limit: Limit, source: str = "limit") -> Limit:
-    """A per-task `limit` names only known tasks (or `default`) and positive counts."""
+    """A per-task `limit` names only known tasks (or `default`) and positive counts; a task's None (YAML null)
+    scores its every item."""
     if isinstance(limit, dict):
         unknown = sorted(set(limit) - set(TASKS) - {"default"})
         if unknown:
             raise ValueError(f"{source}: unknown task {unknown[0]!r}; known: default, {', '.join(TASKS)}")
-    counts = limit.values() if isinstance(limit, dict) else [] if limit is None else [limit]
-    if any(count < 1 for count in counts):
+    counts = limit.values() if isinstance(limit, dict) else [limit]
+    if any(count is not None and count < 1 for count in counts):
         raise ValueError(f"{source}: items per task must be at least 1")
     return limit
 

@@ -51,3 +51,5 @@ def test_per_task_limits_name_known_tasks():
         check_limit({"gsm8": 60})
     with pytest.raises(ValueError, match="at least 1"):
         check_limit({"default": 0})
+    every = check_limit({"default": 30, "gsm8k": None})  # null in YAML: every item of that task
+    assert task_limit(every, "gsm8k") is None and task_limit(every, "arc_challenge") == 30

@@ -182,8 +182,9 @@ def test_cli_limit_takes_a_count_or_per_task_counts():
     assert parse_limit("30") == 30
     assert parse_limit("default=30, gsm8k=60") == {"default": 30, "gsm8k": 60}
     assert parse_limit(None) is None
-    with pytest.raises(ConfigError, match="--limit 'gsm8k=all'"):
-        parse_limit("gsm8k=all")
+    assert parse_limit("default=30,gsm8k=all") == {"default": 30, "gsm8k": None}
+    with pytest.raises(ConfigError, match="--limit 'gsm8k=most'"):
+        parse_limit("gsm8k=most")
 
 
 def test_cli_per_task_limit_reaches_the_config(tmp_path, eval_model):
