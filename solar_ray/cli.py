@@ -107,7 +107,7 @@ def pipeline(
         columns = ("stage", "kind", "inputs", "resources", "reserves", "status", *COLUMNS)
         for column in columns:
             table.add_column(column, overflow="fold")
-        for row in pipe.plan(pipe.select(start, only), spec, forced=bool(start or only)):
+        for row in pipe.plan(start, only, spec):
             table.add_row(*(str(row[c]) for c in columns))
         Console(width=260, emoji=False).print(table)
         return

@@ -299,21 +299,26 @@ class Pipeline:
             return [name for name in self.order if name in downstream]
         return list(self.order)
 
+    def forced(self, start: str | None = None, only: str | None = None) -> set[str]:
+        """Stages re-made whether current or not: a selection by --from / --only names what the user wants run."""
+        return set(self.select(start, only)) if (start or only) else set()
+
     # ------------------------------------------------------------------------------------------- plan
 
-    def plan(self, selected: list[str], cluster: Any = None, forced: bool = False) -> list[dict[str, Any]]:
+    def plan(self, start: str | None = None, only: str | None = None, cluster: Any = None) -> list[dict[str, Any]]:
         """One row per stage: inputs, what it reserves, status, and the planner's columns (solar_ray.plan.render:
         devices, memory per device and its parts, work, disk; with a `cluster` spec also fit, hours and cost).
-        `forced` (a selection by --from / --only, which `run` re-makes whether current or not): every selected
-        stage will run."""
+        The selection is `run`'s: with `start` or `only` every selected stage will run, current or not."""
         from solar_ray.plan.planner import make_plan
         from solar_ray.plan.render import stage_columns
 
+        selected = self.select(start, only)
+        forced = self.forced(start, only)
         statuses: dict[str, str] = {}
         for name in self.order:  # parents first: a stage below one that will run runs again after it
             if name not in selected:
                 statuses[name] = "not selected"
-            elif (forced or any(statuses[parent] == "will run" for parent in self.parents[name])
+            elif (name in forced or any(statuses[parent] == "will run" for parent in self.parents[name])
                   or not self.is_current(name)):
                 statuses[name] = "will run"
             else:
@@ -363,7 +368,7 @@ class Pipeline:
         from solar_ray.stages import run_stage
 
         selected = self.select(start, only)
-        forced = set(selected) if (start or only) else set()
+        forced = self.forced(start, only)
         for name in selected:  # inputs of the first selected stages must exist before anything runs
             for key, path in self.input_paths(name).items():
                 parent = self.experiment.stages[name].inputs[key].split(":", 1)[0]

@@ -41,7 +41,7 @@ def test_config_validates_and_starts_with_its_command(path):
 @pytest.mark.parametrize("name", ["tiny", "solar_10_7b"])
 def test_pipeline_dry_run_lists_every_stage_with_inputs_and_resources(name, tmp_path):
     pipe = Pipeline(EXPERIMENTS / name / "pipeline.yaml", output=str(tmp_path / name))
-    plan = pipe.plan(pipe.select())
+    plan = pipe.plan()
     assert [row["stage"] for row in plan] == pipe.order and len(plan) == len(pipe.experiment.stages)
     assert all(row["status"] == "will run" and row["resources"] for row in plan)
     kinds = {row["kind"] for row in plan}

@@ -28,8 +28,9 @@ def parse_models(items: list[str]) -> dict[str, str]:
 
 
 def parse_limit(text: str | None) -> int | dict[str, int | None] | None:
-    """'30' -> 30; 'default=30,gsm8k=all' -> {'default': 30, 'gsm8k': None}: the config's per-task mapping."""
-    if text is None:
+    """'30' -> 30; 'all' -> None (every item); 'default=30,gsm8k=all' -> {'default': 30, 'gsm8k': None}: the config's
+    per-task mapping."""
+    if text is None or text.strip() == "all":
         return None
     try:
         if "=" not in text:
@@ -48,8 +49,8 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path, typer.Option("--data", help=HELP["data_dir"])],
         tasks: Annotated[str, typer.Option(help="Comma-separated suites or tasks, e.g. h6 or arc_challenge,gsm8k.")] = "h6",
         limit: Annotated[str | None, typer.Option(
-            help="Items per task (per MMLU subject); all if not given. TASK=N pairs set it per task, `default` for "
-                 "the others, `all` for every item: --limit default=30,gsm8k=all.")] = None,
+            help="Items per task (per MMLU subject): N, or `all` (the default). TASK=N pairs set it per task, "
+                 "`default` for the others, `all` for every item: --limit default=30,gsm8k=all.")] = None,
         backend: Annotated[str, typer.Option(help=HELP["backend"])] = "hf",
         device: Annotated[str, typer.Option(help=HELP["device"])] = "cpu",
         batch_size: Annotated[int, typer.Option(help=HELP["batch_size"])] = 16,

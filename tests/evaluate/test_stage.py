@@ -182,6 +182,7 @@ def test_cli_limit_takes_a_count_or_per_task_counts():
     assert parse_limit("30") == 30
     assert parse_limit("default=30, gsm8k=60") == {"default": 30, "gsm8k": 60}
     assert parse_limit(None) is None
+    assert parse_limit("all") is None  # every item, as the help says
     assert parse_limit("default=30,gsm8k=all") == {"default": 30, "gsm8k": None}
     with pytest.raises(ConfigError, match="--limit 'gsm8k=most'"):
         parse_limit("gsm8k=most")

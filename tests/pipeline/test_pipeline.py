@@ -75,13 +75,15 @@ def test_the_plan_marks_the_stages_below_a_changed_one_as_running_again(experime
     Pipeline(experiment, output=str(root)).run(report=False)
     experiment.write_text(EXPERIMENT.replace("value: 1}", "value: 2}"))  # a changes; b and c take it as input
     pipe = Pipeline(experiment, output=str(root))
-    assert {row["stage"]: row["status"] for row in pipe.plan(pipe.select())} == {
+    assert {row["stage"]: row["status"] for row in pipe.plan()} == {
         "a": "will run", "b": "will run", "c": "will run"}  # b and c were "cached": the plan left their cost out
     state = pipe.run(report=False)
     assert [state["stages"][s]["status"] for s in "abc"] == ["ran", "ran", "ran"]  # what the plan now says
 
-    statuses = {row["stage"]: row["status"] for row in pipe.plan(pipe.select(start="b"), forced=True)}
+    statuses = {row["stage"]: row["status"] for row in pipe.plan(start="b")}
     assert statuses == {"a": "not selected", "b": "will run", "c": "will run"}  # --from b re-makes b and c
+    statuses = {row["stage"]: row["status"] for row in pipe.plan(only="b")}
+    assert statuses == {"a": "not selected", "b": "will run", "c": "not selected"}  # --only b: b alone, current or not
 
 
 def test_a_run_folder_moved_or_copied_whole_stays_current_where_it_lies(experiment, tmp_path):
@@ -135,7 +137,7 @@ def test_plan_marks_cached_and_pending(experiment, tmp_path):
     root = tmp_path / "out"
     pipe = Pipeline(experiment, output=str(root))
     pipe.run(only="a", report=False)
-    plan = {row["stage"]: row for row in pipe.plan(pipe.select())}
+    plan = {row["stage"]: row for row in pipe.plan()}
     assert plan["a"]["status"] == "cached" and plan["b"]["status"] == "will run"
     assert plan["c"]["inputs"] == "inputs.a<-a, inputs.b<-b"
 

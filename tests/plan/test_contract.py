@@ -91,7 +91,7 @@ def test_a_new_stage_kind_is_scheduled_from_its_contract(experiment, tmp_path):
     root = tmp_path / "out"
     pipe = Pipeline(experiment(8), output=str(root))
     assert pipe.configs["b"].storage == str(root / "ray")  # RAY_STORAGE_KEY pointed at the experiment's root
-    rows = {row["stage"]: row for row in pipe.plan(pipe.select())}
+    rows = {row["stage"]: row for row in pipe.plan()}
     assert rows["b"]["resources"] == "2 stand-in GPU workers" and rows["b"]["reserves"] == "1 CPU + 2 GPU"
     assert rows["b"]["GB/device"] == "8.0" and rows["b"]["devices"] == "2 GPU"
     (root / "ray" / "standin-run").mkdir(parents=True)  # a stale run from other inputs: ray_state finds it

@@ -296,6 +296,7 @@ def test_the_tiny_command_takes_both_seeds(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from solar_ray.cli import app
+    from solar_ray.tiny.stage import generator_digest
 
     monkeypatch.chdir(tmp_path)  # a relative output, as a user types it
     result = CliRunner().invoke(app, ["tiny", "world", "--seed", "1", "--language-seed", "2"])
@@ -303,6 +304,7 @@ def test_the_tiny_command_takes_both_seeds(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "world" / "data" / "manifest.json").read_text())["language_seed"] == 2
     config = json.loads((tmp_path / "world" / "base" / "lineage.json").read_text())["config"]
     assert (config["seed"], config["language_seed"]) == (1, 2)
+    assert config["generator"] == generator_digest()  # as a pipeline's world records it
     assert (tmp_path / "world" / "data" / "benchmarks").is_dir()
 
 
