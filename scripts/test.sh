@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+.venv/bin/python -m pytest --durations=25 "$@" || status=$?  # the slowest 25: where CI's minutes go
 if [ "${SOLAR_RAY_VLLM_TESTS:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
   bash scripts/vllm-venv.sh
   .venv-vllm/bin/python -m pytest -m vllm -q || status=$?

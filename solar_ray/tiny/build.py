@@ -106,11 +106,10 @@ def build_tiny_world(out: Path, seed: int = 0, language_seed: int = 0, force: bo
     """Write the whole tiny world to `out` (atomic): its datasets and tokenizer from `language_seed`, its
     random-init base from `seed`; returns `out`."""
     from solar_ray.tiny.model import build_base_model, train_tokenizer
-    from solar_ray.tiny.stage import Config
 
     files, manifest = generate_datasets(language_seed)
-    # Without a stage config (`solar-ray tiny OUT`), the one it stands for: its lineage then names the generator too.
-    config_dict = dump_config(config or Config(seed=seed, language_seed=language_seed, output=str(out)))
+    config_dict = dump_config(config) if config is not None else {"stage": "tiny", "seed": seed,
+                                                                   "language_seed": language_seed}
     with atomic_dir(out, force=force) as tmp:
         for key, rows in files.items():
             _write_jsonl(tmp / "data" / f"{key}.jsonl", rows)
