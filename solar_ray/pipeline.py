@@ -299,9 +299,11 @@ class Pipeline:
             return [name for name in self.order if name in downstream]
         return list(self.order)
 
-    def forced(self, start: str | None = None, only: str | None = None) -> set[str]:
-        """Stages re-made whether current or not: a selection by --from / --only names what the user wants run."""
-        return set(self.select(start, only)) if (start or only) else set()
+    def selection(self, start: str | None = None, only: str | None = None) -> tuple[list[str], set[str]]:
+        """The selected stages (`select`) and those re-made whether current or not: a selection by --from / --only
+        names what the user wants run."""
+        selected = self.select(start, only)
+        return selected, set(selected) if (start or only) else set()
 
     # ------------------------------------------------------------------------------------------- plan
 
@@ -312,8 +314,7 @@ class Pipeline:
         from solar_ray.plan.planner import make_plan
         from solar_ray.plan.render import stage_columns
 
-        selected = self.select(start, only)
-        forced = self.forced(start, only)
+        selected, forced = self.selection(start, only)
         statuses: dict[str, str] = {}
         for name in self.order:  # parents first: a stage below one that will run runs again after it
             if name not in selected:
@@ -367,8 +368,7 @@ class Pipeline:
         from solar_ray.ray_session import cluster_resources, init_ray
         from solar_ray.stages import run_stage
 
-        selected = self.select(start, only)
-        forced = self.forced(start, only)
+        selected, forced = self.selection(start, only)
         for name in selected:  # inputs of the first selected stages must exist before anything runs
             for key, path in self.input_paths(name).items():
                 parent = self.experiment.stages[name].inputs[key].split(":", 1)[0]
