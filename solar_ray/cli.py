@@ -107,9 +107,12 @@ def pipeline(
         columns = ("stage", "kind", "inputs", "resources", "reserves", "status", *COLUMNS)
         for column in columns:
             table.add_column(column, overflow="fold")
-        for row in pipe.plan(start, only, spec):
+        rows = pipe.plan(start, only, spec)
+        for row in rows:
             table.add_row(*(str(row[c]) for c in columns))
-        Console(width=260, emoji=False).print(table)
+        console = Console(width=260, emoji=False)
+        console.print(table)
+        console.print(plan_summary([row["status"] for row in rows]), highlight=False)
         return
     from solar_ray.console import pipeline_console
     from solar_ray.output_root import claim
@@ -118,6 +121,18 @@ def pipeline(
         pipe.run(start=start, only=only, report=not no_report, parallel=parallel, cluster_spec=spec)
     if rehearse:
         typer.echo(f"rehearsal of {experiment}: every stage ran, in {time.monotonic() - started:.0f} s ({pipe.root})")
+
+
+def plan_summary(statuses: list[str]) -> str:
+    """The dry-run's last line: how many stages will run, may run, are cached."""
+    from solar_ray.plan.planner import CACHED, MAY_RUN, NOT_SELECTED, WILL_RUN
+
+    counts = {status: statuses.count(status) for status in (WILL_RUN, MAY_RUN, CACHED, NOT_SELECTED)}
+    line = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    if counts[MAY_RUN]:
+        line += (f" ({MAY_RUN}: current, below a stage that will run; made again only if that stage's new artifact "
+                 "differs, else cached)")
+    return line
 
 
 @app.command()

@@ -310,20 +310,22 @@ class Pipeline:
     def plan(self, start: str | None = None, only: str | None = None, cluster: Any = None) -> list[dict[str, Any]]:
         """One row per stage: inputs, what it reserves, status, and the planner's columns (solar_ray.plan.render:
         devices, memory per device and its parts, work, disk; with a `cluster` spec also fit, hours and cost).
-        The selection is `run`'s: with `start` or `only` every selected stage will run, current or not."""
-        from solar_ray.plan.planner import make_plan
+        The selection is `run`'s: with `start` or `only` every selected stage will run, current or not. A current
+        stage below one that will run "may run": the run makes it again only if its inputs' new artifacts differ."""
+        from solar_ray.plan.planner import CACHED, MAY_RUN, NOT_SELECTED, RUNNING, WILL_RUN, make_plan
         from solar_ray.plan.render import stage_columns
 
         selected, forced = self.selection(start, only)
         statuses: dict[str, str] = {}
-        for name in self.order:  # parents first: a stage below one that will run runs again after it
+        for name in self.order:  # parents first
             if name not in selected:
-                statuses[name] = "not selected"
-            elif (name in forced or any(statuses[parent] == "will run" for parent in self.parents[name])
-                  or not self.is_current(name)):
-                statuses[name] = "will run"
+                statuses[name] = NOT_SELECTED
+            elif name in forced or not self.is_current(name):
+                statuses[name] = WILL_RUN
+            elif any(statuses[parent] in RUNNING for parent in self.parents[name]):
+                statuses[name] = MAY_RUN
             else:
-                statuses[name] = "cached"
+                statuses[name] = CACHED
         planned = make_plan(self, cluster, statuses=statuses)
         rows = []
         for name in self.order:
@@ -343,9 +345,9 @@ class Pipeline:
     def check_fit(self, selected: list[str], cluster: Any) -> list[str]:
         """Refuse (ConfigError, one line naming the stage, the figure and the limit) a selected stage that cannot
         fit `cluster` (a solar_ray.plan.cluster.ClusterSpec); returns warnings for figures near a limit."""
-        from solar_ray.plan.planner import check, make_plan
+        from solar_ray.plan.planner import NOT_SELECTED, WILL_RUN, check, make_plan
 
-        statuses = {name: "will run" if name in selected else "not selected" for name in self.order}
+        statuses = {name: WILL_RUN if name in selected else NOT_SELECTED for name in self.order}
         return check(make_plan(self, cluster, statuses=statuses), selected)
 
     def run(self, start: str | None = None, only: str | None = None, report: bool = True,

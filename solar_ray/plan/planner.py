@@ -23,6 +23,13 @@ SHORT = {"weights": "w", "gradients": "g", "optimizer": "opt", "ZeRO-3 gather bu
          "vLLM overhead": "vllm", "eval batch": "batch"}
 
 
+# A stage's status in a plan. "may run": its own artifact is current, but a stage above it will run, and the run
+# makes it again only if that stage's new artifact differs (an input re-built with the same files leaves it cached).
+# The plan's figures count it with the stages that will run: an upper bound.
+WILL_RUN, MAY_RUN, CACHED, NOT_SELECTED = "will run", "may run", "cached", "not selected"
+RUNNING = (WILL_RUN, MAY_RUN)
+
+
 @dataclass
 class StagePlan:
     name: str
@@ -60,10 +67,10 @@ class Plan:
     makespan: float | None = None   # hours, scheduled with `parallel` and the node counts
 
     def problems(self) -> list[str]:
-        return [s.problem for s in self.stages.values() if s.problem and s.status == "will run"]
+        return [s.problem for s in self.stages.values() if s.problem and s.status in RUNNING]
 
     def warnings(self) -> list[str]:
-        return [s.warning for s in self.stages.values() if s.warning and s.status == "will run"]
+        return [s.warning for s in self.stages.values() if s.warning and s.status in RUNNING]
 
 
 def make_plan(pipe: Any, cluster: ClusterSpec | None, *, statuses: dict[str, str] | None = None, mfu: float = 0.4,
@@ -73,7 +80,7 @@ def make_plan(pipe: Any, cluster: ClusterSpec | None, *, statuses: dict[str, str
     stages = {}
     for name in pipe.order:
         config = pipe.configs[name]
-        stage = StagePlan(name, config.stage, (statuses or {}).get(name, "will run"), contract.needs(config),
+        stage = StagePlan(name, config.stage, (statuses or {}).get(name, WILL_RUN), contract.needs(config),
                           contract.workload(config, ctx))
         if cluster is not None:
             _place(stage, cluster, mfu, inference_mfu, spot, ctx)
@@ -272,6 +279,6 @@ def check(plan: Plan, selected: list[str]) -> list[str]:
     """Raise a one-line ConfigError for the first selected stage that cannot fit; return the near-limit warnings."""
     for name in selected:
         stage = plan.stages[name]
-        if stage.problem and stage.status == "will run":
+        if stage.problem and stage.status in RUNNING:
             raise ConfigError(stage.problem)
     return [plan.stages[n].warning for n in selected if plan.stages[n].warning]

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from solar_ray.plan.cluster import GB
-from solar_ray.plan.planner import SHORT, Plan
+from solar_ray.plan.planner import RUNNING, SHORT, Plan
 
 COLUMNS = ("node type", "devices", "GB/device", "parts (GB)", "fits", "work", "hours", "disk GB", "USD")
 
@@ -45,7 +45,7 @@ def print_plan(plan: Plan, title: str, console: Console | None = None) -> None:
         table.add_row(name, plan.stages[name].kind, *(row[c] for c in COLUMNS))
     console.print(table)
 
-    running = [s for s in plan.stages.values() if s.status == "will run"]
+    running = [s for s in plan.stages.values() if s.status in RUNNING]
     totals = Table(title="totals", show_header=False)
     totals.add_column("what")
     totals.add_column("value")

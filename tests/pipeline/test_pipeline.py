@@ -76,14 +76,31 @@ def test_the_plan_marks_the_stages_below_a_changed_one_as_running_again(experime
     experiment.write_text(EXPERIMENT.replace("value: 1}", "value: 2}"))  # a changes; b and c take it as input
     pipe = Pipeline(experiment, output=str(root))
     assert {row["stage"]: row["status"] for row in pipe.plan()} == {
-        "a": "will run", "b": "will run", "c": "will run"}  # b and c were "cached": the plan left their cost out
+        "a": "will run", "b": "may run", "c": "may run"}  # b and c were "cached": the plan left their cost out
     state = pipe.run(report=False)
-    assert [state["stages"][s]["status"] for s in "abc"] == ["ran", "ran", "ran"]  # what the plan now says
+    assert [state["stages"][s]["status"] for s in "abc"] == ["ran", "ran", "ran"]  # a's value changed: both ran
 
     statuses = {row["stage"]: row["status"] for row in pipe.plan(start="b")}
     assert statuses == {"a": "not selected", "b": "will run", "c": "will run"}  # --from b re-makes b and c
     statuses = {row["stage"]: row["status"] for row in pipe.plan(only="b")}
     assert statuses == {"a": "not selected", "b": "will run", "c": "not selected"}  # --only b: b alone, current or not
+
+
+def test_below_a_stage_rebuilt_with_the_same_content_the_plan_says_may_run_and_the_run_keeps_them(
+        experiment, tmp_path):
+    root = tmp_path / "out"
+    Pipeline(experiment, output=str(root)).run(report=False)
+    experiment.write_text(EXPERIMENT.replace("value: 1}", "value: 1, sleep: 0.01}"))  # a's config, not its output
+    pipe = Pipeline(experiment, output=str(root))
+    rows = pipe.plan()
+    assert {row["stage"]: row["status"] for row in rows} == {"a": "will run", "b": "may run", "c": "may run"}
+    state = pipe.run(report=False)
+    assert [state["stages"][s]["status"] for s in "abc"] == ["ran", "cached", "cached"]
+
+    from solar_ray.cli import plan_summary
+
+    assert plan_summary([row["status"] for row in rows]).startswith("1 will run, 2 may run (may run: current, ")
+    assert plan_summary(["cached", "will run", "not selected"]) == "1 will run, 1 cached, 1 not selected"
 
 
 def test_a_run_folder_moved_or_copied_whole_stays_current_where_it_lies(experiment, tmp_path):
