@@ -47,3 +47,21 @@ def test_init_ray_reads_parquet_with_the_first_reader(ray_session, tmp_path, mon
     configure_ray_data()
     assert context.use_datasource_v2 is True
 
+
+
+def test_pretraining_reads_the_same_blocks_whichever_the_reader(ray_session, tmp_path, monkeypatch):
+    """Documents are packed within a block: the blocks, and so the trained model, must not depend on the reader."""
+    import ray.data
+
+    from solar_ray.train.pretrain import read_documents
+
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"text": [f"document {i}" for i in range(7)]}), path, row_group_size=3)  # 3 + 3 + 1
+    context = ray.data.DataContext.get_current()
+    blocks = {}
+    for v2 in (False, True):
+        monkeypatch.setattr(context, "use_datasource_v2", v2)
+        dataset = read_documents(path).materialize()
+        blocks[v2] = [block["text"].to_pylist() for block in dataset.iter_batches(batch_size=None,
+                                                                                  batch_format="pyarrow")]
+    assert blocks[False] == blocks[True] == [[f"document {i}" for i in range(7)]]  # V1 unpinned: 4 blocks
