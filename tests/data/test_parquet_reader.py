@@ -48,7 +48,6 @@ def test_init_ray_reads_parquet_with_the_first_reader(ray_session, tmp_path, mon
     assert context.use_datasource_v2 is True
 
 
-
 def test_pretraining_reads_the_same_blocks_whichever_the_reader(ray_session, tmp_path, monkeypatch):
     """Documents are packed within a block: the blocks, and so the trained model, must not depend on the reader."""
     import ray.data
