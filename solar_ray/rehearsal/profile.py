@@ -58,6 +58,8 @@ class Profile(Strict):
     """A scale profile: what changes, per stage kind and per stage."""
 
     parallel: int | None = Field(default=None, ge=1, description="The experiment's `parallel` (stages at once).")
+    hub: bool = Field(default=True, description="Whether the experiment reads the hub, so the rehearsal builds "
+                                                "its stand-in (the tiny world reads local files only).")
     kinds: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Stage kind -> dotted key -> value.")
     stages: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Stage name -> dotted key -> value.")
 

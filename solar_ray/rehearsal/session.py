@@ -1,9 +1,9 @@
 """`solar-ray pipeline EXPERIMENT.yaml --rehearse`: the experiment itself, offline on this machine, sizes changed.
 
 1. The scale profile: `rehearsal.yaml` beside the experiment (profile.py: size keys only).
-2. The hub: the rehearsal hub (mirror.py) is built once under the output root (`<output>/rehearsal_hub/`) and
-   every hub id resolves there (solar_ray.hub's SOLAR_RAY_HUB_MIRROR hook), with HF_HUB_OFFLINE and
-   HF_DATASETS_OFFLINE set, so nothing reaches the network. Set before Ray starts, so Ray workers see them too.
+2. The hub (unless the profile says `hub: false`): the rehearsal hub (mirror.py) is built once under the output
+   root (`<output>/rehearsal_hub/`) and every hub id resolves there (solar_ray.hub's SOLAR_RAY_HUB_MIRROR hook);
+   HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set, so nothing reaches the network. Set before Ray starts, so Ray workers see them too.
 3. The output root: `runs/<experiment>-rehearsal` unless given.
 Raises ConfigError when the experiment has no rehearsal.yaml beside it.
 """
@@ -32,8 +32,9 @@ def prepare(experiment: Path, output: str | None):
         raise ConfigError(f"{experiment}: --rehearse needs a scale profile at {profile_path}")
     profile = Profile.read(profile_path)
     root = Path(output or Path("runs") / f"{read_yaml(Path(experiment)).get('name', 'experiment')}-rehearsal").resolve()
-    hub = root / HUB_DIR
-    if not (hub / "models").is_dir():
-        build_mirror(hub)
-    os.environ[MIRROR_ENV] = str(hub)
+    if profile.hub:
+        hub = root / HUB_DIR
+        if not (hub / "models").is_dir():
+            build_mirror(hub)
+        os.environ[MIRROR_ENV] = str(hub)
     return profile, str(root)
