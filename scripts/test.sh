@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install solar-ray into .venv and run the whole test suite (offline, CPU; with its slow tests, which run the main
-# job, the sweep YAMLs after it and the rehearsal: 46-76 minutes on one 2-core AMD EPYC in December 2026, as busy as
-# the shared machine was; the main job 13-24 of them); then the vLLM tests (marker `vllm`) in .venv-vllm, the community CPU build of vLLM, which
+# job's rehearsal, the sweep YAMLs after it and the paper rehearsal: 57 minutes on one 2-core AMD EPYC on 2026-12-07,
+# from a fresh clone); then the vLLM tests (marker `vllm`) in .venv-vllm, the community CPU build of vLLM, which
 # scripts/vllm-venv.sh builds once and caches. Arguments run only that part of the main suite
 # (`bash scripts/test.sh -x -q tests/merge`); SOLAR_RAY_VLLM_TESTS=1 adds the vLLM tests to it, 0 leaves them out.
 set -euo pipefail
