@@ -3,7 +3,8 @@
 1. The scale profile: `rehearsal.yaml` beside the experiment (profile.py: size keys only).
 2. The hub (unless the profile says `hub: false`): the rehearsal hub (mirror.py) is built once under the output
    root (`<output>/rehearsal_hub/`) and every hub id resolves there (solar_ray.hub's SOLAR_RAY_HUB_MIRROR hook);
-   HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set, so nothing reaches the network. Set before Ray starts, so Ray workers see them too.
+   HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set, so nothing reaches the network. Set before Ray starts, so Ray
+   workers see them too.
 3. The output root: `runs/<experiment>-rehearsal` unless given.
 Raises ConfigError when the experiment has no rehearsal.yaml beside it.
 """

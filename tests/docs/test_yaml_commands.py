@@ -10,7 +10,7 @@ checks its commands against the parser and the validator.
 
 The main job's output: the repository's runs/tiny if `bash scripts/main.sh` wrote it. Else its rehearsal, run
 exactly as experiments/tiny/rehearsal.yaml's first line says (every stage of the main job, wired as in it, a few
-steps and items each: 8 min on 2 cores where the main job takes 20-25), in a cache folder (SOLAR_RAY_MAIN_JOB_CACHE,
+steps and items each: 8-10 min on 2 cores where the main job takes 20-25), in a cache folder (SOLAR_RAY_MAIN_JOB_CACHE,
 default ~/.cache/solar-ray/main-job-rehearsal) whose later runs only check that its stages are current. The
 commands below need the main job's artifacts to exist, not to be good; the main job itself at full size is CI's
 largest cost and is run by `bash scripts/main.sh`. SOLAR_RAY_MAIN_JOB=full runs it in the cache instead
