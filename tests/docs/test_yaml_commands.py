@@ -12,8 +12,8 @@ The main job's output: the repository's runs/tiny if `bash scripts/main.sh` wrot
 exactly as experiments/tiny/rehearsal.yaml's first line says (every stage of the main job, wired as in it, a few
 steps and items each: 8-10 min on 2 cores where the main job takes 20-25), in a cache folder (SOLAR_RAY_MAIN_JOB_CACHE,
 default ~/.cache/solar-ray/main-job-rehearsal) whose later runs only check that its stages are current. The
-commands below need the main job's artifacts to exist, not to be good; the main job itself at full size is CI's
-largest cost and is run by `bash scripts/main.sh`. SOLAR_RAY_MAIN_JOB=full runs it in the cache instead
+commands below need the main job's artifacts to exist, not to be good; the main job at full size (22 min inside CI
+on 2 cores) is `bash scripts/main.sh`'s. SOLAR_RAY_MAIN_JOB=full runs it in the cache instead
 (~/.cache/solar-ray/main-job).
 """
 
