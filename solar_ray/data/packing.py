@@ -7,6 +7,10 @@ wasted. Training workers read the blocks through `ray.train.get_dataset_shard("t
 
     blocks = pack_dataset(ray.data.read_parquet("ds/train.parquet"), "models/base", block_size=512)
     # -> Dataset with one column input_ids: int32 [block_size]
+
+Documents are packed within a Ray block, so the blocks depend on how the input was split into blocks: the
+pretraining stage reads its file in one task (`solar_ray.train.pretrain.read_documents`) so that they do not
+depend on which Ray Data reader is set.
 """
 
 from __future__ import annotations

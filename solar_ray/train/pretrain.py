@@ -92,8 +92,8 @@ def read_documents(path: Path):
     """A data artifact's parquet file as a Ray Dataset read by one task, whichever Ray reader is set. Documents are
     packed within a block, so the blocks, and so the model, must not depend on how a reader splits the file: Ray
     Data's V1 reader cut the tiny world's file, and a 7-row test file, into 4 blocks by its parallelism heuristics
-    where its DataSourceV2 reads a file in one task; read in one task by either, the blocks are
-    cut by Ray's target block size alone, and the tiny world packs the same 360 blocks, the same stream of passes."""
+    where its DataSourceV2 reads a file in one task; read in one task by either, the blocks are cut by Ray's target
+    block size alone, and the tiny world packs the same 360 blocks, the same stream of passes."""
     import ray.data
 
     return ray.data.read_parquet(str(path), override_num_blocks=1)
